@@ -1,0 +1,210 @@
+"""One configuration object, read from a TOML file and the environment, passed down explicitly.
+
+Precedence, lowest to highest: the defaults below, the TOML file (``--config`` or ``CHORUS_CONFIG``),
+environment variables ``CHORUS_<SECTION>__<FIELD>`` (e.g. ``CHORUS_KAFKA__BOOTSTRAP_SERVERS``), and
+finally command-line flags, which the CLI applies with :func:`dataclasses.replace`. Nothing reads
+the environment after :meth:`ChorusConfig.load`, so a worker's behaviour is fully described by the
+object it was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CHORUS_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """How to reach the cluster. Secrets never appear in ``repr`` or logs."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    client_id_prefix: str = "chorus"
+    #: Idempotent producer (KIP-679); turn off only for brokers that lack InitProducerId.
+    enable_idempotence: bool = True
+    request_timeout_ms: int = 30_000
+
+    def client_settings(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client."""
+        settings: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            settings["sasl_mechanism"] = self.sasl_mechanism
+            settings["sasl_plain_username"] = self.sasl_username
+            settings["sasl_plain_password"] = self.sasl_password
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                settings[name] = getattr(self, name)
+        return settings
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    posts: str = "chorus.posts"
+    flags: str = "chorus.flags"
+    dead_letter: str = "chorus.posts.dead-letter"
+    #: Partitions used when Chorus creates the topics itself (demo, ``chorus topics``).
+    partitions: int = 4
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    group_id: str = "chorus-workers"
+    #: A micro-batch closes at this many posts or this many ms after its first post, whichever first.
+    batch_max_posts: int = 500
+    batch_max_latency_ms: int = 250
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    #: Names from ``stream.detector_registry``; every post goes through each of them.
+    detectors: tuple[str, ...] = ("llm_boilerplate",)
+    #: How often a worker logs its throughput and lag line.
+    log_interval_s: float = 10.0
+    #: Back-off bounds when the broker or the store is unavailable (doubles up to the max).
+    retry_backoff_initial_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    #: Posts longer than this are quarantined: no platform's post is 32 kB, so it is junk or abuse.
+    max_text_bytes: int = 32_768
+    #: Whole Kafka message limit, checked before parsing so a huge value costs nothing.
+    max_message_bytes: int = 1_048_576
+    #: Clocks drift; a post further in the future than this is a bug or a forgery.
+    future_skew_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    #: SQLAlchemy URL; a bare path means SQLite. PostgreSQL when workers run on several hosts.
+    url: str = "sqlite:///chorus-data/chorus.db"
+
+
+@dataclass(frozen=True)
+class ChorusConfig:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ChorusConfig:
+        """Defaults, then the TOML file, then ``CHORUS_SECTION__FIELD`` environment variables."""
+        env = os.environ if env is None else env
+        path = path or env.get(f"{ENV_PREFIX}CONFIG")
+        data: dict[str, dict[str, Any]] = {}
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    data = tomllib.load(handle)
+            except FileNotFoundError:
+                raise ConfigError(f"configuration file {path} does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        for key, value in env.items():
+            if not key.startswith(ENV_PREFIX) or "__" not in key:
+                continue
+            section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+            data.setdefault(section, {})[name] = value
+        return cls.from_dict(data, source=str(path) if path else "environment")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Mapping[str, Any]], source: str = "configuration") -> ChorusConfig:
+        sections: dict[str, Any] = {}
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for section, values in data.items():
+            if section not in known:
+                raise ConfigError(f"{source}: unknown section [{section}]; known: {', '.join(known)}")
+            section_type = known[section].default_factory  # type: ignore[misc]
+            sections[section] = _build_section(section_type, section, values, source)
+        return cls(**sections)
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> ChorusConfig:
+        """A copy with some fields replaced, e.g. ``with_overrides(kafka={"bootstrap_servers": x})``."""
+        changed = {
+            name: dataclasses.replace(getattr(self, name), **dict(values))
+            for name, values in sections.items()
+            if values
+        }
+        return dataclasses.replace(self, **changed)
+
+    def to_toml(self) -> str:
+        """Serialise (secrets included) for handing to worker subprocesses via a private file."""
+        lines: list[str] = []
+        for section in dataclasses.fields(self):
+            lines.append(f"[{section.name}]")
+            for item in dataclasses.fields(getattr(self, section.name)):
+                value = getattr(getattr(self, section.name), item.name)
+                if value is not None:
+                    lines.append(f"{item.name} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _build_section(section_type: type, section: str, values: Mapping[str, Any], source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    kwargs: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in fields:
+            raise ConfigError(
+                f"{source}: unknown setting {section}.{name}; known: {', '.join(sorted(fields))}"
+            )
+        default = getattr(section_type(), name)
+        kwargs[name] = _coerce(raw, default, f"{section}.{name}", source)
+    return section_type(**kwargs)
+
+
+def _coerce(raw: Any, default: Any, name: str, source: str) -> Any:
+    """Environment values arrive as strings; convert them to the type of the default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, str):
+                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(raw)
+                return raw.lower() in {"1", "true", "yes"}
+            return bool(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        return None if raw == "" else str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}: {name} = {raw!r} is not a valid {type(default).__name__}"
+        ) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,29 @@
+"""Names a configuration can list under ``worker.detectors``, and how to build each detector.
+
+Detectors are built once per worker process (models load once) and then called per micro-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from detectors.base import Detector
+from detectors.boilerplate import LlmBoilerplateDetector, NoopDetector
+from stream.config import ChorusConfig
+
+DetectorFactory = Callable[[ChorusConfig], Detector]
+
+DETECTOR_FACTORIES: dict[str, DetectorFactory] = {
+    "llm_boilerplate": lambda config: LlmBoilerplateDetector(),
+    "noop": lambda config: NoopDetector(),
+}
+
+
+def build_detectors(names: tuple[str, ...] | list[str], config: ChorusConfig) -> list[Detector]:
+    unknown = [name for name in names if name not in DETECTOR_FACTORIES]
+    if unknown:
+        raise ValueError(
+            f"unknown detector(s) {', '.join(unknown)} in worker.detectors; "
+            f"available: {', '.join(sorted(DETECTOR_FACTORIES))}"
+        )
+    return [DETECTOR_FACTORIES[name](config) for name in names]

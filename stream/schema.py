@@ -1,0 +1,333 @@
+"""The post format on the wire (schema version 1) and its validation, one call per micro-batch.
+
+A post is one JSON object per Kafka message::
+
+    {"post_id": "p1", "account_id": "a1", "created_at": "2026-11-22T10:00:00Z", "text": "...",
+     "lang": "en", "reply_to": null, "repost_of": null, "quote_of": null,
+     "urls": [], "hashtags": [], "mentions": [], "meta": {}, "schema_version": 1}
+
+``created_at`` is RFC 3339 / ISO 8601 with a time (naive means UTC) or epoch seconds or
+milliseconds (numbers above 10^11 are milliseconds: 10^11 s is the year 5138).
+
+Validation is typed decoding in C (msgspec): the whole batch is decoded as one JSON array in a
+single call; only when that fails is it decoded message by message to find and quarantine the bad
+ones with a precise reason. Checks that need values (empty or oversized text, future timestamps)
+are vectorised over the batch with polars. Every message ends up either in ``posts`` or in
+``rejected``, never nowhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+_EPOCH_MS_CUTOFF = 1e11
+
+
+class PostV1(msgspec.Struct, forbid_unknown_fields=False):
+    """Wire format v1. Unknown top-level fields are tolerated (forward compatibility)."""
+
+    post_id: str
+    account_id: str
+    created_at: dt.datetime | float
+    text: str
+    lang: str | None = None
+    reply_to: str | None = None
+    repost_of: str | None = None
+    quote_of: str | None = None
+    urls: list[str] = []
+    hashtags: list[str] = []
+    mentions: list[str] = []
+    meta: dict[str, Any] = {}
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A Kafka record as it came off the wire, before any parsing."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A message that is not a valid post, with a short reason code and a human explanation."""
+
+    message: RawMessage
+    reason: str
+    error: str
+
+
+#: Reason codes a rejection can carry (the dead-letter topic's ``chorus.reason`` header).
+REJECTION_REASONS = (
+    "empty_message",
+    "message_too_large",
+    "invalid_utf8",
+    "not_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "invalid_timestamp",
+    "unsupported_schema_version",
+    "empty_text",
+    "text_too_long",
+    "future_timestamp",
+)
+
+POSTS_FRAME_SCHEMA: dict[str, pl.DataType] = {
+    "post_id": pl.String(),
+    "account_id": pl.String(),
+    "created_at": pl.Datetime("us", "UTC"),
+    "text": pl.String(),
+    "lang": pl.String(),
+    "reply_to": pl.String(),
+    "repost_of": pl.String(),
+    "quote_of": pl.String(),
+    "urls": pl.List(pl.String()),
+    "hashtags": pl.List(pl.String()),
+    "mentions": pl.List(pl.String()),
+    "schema_version": pl.Int32(),
+    "source_topic": pl.String(),
+    "source_partition": pl.Int32(),
+    "source_offset": pl.Int64(),
+}
+
+
+@dataclass
+class ValidatedBatch:
+    """The outcome of one micro-batch: valid posts as a frame (+ their decoded records), and rejects."""
+
+    posts: pl.DataFrame
+    records: list[PostV1] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class PostValidator:
+    """Turns raw Kafka messages into a posts frame and a list of rejections."""
+
+    def __init__(
+        self,
+        *,
+        max_text_bytes: int = 32_768,
+        max_message_bytes: int = 1_048_576,
+        future_skew_s: float = 300.0,
+    ) -> None:
+        self.max_text_bytes = max_text_bytes
+        self.max_message_bytes = max_message_bytes
+        self.future_skew_s = future_skew_s
+        self._one = msgspec.json.Decoder(PostV1)
+        self._many = msgspec.json.Decoder(list[PostV1])
+
+    def validate(self, messages: Sequence[RawMessage], now: dt.datetime | None = None) -> ValidatedBatch:
+        now = now or dt.datetime.now(dt.UTC)
+        rejected: list[Rejection] = []
+        candidates: list[RawMessage] = []
+        for message in messages:
+            size_problem = self._size_problem(message)
+            if size_problem:
+                rejected.append(Rejection(message, *size_problem))
+            else:
+                candidates.append(message)
+
+        decoded = self._decode_batch(candidates)
+        if decoded is None:
+            decoded = []
+            kept: list[RawMessage] = []
+            for message in candidates:
+                outcome = self._decode_one(message)
+                if isinstance(outcome, Rejection):
+                    rejected.append(outcome)
+                else:
+                    decoded.append(outcome)
+                    kept.append(message)
+            candidates = kept
+
+        frame = _to_frame(decoded, candidates)
+        frame, decoded, candidates, late = self._check_values(frame, decoded, candidates, now)
+        rejected.extend(late)
+        # A producer retry can put the same post twice in one batch; the last copy wins, as the
+        # store's upsert would decide anyway.
+        if frame.height and frame.get_column("post_id").is_duplicated().any():
+            keep = frame.with_row_index("_row").unique("post_id", keep="last", maintain_order=True)
+            rows = keep.get_column("_row").to_list()
+            decoded = [decoded[i] for i in rows]
+            frame = keep.drop("_row")
+        return ValidatedBatch(posts=frame, records=decoded, rejected=rejected)
+
+    def _size_problem(self, message: RawMessage) -> tuple[str, str] | None:
+        if not message.value:
+            return "empty_message", "the message has no value (null or zero bytes)"
+        if len(message.value) > self.max_message_bytes:
+            return (
+                "message_too_large",
+                f"the message is {len(message.value)} bytes; the limit is {self.max_message_bytes}",
+            )
+        return None
+
+    def _decode_batch(self, messages: list[RawMessage]) -> list[PostV1] | None:
+        """Fast path: one C call for the whole batch. None means 'some message is bad'."""
+        if not messages:
+            return []
+        try:
+            joined = b"[" + b",".join(m.value for m in messages if m.value) + b"]"
+            posts = self._many.decode(joined)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return None
+        # A value such as b'{...},{...}' would splice into two posts: the count gives it away.
+        if len(posts) != len(messages) or not all(_is_finite_time(p) for p in posts):
+            return None
+        if any(p.schema_version not in SUPPORTED_SCHEMA_VERSIONS for p in posts):
+            return None
+        return posts
+
+    def _decode_one(self, message: RawMessage) -> PostV1 | Rejection:
+        try:
+            post = self._one.decode(message.value or b"")
+        except UnicodeDecodeError as exc:
+            return Rejection(message, "invalid_utf8", f"the message is not valid UTF-8: {exc}")
+        except msgspec.ValidationError as exc:
+            return Rejection(message, *_classify_validation_error(str(exc)))
+        except msgspec.DecodeError as exc:
+            return Rejection(message, "not_json", f"the message is not JSON: {exc}")
+        if not _is_finite_time(post):
+            return Rejection(
+                message, "invalid_timestamp", f"created_at {post.created_at!r} is not a valid epoch time"
+            )
+        if post.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+            return Rejection(
+                message,
+                "unsupported_schema_version",
+                f"schema_version {post.schema_version} is not supported; "
+                f"this worker reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
+            )
+        return post
+
+    def _check_values(
+        self,
+        frame: pl.DataFrame,
+        decoded: list[PostV1],
+        messages: list[RawMessage],
+        now: dt.datetime,
+    ) -> tuple[pl.DataFrame, list[PostV1], list[RawMessage], list[Rejection]]:
+        if frame.height == 0:
+            return frame, decoded, messages, []
+        latest = now + dt.timedelta(seconds=self.future_skew_s)
+        checks = frame.select(
+            empty=pl.col("text").str.strip_chars().str.len_chars() == 0,
+            too_long=pl.col("text").str.len_bytes() > self.max_text_bytes,
+            future=pl.col("created_at") > pl.lit(latest, dtype=pl.Datetime("us", "UTC")),
+        )
+        bad = checks.select(pl.any_horizontal(pl.all())).to_series()
+        if not bad.any():
+            return frame, decoded, messages, []
+        rejected: list[Rejection] = []
+        for row in bad.arg_true().to_list():
+            empty, too_long, future = checks.row(row)
+            message, post = messages[row], decoded[row]
+            if empty:
+                rejected.append(Rejection(message, "empty_text", "text is empty or only white space"))
+            elif too_long:
+                size = len(post.text.encode("utf-8", "surrogatepass"))
+                rejected.append(
+                    Rejection(
+                        message,
+                        "text_too_long",
+                        f"text is {size} bytes; the limit is {self.max_text_bytes}",
+                    )
+                )
+            elif future:
+                rejected.append(
+                    Rejection(
+                        message,
+                        "future_timestamp",
+                        f"created_at {frame['created_at'][row].isoformat()} is more than "
+                        f"{self.future_skew_s:g} s ahead of the worker's clock ({now.isoformat()})",
+                    )
+                )
+        keep = (~bad).to_list()
+        return (
+            frame.filter(~bad),
+            [p for p, k in zip(decoded, keep, strict=True) if k],
+            [m for m, k in zip(messages, keep, strict=True) if k],
+            rejected,
+        )
+
+
+def _is_finite_time(post: PostV1) -> bool:
+    value = post.created_at
+    return isinstance(value, dt.datetime) or (math.isfinite(value) and 0 <= value < 1e14)
+
+
+def epoch_microseconds(value: dt.datetime | float) -> int:
+    """created_at as integer microseconds since the epoch, UTC (naive datetimes are UTC)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return round(value.timestamp() * 1_000_000)
+    seconds = value / 1000.0 if value >= _EPOCH_MS_CUTOFF else value
+    return round(seconds * 1_000_000)
+
+
+def _to_frame(posts: list[PostV1], messages: list[RawMessage]) -> pl.DataFrame:
+    columns: dict[str, list[Any]] = {
+        "post_id": [p.post_id for p in posts],
+        "account_id": [p.account_id for p in posts],
+        "created_at": [epoch_microseconds(p.created_at) for p in posts],
+        "text": [p.text for p in posts],
+        "lang": [p.lang for p in posts],
+        "reply_to": [p.reply_to for p in posts],
+        "repost_of": [p.repost_of for p in posts],
+        "quote_of": [p.quote_of for p in posts],
+        "urls": _list_column([p.urls for p in posts]),
+        "hashtags": _list_column([p.hashtags for p in posts]),
+        "mentions": _list_column([p.mentions for p in posts]),
+        "schema_version": [p.schema_version for p in posts],
+        "source_topic": [m.topic for m in messages],
+        "source_partition": [m.partition for m in messages],
+        "source_offset": [m.offset for m in messages],
+    }
+    schema = dict(POSTS_FRAME_SCHEMA)
+    schema["created_at"] = pl.Int64()
+    frame = pl.DataFrame(columns, schema=schema)
+    return frame.with_columns(pl.col("created_at").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+
+
+def _list_column(lists: list[list[str]]) -> pl.Series:
+    """Build a list[str] column through Arrow offsets: 30x faster than polars from nested lists."""
+    lengths = np.fromiter(map(len, lists), dtype=np.int32, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array(list(itertools.chain.from_iterable(lists)), pa.large_string())
+    return pl.Series(pa.ListArray.from_arrays(pa.array(offsets), values)).cast(pl.List(pl.String()))
+
+
+def _classify_validation_error(error: str) -> tuple[str, str]:
+    if error.startswith("Object missing required field"):
+        return "missing_field", error
+    if error.startswith("Expected `object`"):
+        return "not_an_object", f"a post must be a JSON object: {error}"
+    if "created_at" in error:
+        return "invalid_timestamp", f"{error} (use ISO 8601 with a time, or epoch seconds/milliseconds)"
+    return "wrong_type", error
+
+
+def encode_post(post: dict[str, Any] | PostV1) -> bytes:
+    """Serialise a post for producing (used by the simulator, the producer command and tests)."""
+    return msgspec.json.encode(post)

@@ -1,0 +1,447 @@
+"""The stream worker: posts topic -> validation -> detectors -> store -> flags topic -> commit.
+
+At-least-once, written down as one ordered list of steps (``_process``), as quixstreams'
+checkpoint does it:
+
+1. validate the micro-batch; bad messages become dead letters with their reason;
+2. run every registered detector on the valid posts (one call per detector per batch);
+3. write posts, detector results, flags, dead letters and the previous batch's metrics to the store
+   in ONE transaction, as upserts keyed by post id (so a replay changes nothing);
+4. produce flags (key = post id) and dead letters (original bytes) and flush the producer;
+5. only then commit the consumer offsets of the batch.
+
+A crash anywhere before step 5 means the batch is read again by whoever owns the partition next,
+and steps 3-4 are idempotent (store upserts; flags carry a stable ``flag_id``). Transient failures
+of the store or the broker are retried with exponential back-off instead of crashing the worker.
+SIGTERM (``request_stop``) lets the batch in hand finish, commits it and leaves the group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+import numpy as np
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from detectors.base import Detections, Detector
+from stream.config import ChorusConfig
+from stream.kafka_clients import make_consumer, make_producer
+from stream.schema import PostValidator, RawMessage, ValidatedBatch
+from stream.store import Store
+
+log = logging.getLogger("chorus.worker")
+
+T = TypeVar("T")
+
+#: Failures worth waiting out: the broker or the database is (briefly) unreachable.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (KafkaError, OperationalError, DBAPIError)
+
+FLAG_SCHEMA = "chorus.flag/1"
+
+
+class StopRequested(Exception):
+    """Raised inside a retry loop when the worker was asked to stop while waiting."""
+
+
+@dataclass
+class WorkerStats:
+    """Running totals, for the periodic log line, the metrics table and tests."""
+
+    batches: int = 0
+    messages: int = 0
+    valid: int = 0
+    rejected: int = 0
+    flagged: int = 0
+    retries: int = 0
+    commit_failures: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+class _DropRevokedRecords(ConsumerRebalanceListener):
+    """Records buffered from a partition we lose are dropped: they are uncommitted, so the new
+    owner reads them again. Processing them here instead could race the new owner."""
+
+    def __init__(self, worker: PostWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        lost = set(revoked)
+        before = len(self.worker._buffer)
+        self.worker._buffer = [r for r in self.worker._buffer if TopicPartition(r.topic, r.partition) not in lost]
+        if revoked:
+            log.info(
+                "%s: partitions revoked %s (dropped %d buffered records for their new owner)",
+                self.worker.worker_id, _fmt_partitions(revoked), before - len(self.worker._buffer),
+            )
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        log.info("%s: partitions assigned %s", self.worker.worker_id, _fmt_partitions(assigned))
+
+
+class PostWorker:
+    """One member of the workers' consumer group."""
+
+    def __init__(
+        self,
+        config: ChorusConfig,
+        store: Store,
+        detectors: Sequence[Detector],
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.detectors = list(detectors)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.validator = PostValidator(
+            max_text_bytes=config.validation.max_text_bytes,
+            max_message_bytes=config.validation.max_message_bytes,
+            future_skew_s=config.validation.future_skew_s,
+        )
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._buffer: list[Any] = []
+        self._pending_metrics: dict[str, Any] | None = None
+        self._consumer = None
+        self._producer = None
+        self._last_log = time.monotonic()
+        self._last_log_valid = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the worker to finish the batch in hand, commit, and leave the group."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, idle_exit_s: float | None = None) -> WorkerStats:
+        """Consume until stopped (or, with ``idle_exit_s``, until no post arrived for that long)."""
+        cfg = self.config
+        self._consumer = make_consumer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.worker_id}")
+        self._producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.worker_id}-out")
+        self._consumer.subscribe([cfg.topics.posts], listener=_DropRevokedRecords(self))
+        log.info(
+            "%s: joined group %r on topic %r (batches of <= %d posts / %d ms; detectors: %s)",
+            self.worker_id, cfg.worker.group_id, cfg.topics.posts, cfg.worker.batch_max_posts,
+            cfg.worker.batch_max_latency_ms, ", ".join(d.name for d in self.detectors) or "none",
+        )
+        last_data = time.monotonic()
+        try:
+            while not self.stopping:
+                batch = self._collect_batch()
+                if batch:
+                    last_data = time.monotonic()
+                    try:
+                        self._process(batch)
+                    except StopRequested:
+                        log.warning("%s: stopped while retrying; the uncommitted batch will be re-read",
+                                    self.worker_id)
+                        break
+                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                    log.info("%s: idle for %.0f s, stopping", self.worker_id, idle_exit_s)
+                    break
+                self._maybe_log()
+        finally:
+            self._shutdown()
+        return self.stats
+
+    def _shutdown(self) -> None:
+        if self._pending_metrics is not None:
+            try:
+                self.store.write_batch(posts=[], results=[], flags=[], dead_letters=[],
+                                       metrics=self._pending_metrics)
+            except RETRYABLE_ERRORS as exc:
+                log.warning("%s: last metrics row not written: %s", self.worker_id, exc)
+            self._pending_metrics = None
+        if self._producer is not None:
+            self._producer.close(timeout=10)
+        if self._consumer is not None:
+            # Offsets were committed explicitly after each batch; closing leaves the group at once
+            # so the partitions move to another worker without waiting for the session timeout.
+            self._consumer.close(autocommit=False)
+        self._maybe_log(force=True)
+        log.info("%s: left the group after %d batches, %d posts", self.worker_id, self.stats.batches,
+                 self.stats.valid)
+
+    # -- the loop --------------------------------------------------------------------------
+    def _collect_batch(self) -> list[Any]:
+        """Poll until the batch is full or its latency bound has passed since its first record."""
+        wcfg = self.config.worker
+        deadline: float | None = None
+        started = time.perf_counter()
+        while len(self._buffer) < wcfg.batch_max_posts and not self.stopping:
+            if deadline is None:
+                timeout_ms = wcfg.batch_max_latency_ms
+            else:
+                timeout_ms = int((deadline - time.monotonic()) * 1000)
+                if timeout_ms <= 0:
+                    break
+            polled = self._consumer.poll(
+                timeout_ms=timeout_ms, max_records=wcfg.batch_max_posts - len(self._buffer)
+            )
+            for records in polled.values():
+                self._buffer.extend(records)
+            if self._buffer and deadline is None:
+                deadline = time.monotonic() + wcfg.batch_max_latency_ms / 1000
+            if not self._buffer:
+                break
+        batch, self._buffer = self._buffer, []
+        if batch:
+            self.stats.add_stage("poll", time.perf_counter() - started)
+        return batch
+
+    def _process(self, records: list[Any]) -> None:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = now - clock
+            self.stats.add_stage(stage, now - clock)
+            clock = now
+
+        raws = [
+            RawMessage(r.topic, r.partition, r.offset, r.key, r.value, getattr(r, "timestamp", None))
+            for r in records
+        ]
+        validated = self.validator.validate(raws)
+        lap("validate")
+
+        detections = [d.detect(validated.posts) for d in self.detectors] if validated.posts.height else []
+        lap("detect")
+
+        now = dt.datetime.now(dt.UTC)
+        post_rows = _post_rows(validated, now)
+        result_rows, flag_rows = _result_and_flag_rows(validated, detections, now)
+        dead_rows = [
+            {
+                "source_topic": r.message.topic,
+                "source_partition": r.message.partition,
+                "source_offset": r.message.offset,
+                "reason": r.reason,
+                "error": r.error,
+                "key": r.message.key,
+                "value": r.message.value or b"",
+                "received_at": now,
+                "worker_id": self.worker_id,
+            }
+            for r in validated.rejected
+        ]
+        metrics, self._pending_metrics = self._pending_metrics, None
+        self._retry(
+            "store write",
+            lambda: self.store.write_batch(
+                posts=post_rows, results=result_rows, flags=flag_rows, dead_letters=dead_rows,
+                metrics=metrics,
+            ),
+        )
+        lap("store")
+
+        self._retry("produce", lambda: self._produce(flag_rows, validated))
+        lap("produce")
+
+        self._commit(records)
+        lap("commit")
+
+        self.stats.batches += 1
+        self.stats.messages += len(records)
+        self.stats.valid += validated.posts.height
+        self.stats.rejected += len(validated.rejected)
+        self.stats.flagged += len(flag_rows)
+        lag = self._lag()
+        total = sum(timings.values())
+        self._pending_metrics = {
+            "at": dt.datetime.now(dt.UTC),
+            "worker_id": self.worker_id,
+            "batch_size": len(records),
+            "valid": validated.posts.height,
+            "rejected": len(validated.rejected),
+            "flagged": len(flag_rows),
+            "lag_total": sum(lag.values()) if lag else None,
+            "lag": {str(k): v for k, v in lag.items()},
+            "timings": {k: round(v * 1000, 3) for k, v in timings.items()},
+            "posts_per_s": len(records) / total if total > 0 else None,
+        }
+
+    def _produce(self, flag_rows: list[dict[str, Any]], validated: ValidatedBatch) -> None:
+        topics = self.config.topics
+        futures = []
+        for flag in flag_rows:
+            futures.append(
+                self._producer.send(
+                    topics.flags,
+                    key=flag["post_id"].encode(),
+                    value=msgspec.json.encode({"schema": FLAG_SCHEMA, **flag}),
+                )
+            )
+        for rejection in validated.rejected:
+            m = rejection.message
+            headers = [
+                ("chorus.reason", rejection.reason.encode()),
+                ("chorus.error", rejection.error.encode("utf-8", "replace")[:4000]),
+                ("chorus.source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
+                ("chorus.worker", self.worker_id.encode()),
+            ]
+            futures.append(
+                self._producer.send(topics.dead_letter, key=m.key, value=m.value or b"", headers=headers)
+            )
+        self._producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
+        for future in futures:
+            # Raises the delivery error, if any, so the retry loop sends the whole set again.
+            future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset <= r.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        try:
+            self._retry("commit", lambda: self._consumer.commit(offsets), give_up_on=(CommitFailedError,))
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked: another worker owns these partitions now and
+            # will re-read the batch. The store writes were idempotent, so this costs time only.
+            self.stats.commit_failures += 1
+            log.warning("%s: commit refused after a rebalance (%s); the new owner re-reads the batch",
+                        self.worker_id, exc)
+
+    def _retry(
+        self,
+        what: str,
+        action: Callable[[], T],
+        *,
+        give_up_on: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        delay = self.config.worker.retry_backoff_initial_s
+        while True:
+            try:
+                return action()
+            except give_up_on:
+                raise
+            except RETRYABLE_ERRORS as exc:
+                self.stats.retries += 1
+                log.warning("%s: %s failed (%s: %s); retrying in %.1f s", self.worker_id, what,
+                            type(exc).__name__, exc, delay)
+                if self._stop.wait(delay):
+                    raise StopRequested(what) from exc
+                delay = min(delay * 2, self.config.worker.retry_backoff_max_s)
+
+    # -- observability ----------------------------------------------------------------------
+    def _lag(self) -> dict[TopicPartition, int]:
+        """Per-partition lag from the high-water mark of the last fetch (brokers such as Tansu
+        report wrong end offsets through ListOffsets, so fetch responses are the source)."""
+        lag: dict[TopicPartition, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=1000)
+            except KafkaError:
+                continue
+            if position is not None:
+                lag[tp] = max(0, highwater - position)
+        return lag
+
+    def _maybe_log(self, force: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = now - self._last_log
+        if not force and elapsed < self.config.worker.log_interval_s:
+            return
+        rate = (self.stats.valid - self._last_log_valid) / elapsed if elapsed > 0 else 0.0
+        lag = self._lag() if self._consumer is not None and not force else {}
+        stages = " ".join(f"{k}={v * 1000 / max(1, self.stats.batches):.1f}ms"
+                          for k, v in self.stats.stage_seconds.items())
+        log.info(
+            "%s: %d posts (%.0f/s), %d rejected, %d flagged, %d retries; lag %s; per batch %s",
+            self.worker_id, self.stats.valid, rate, self.stats.rejected, self.stats.flagged,
+            self.stats.retries,
+            f"{sum(lag.values())} ({_fmt_lag(lag)})" if lag else "n/a", stages or "-",
+        )
+        self._last_log = now
+        self._last_log_valid = self.stats.valid
+
+
+def _post_rows(validated: ValidatedBatch, now: dt.datetime) -> list[dict[str, Any]]:
+    frame = validated.posts
+    if frame.height == 0:
+        return []
+    rows = frame.to_dicts()
+    for row, record in zip(rows, validated.records, strict=True):
+        row["meta"] = record.meta
+        row["ingested_at"] = now
+    return rows
+
+
+def _result_and_flag_rows(
+    validated: ValidatedBatch, detections: list[Detections], now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    results: list[dict[str, Any]] = []
+    flags: list[dict[str, Any]] = []
+    if not detections:
+        return results, flags
+    accounts = validated.posts.get_column("account_id").to_list()
+    created = validated.posts.get_column("created_at").to_list()
+    for det in detections:
+        probabilities = [None if np.isnan(p) else float(p) for p in det.probability]
+        for i, post_id in enumerate(det.post_ids):
+            flagged = bool(det.flagged[i])
+            evidence = det.evidence_for(i)
+            results.append(
+                {
+                    "post_id": post_id,
+                    "detector": det.detector,
+                    "model_version": det.model_version,
+                    "score": float(det.score[i]),
+                    "probability": probabilities[i],
+                    "threshold_name": det.threshold_name,
+                    "threshold": det.threshold,
+                    "flagged": flagged,
+                    "evidence": evidence,
+                    "scored_at": now,
+                }
+            )
+            if flagged:
+                flags.append(
+                    {
+                        "flag_id": f"{det.detector}:{post_id}",
+                        "post_id": post_id,
+                        "account_id": accounts[i],
+                        "detector": det.detector,
+                        "model_version": det.model_version,
+                        "score": float(det.score[i]),
+                        "probability": probabilities[i],
+                        "threshold_name": det.threshold_name,
+                        "threshold": det.threshold,
+                        "evidence": evidence,
+                        "post_created_at": created[i],
+                        "flagged_at": now,
+                    }
+                )
+    return results, flags
+
+
+def _fmt_partitions(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(partitions)) or "none"
+
+
+def _fmt_lag(lag: dict[TopicPartition, int]) -> str:
+    return " ".join(f"p{tp.partition}={n}" for tp, n in sorted(lag.items()))
