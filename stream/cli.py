@@ -49,16 +49,7 @@ def load_config(args: argparse.Namespace) -> ChorusConfig:
 def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
     from stream import commands
 
-    registrars = [commands.register]
-    for optional in ("stream.aitext_cli", "stream.coord_cli"):
-        try:
-            module = __import__(optional, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != optional:
-                raise
-            continue
-        registrars.append(module.register)
-    return registrars
+    return [commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

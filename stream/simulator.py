@@ -219,9 +219,10 @@ def _campaign_posts(
     posts: list[dict[str, Any]] = []
     if not campaigns or n == 0:
         return posts
-    per_campaign = max(1, n // len(campaigns))
     counter = 0
     for c, (campaign, members) in enumerate(campaigns.items()):
+        # Split n exactly: the stream has as many posts as asked for.
+        per_campaign = n // len(campaigns) + (1 if c < n % len(campaigns) else 0)
         made = 0
         wave = 0
         while made < per_campaign:

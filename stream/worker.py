@@ -154,6 +154,8 @@ class PostWorker:
                         log.warning("%s: stopped while retrying; the uncommitted batch will be re-read",
                                     self.worker_id)
                         break
+                elif not self._consumer.assignment():
+                    last_data = time.monotonic()  # still joining the group: not idle yet
                 elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                     log.info("%s: idle for %.0f s, stopping", self.worker_id, idle_exit_s)
                     break

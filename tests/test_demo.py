@@ -1,0 +1,48 @@
+"""``chorus demo`` runs to completion on a small stream, and the README tells the truth about CI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.simulator import malformed_messages
+from stream.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.kafka
+def test_demo_runs_the_whole_pipeline_into_the_store(tmp_path: Path) -> None:
+    store_path = tmp_path / "demo.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "demo", "--posts", "600", "--workers", "2", "--no-progress",
+         "--store", str(store_path), "--timeout", "300"],
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Chorus demo complete" in result.stdout
+    assert f"chorus console --store {store_path}" in result.stdout
+    with Store.open(str(store_path)) as store:
+        assert store.count("posts") == 600
+        assert store.count("detector_results") == 600
+        assert store.count("dead_letters") == len(list(malformed_messages()))
+        assert store.count("flags") > 0
+        assert store.count("worker_metrics") > 0
+
+
+def test_readme_first_screen_gives_the_commands_ci_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:30])
+    blocks = re.findall(r"```bash\n(.*?)```", first_screen, flags=re.S)
+    commands = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2, "the first screen gives exactly two commands: install+demo, and tests"
+    install_and_demo, test = commands
+    assert install_and_demo.startswith("bash .ci/install") and "chorus demo" in install_and_demo
+    ci_steps = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert "bash .ci/install" in ci_steps, "CI installs the way the README says"
+    assert test in ci_steps, f"CI must run the README's test command: {test}"
+    assert "pytest" in (REPO / test.split()[-1]).read_text()
