@@ -1,0 +1,87 @@
+"""The command line as a user runs it: help, topics, produce, simulate, worker --processes, migrate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import pipeline_config
+
+from stream.cli import main
+from stream.config import ChorusConfig
+from stream.store import Store
+from stream.topics import topic_plan
+
+
+def chorus(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_lists_every_command() -> None:
+    result = chorus("--help")
+    assert result.returncode == 0
+    for command in ("demo", "worker", "topics", "produce", "simulate", "migrate", "broker", "console"):
+        assert command in result.stdout
+    assert "chorus demo" in result.stdout, "the help starts a newcomer at the demo"
+
+
+def test_a_bad_setting_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "migrate", "--store", str(tmp_path / "s.db")],
+        capture_output=True, text=True, timeout=60,
+        env={"CHORUS_WORKER__BATCH_MAX_POSTS": "lots", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr and "batch_max_posts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_creates_the_store(tmp_path: Path) -> None:
+    assert main(["migrate", "--store", str(tmp_path / "s.db")]) == 0
+    with Store.open(str(tmp_path / "s.db"), migrate=False) as store:
+        assert store.schema_version() >= 1
+
+
+@pytest.mark.kafka
+def test_topics_creates_explicit_partitions(broker, capsys: pytest.CaptureFixture[str]) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    env_config = ChorusConfig().with_overrides(
+        topics={"posts": f"{name}.posts", "flags": f"{name}.flags", "dead_letter": f"{name}.dlq"}
+    )
+    config_file = Path(f"/tmp/{name}.toml")
+    config_file.write_text(env_config.to_toml())
+    try:
+        assert main(["topics", "--config", str(config_file), "--bootstrap", broker.bootstrap, "--partitions", "3"]) == 0
+        # Running it again is harmless: the topics exist.
+        assert main(["topics", "--config", str(config_file), "--bootstrap", broker.bootstrap, "--partitions", "3"]) == 0
+    finally:
+        config_file.unlink()
+    out = capsys.readouterr().out
+    assert f"{name}.posts: 3 partitions" in out and f"{name}.dlq: 1 partitions" in out
+    assert set(topic_plan(env_config, 3)) == {f"{name}.posts", f"{name}.flags", f"{name}.dlq"}
+
+
+@pytest.mark.kafka
+def test_simulate_produce_and_a_worker_pool_process_a_file(broker, tmp_path: Path) -> None:
+    config = pipeline_config(broker, tmp_path, partitions=2)
+    config_path = tmp_path / "chorus.toml"
+    config_path.write_text(config.to_toml())
+    posts_file = tmp_path / "posts.jsonl"
+    assert main(["simulate", str(posts_file), "--posts", "300", "--seed", "2"]) == 0
+    with posts_file.open("ab") as handle:
+        handle.write(b"\n{this line is broken\n")
+    assert main(["produce", str(posts_file), "--config", str(config_path)]) == 0
+
+    result = chorus("worker", "--config", str(config_path), "--processes", "2", "--idle-exit", "4", timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Store.open(config.store.url) as store:
+        assert store.count("posts") == 300
+        dead = store.frame("dead_letters")
+        assert dead["reason"].to_list() == ["not_json"]
+        assert bytes(dead["value"][0]) == b"{this line is broken"
+        workers = set(store.frame("worker_metrics")["worker_id"])
+    assert len(workers) >= 1 and all("-" in w for w in workers)
