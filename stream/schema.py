@@ -86,9 +86,11 @@ REJECTION_REASONS = (
     "wrong_type",
     "invalid_timestamp",
     "unsupported_schema_version",
+    "nul_character",
     "empty_text",
     "text_too_long",
     "future_timestamp",
+    "store_rejected",  # valid on the wire, refused by the database (found by the worker)
 )
 
 POSTS_FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -195,6 +197,9 @@ class PostValidator:
             return None
         if any(p.schema_version not in SUPPORTED_SCHEMA_VERSIONS for p in posts):
             return None
+        # NUL can only arrive escaped; a plain substring search is enough to send the batch the slow way.
+        if b"\\u0000" in joined:
+            return None
         return posts
 
     def _decode_one(self, message: RawMessage) -> PostV1 | Rejection:
@@ -209,6 +214,12 @@ class PostValidator:
         if not _is_finite_time(post):
             return Rejection(
                 message, "invalid_timestamp", f"created_at {post.created_at!r} is not a valid epoch time"
+            )
+        if b"\\u0000" in (message.value or b"") and b"\\u0000" in msgspec.json.encode(post):
+            return Rejection(
+                message,
+                "nul_character",
+                "a field contains the NUL character (U+0000), which databases cannot store; strip it at the source",
             )
         if post.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
             return Rejection(

@@ -282,6 +282,7 @@ def malformed_messages(now: dt.datetime | None = None) -> Iterator[tuple[str, by
     yield "wrong_type", variant(3, urls="https://not-a-list.example")
     yield "invalid_timestamp", variant(4, created_at="last tuesday")
     yield "unsupported_schema_version", variant(5, schema_version=99)
+    yield "nul_character", variant(9, text="hello\u0000world")
     yield "empty_text", variant(6, text="   ")
     yield "text_too_long", variant(7, text="x" * 40_000)
     yield "future_timestamp", variant(8, created_at=int(now.timestamp()) + 86_400)

@@ -33,22 +33,37 @@ import numpy as np
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 
 from detectors.base import Detections, Detector
 from stream.config import ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
-from stream.schema import PostValidator, RawMessage, ValidatedBatch
+from stream.schema import PostValidator, RawMessage, Rejection, ValidatedBatch
 from stream.store import Store
 
 log = logging.getLogger("chorus.worker")
 
 T = TypeVar("T")
 
-#: Failures worth waiting out: the broker or the database is (briefly) unreachable.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (KafkaError, OperationalError, DBAPIError)
-
 FLAG_SCHEMA = "chorus.flag/1"
+
+#: A dead letter carries the original bytes plus headers; past this the value is cut on the topic
+#: (the store keeps it whole) so the producer never loops on a message the broker cannot take.
+DEAD_LETTER_MAX_VALUE_BYTES = 1_000_000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures worth waiting out: the broker or the database is (briefly) unreachable or busy.
+
+    Anything else (a constraint the data violates, a value the database cannot store, a message
+    the broker refuses for its size or for authorisation) would fail the same way forever, so it
+    must not be retried in a loop.
+    """
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False))
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class StopRequested(Exception):
@@ -169,7 +184,7 @@ class PostWorker:
             try:
                 self.store.write_batch(posts=[], results=[], flags=[], dead_letters=[],
                                        metrics=self._pending_metrics)
-            except RETRYABLE_ERRORS as exc:
+            except (KafkaError, StatementError) as exc:
                 log.warning("%s: last metrics row not written: %s", self.worker_id, exc)
             self._pending_metrics = None
         if self._producer is not None:
@@ -233,7 +248,56 @@ class PostWorker:
         now = dt.datetime.now(dt.UTC)
         post_rows = _post_rows(validated, now)
         result_rows, flag_rows = _result_and_flag_rows(validated, detections, now)
-        dead_rows = [
+        dead_rows = self._dead_rows(validated.rejected, now)
+        metrics, self._pending_metrics = self._pending_metrics, None
+        refused: list[Rejection] = []
+        try:
+            self._retry(
+                "store write",
+                lambda: self.store.write_batch(
+                    posts=post_rows, results=result_rows, flags=flag_rows, dead_letters=dead_rows,
+                    metrics=metrics,
+                ),
+            )
+        except StatementError as exc:
+            log.error("%s: the store refused the batch (%s); writing its posts one by one to find the bad ones",
+                      self.worker_id, exc.orig if exc.orig is not None else exc)
+            flag_rows, refused = self._write_one_by_one(post_rows, result_rows, flag_rows, raws, now)
+            validated.rejected.extend(refused)
+            self._retry("store write", lambda: self.store.write_batch(
+                posts=[], results=[], flags=[], dead_letters=dead_rows + self._dead_rows(refused, now),
+                metrics=metrics,
+            ))
+        lap("store")
+
+        self._retry("produce", lambda: self._produce(flag_rows, validated))
+        lap("produce")
+
+        self._commit(records)
+        lap("commit")
+
+        self.stats.batches += 1
+        self.stats.messages += len(records)
+        self.stats.valid += validated.posts.height - len(refused)
+        self.stats.rejected += len(validated.rejected)
+        self.stats.flagged += len(flag_rows)
+        lag = self._lag()
+        total = sum(timings.values())
+        self._pending_metrics = {
+            "at": dt.datetime.now(dt.UTC),
+            "worker_id": self.worker_id,
+            "batch_size": len(records),
+            "valid": validated.posts.height - len(refused),
+            "rejected": len(validated.rejected),
+            "flagged": len(flag_rows),
+            "lag_total": sum(lag.values()) if lag else None,
+            "lag": {str(k): v for k, v in lag.items()},
+            "timings": {k: round(v * 1000, 3) for k, v in timings.items()},
+            "posts_per_s": len(records) / total if total > 0 else None,
+        }
+
+    def _dead_rows(self, rejected: list[Rejection], now: dt.datetime) -> list[dict[str, Any]]:
+        return [
             {
                 "source_topic": r.message.topic,
                 "source_partition": r.message.partition,
@@ -245,43 +309,36 @@ class PostWorker:
                 "received_at": now,
                 "worker_id": self.worker_id,
             }
-            for r in validated.rejected
+            for r in rejected
         ]
-        metrics, self._pending_metrics = self._pending_metrics, None
-        self._retry(
-            "store write",
-            lambda: self.store.write_batch(
-                posts=post_rows, results=result_rows, flags=flag_rows, dead_letters=dead_rows,
-                metrics=metrics,
-            ),
-        )
-        lap("store")
 
-        self._retry("produce", lambda: self._produce(flag_rows, validated))
-        lap("produce")
-
-        self._commit(records)
-        lap("commit")
-
-        self.stats.batches += 1
-        self.stats.messages += len(records)
-        self.stats.valid += validated.posts.height
-        self.stats.rejected += len(validated.rejected)
-        self.stats.flagged += len(flag_rows)
-        lag = self._lag()
-        total = sum(timings.values())
-        self._pending_metrics = {
-            "at": dt.datetime.now(dt.UTC),
-            "worker_id": self.worker_id,
-            "batch_size": len(records),
-            "valid": validated.posts.height,
-            "rejected": len(validated.rejected),
-            "flagged": len(flag_rows),
-            "lag_total": sum(lag.values()) if lag else None,
-            "lag": {str(k): v for k, v in lag.items()},
-            "timings": {k: round(v * 1000, 3) for k, v in timings.items()},
-            "posts_per_s": len(records) / total if total > 0 else None,
-        }
+    def _write_one_by_one(
+        self,
+        post_rows: list[dict[str, Any]],
+        result_rows: list[dict[str, Any]],
+        flag_rows: list[dict[str, Any]],
+        raws: list[RawMessage],
+        now: dt.datetime,
+    ) -> tuple[list[dict[str, Any]], list[Rejection]]:
+        """Isolate posts the store refuses (a constraint, a value it cannot hold) as dead letters,
+        so one bad post neither blocks its partition nor takes the batch's good posts with it."""
+        by_source = {(m.partition, m.offset): m for m in raws}
+        refused: list[Rejection] = []
+        refused_ids: set[str] = set()
+        for row in post_rows:
+            pid = row["post_id"]
+            try:
+                self._retry("store write", lambda row=row, pid=pid: self.store.write_batch(
+                    posts=[row],
+                    results=[r for r in result_rows if r["post_id"] == pid],
+                    flags=[f for f in flag_rows if f["post_id"] == pid],
+                    dead_letters=[],
+                ))
+            except StatementError as exc:
+                message = by_source[(row["source_partition"], row["source_offset"])]
+                refused.append(Rejection(message, "store_rejected", f"the store refused this post: {exc.orig or exc}"))
+                refused_ids.add(pid)
+        return [f for f in flag_rows if f["post_id"] not in refused_ids], refused
 
     def _produce(self, flag_rows: list[dict[str, Any]], validated: ValidatedBatch) -> None:
         topics = self.config.topics
@@ -302,9 +359,11 @@ class PostWorker:
                 ("chorus.source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
                 ("chorus.worker", self.worker_id.encode()),
             ]
-            futures.append(
-                self._producer.send(topics.dead_letter, key=m.key, value=m.value or b"", headers=headers)
-            )
+            value = m.value or b""
+            if len(value) > DEAD_LETTER_MAX_VALUE_BYTES:
+                headers.append(("chorus.truncated_from", str(len(value)).encode()))
+                value = value[:DEAD_LETTER_MAX_VALUE_BYTES]
+            futures.append(self._producer.send(topics.dead_letter, key=m.key, value=value, headers=headers))
         self._producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
         for future in futures:
             # Raises the delivery error, if any, so the retry loop sends the whole set again.
@@ -338,7 +397,9 @@ class PostWorker:
                 return action()
             except give_up_on:
                 raise
-            except RETRYABLE_ERRORS as exc:
+            except (KafkaError, StatementError) as exc:
+                if not is_transient(exc):
+                    raise
                 self.stats.retries += 1
                 log.warning("%s: %s failed (%s: %s); retrying in %.1f s", self.worker_id, what,
                             type(exc).__name__, exc, delay)

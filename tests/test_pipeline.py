@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from pipeline_helpers import (
@@ -20,6 +21,7 @@ from pipeline_helpers import (
     wait_until,
 )
 
+from detectors.base import ScoringDetector
 from detectors.boilerplate import LlmBoilerplateDetector
 from stream.detector_registry import build_detectors
 from stream.producer import produce_posts
@@ -186,5 +188,32 @@ def test_sigterm_finishes_the_batch_commits_and_leaves(broker, tmp_path: Path) -
         metrics = store.frame("worker_metrics")
         processed = dict(metrics.group_by("worker_id").agg(pl.col("batch_size").sum()).iter_rows())
         assert processed == {"worker": stored, "worker-2": 2_000 - stored}, "no message was read twice"
+    finally:
+        store.close()
+
+
+class _PoisonedDetector(ScoringDetector):
+    """Returns NaN for posts that say 'poison': the store's NOT NULL on scores refuses those rows."""
+
+    name = "poisoned"
+
+    def decision_function(self, posts: pl.DataFrame) -> np.ndarray:
+        return np.where(posts["text"].str.contains("poison").to_numpy(), np.nan, 0.0)
+
+
+def test_posts_the_store_refuses_become_dead_letters_and_the_rest_land(tansu, tmp_path: Path) -> None:
+    config = pipeline_config(tansu, tmp_path, partitions=1)
+    posts = simulate_posts(SimulationConfig(seed=21, posts=60))
+    posts[10]["text"] = "poison " + posts[10]["text"]
+    posts[40]["text"] = "poison " + posts[40]["text"]
+    produce_posts(config, posts)
+    store = Store.open(config.store.url)
+    try:
+        stats = PostWorker(config, store, [_PoisonedDetector()], worker_id="w").run(idle_exit_s=4)
+        assert stats.valid == 58 and stats.rejected == 2
+        assert store.count("posts") == 58
+        dead = store.frame("dead_letters")
+        assert dead["reason"].to_list() == ["store_rejected", "store_rejected"]
+        assert all("refused" in e for e in dead["error"])
     finally:
         store.close()
