@@ -3,10 +3,14 @@
 #
 # Usage (Debian, as root; idempotent, so running it twice reuses the running server):
 #
-#     eval "$(bash .ci/postgres.sh)"      # preferred: the only thing on stdout is one `export` line
-#     source .ci/postgres.sh              # same effect; the work runs in a child bash, so `set -e`
-#                                         # and `exit` never leak into the calling shell
+#     source .ci/postgres.sh              # preferred: returns non-zero when the server can't start;
+#                                         # the work runs in a child bash, so `set -e` and `exit`
+#                                         # never leak into the calling shell
+#     line="$(bash .ci/postgres.sh)" && eval "${line}"   # same; stdout is one `export` line
 #     bash .ci/postgres.sh --stop         # stop the server (the data directory is kept)
+#
+# Beware a bare `eval "$(bash .ci/postgres.sh)"`: eval of an empty string succeeds, so a failed
+# start goes unnoticed even under `set -e` and the PostgreSQL tests are merely skipped.
 #
 # Either way the calling shell ends up with
 #     CHORUS_TEST_PG_URL=postgresql+psycopg://USER:PASS@127.0.0.1:PORT/DB
