@@ -1,6 +1,6 @@
 """Pipeline overhead: one worker, no-op detector, posts topic -> validation -> store -> flags topic.
 
-    python bench/bench_pipeline.py [--posts 20000] [--runs 3] [--bootstrap HOST:PORT]
+    python bench/bench_pipeline.py [--posts 20000] [--runs 3] [--bootstrap HOST:PORT] [--quick]
 
 Posts are produced before the clock starts, so the figure is the worker's own throughput. Each run
 uses fresh topics, a fresh consumer group and a fresh SQLite store. Without ``--bootstrap`` the
@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--bootstrap", help="an existing broker (default: start embedded Tansu)")
+    parser.add_argument("--quick", action="store_true", help="2,000 posts, one run (a smoke test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.posts, args.runs = 2_000, 1
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
