@@ -164,7 +164,8 @@ def test_the_worker_survives_the_broker_going_away(fresh_apache_kafka, tmp_path:
 
 
 def test_sigterm_finishes_the_batch_commits_and_leaves(broker, tmp_path: Path) -> None:
-    config = pipeline_config(broker, tmp_path, partitions=2, batch_max_posts=100)
+    # Small batches, so SIGTERM very likely arrives with a batch in hand and work left over.
+    config = pipeline_config(broker, tmp_path, partitions=2, batch_max_posts=50)
     posts = simulate_posts(SimulationConfig(seed=12, posts=2_000))
     ends = produce_posts(config, posts)
     pool = WorkerPool(config, tmp_path)
@@ -187,7 +188,8 @@ def test_sigterm_finishes_the_batch_commits_and_leaves(broker, tmp_path: Path) -
         assert store.count("posts") == 2_000
         metrics = store.frame("worker_metrics")
         processed = dict(metrics.group_by("worker_id").agg(pl.col("batch_size").sum()).iter_rows())
-        assert processed == {"worker": stored, "worker-2": 2_000 - stored}, "no message was read twice"
+        expected = {"worker": stored, "worker-2": 2_000 - stored}
+        assert processed == {w: n for w, n in expected.items() if n}, "no message was read twice"
     finally:
         store.close()
 
