@@ -47,9 +47,9 @@ def load_config(args: argparse.Namespace) -> ChorusConfig:
 
 
 def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from stream import commands
+    from stream import commands, coord_cli
 
-    return [commands.register]
+    return [commands.register, coord_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
