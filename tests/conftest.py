@@ -67,3 +67,84 @@ def topic_factory(request: pytest.FixtureRequest) -> Callable[..., str]:
         return new_topic(on, partitions, prefix=request.node.name)
 
     return make
+
+
+# --- console -------------------------------------------------------------------------------------
+# The review console and its data access (stream/review.py). `review_db_url` is an empty store on
+# SQLite and, when CHORUS_TEST_PG_URL is set, on PostgreSQL (a schema of its own per test). The
+# console tests read a store filled by the real pipeline: `chorus demo` runs once per session
+# (`demo_store_file`, ~10 s with its embedded broker) and each test gets its own copy (`demo_store`).
+
+REVIEW_PG_SKIP = (
+    "CHORUS_TEST_PG_URL is not set: start a server with `source .ci/postgres.sh` (as root on Debian) "
+    "or point it at postgresql+psycopg://USER:PASS@HOST:PORT/DB"
+)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param(
+            "postgresql",
+            id="postgresql",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif("not os.environ.get('CHORUS_TEST_PG_URL')", reason=REVIEW_PG_SKIP),
+            ],
+        ),
+    ]
+)
+def review_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a temp SQLite file, or a fresh PostgreSQL schema dropped after."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine.url import make_url
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'review.db'}"
+        return
+    pg_url = os.environ["CHORUS_TEST_PG_URL"]
+    schema = f"chorus_review_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store filled by the real pipeline (`chorus demo`, 400 posts, one worker), made once."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("console-demo")
+    path = folder / "demo.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "demo", "--posts", "400", "--workers", "1", "--no-progress",
+         "--store", str(path), "--timeout", "240"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail("chorus demo failed to fill the console's store:\n" + result.stdout[-3000:] + result.stderr[-3000:])
+    return path
+
+
+@pytest.fixture
+def demo_store(demo_store_file: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo store for one test (SQLite's backup API: a consistent copy, WAL included)."""
+    import sqlite3
+
+    copy = tmp_path / "console.db"
+    with sqlite3.connect(demo_store_file) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return copy

@@ -1,0 +1,257 @@
+"""The console's one data-access module: cached reads and audited actions over :mod:`stream.review`.
+
+Pages call only this module. Reads are wrapped in ``st.cache_data`` with a short TTL, keyed by
+the store URL and the (frozen, hashable) filter, so reruns and other reviewers' sessions share
+results and a page of a 100,000-flag queue costs one indexed query every few seconds at most.
+Every action goes straight to :mod:`stream.review` (never cached; it validates against the
+database, not against what the cache showed) and then clears the read cache, so the reviewer sees
+the effect of their action at once. Other reviewers' changes show up within :data:`READ_TTL_S`;
+a conflict caused by a stale screen is caught by the optimistic checks and explained.
+
+Settings: the store URL comes from ``streamlit run dashboards/app.py -- --store URL`` (what
+``chorus console`` runs), else from the Chorus configuration (``--config FILE``,
+``CHORUS_CONFIG``, ``CHORUS_STORE__URL``). ``CHORUS_SLA_HOURS`` (or ``[chorus] sla_hours`` in
+Streamlit secrets) sets the review SLA, 24 hours by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from stream import review
+from stream.config import ChorusConfig
+from stream.review import CampaignFilter, FlagFilter, Outcome, QueuePage, Reviewer
+from stream.store import Store
+
+#: How long a cached read may be shown before it is read again (seconds).
+READ_TTL_S = 10
+#: Session-state key of the banner shown after an action's rerun.
+NOTICE_KEY = "chorus_notice"
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """Where the console reads and how it measures the SLA; resolved once per session."""
+
+    store_url: str
+    sla: timedelta
+
+
+def _secret(section: str, key: str) -> Any:
+    """A value from Streamlit secrets, or None when there is no secrets file or no such key."""
+    try:
+        return st.secrets.get(section, {}).get(key)
+    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
+        return None
+
+
+def settings() -> ConsoleSettings:
+    """The console's settings: command line after ``--``, then the Chorus configuration."""
+    if "chorus_settings" not in st.session_state:
+        parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        parser.add_argument("--store")
+        parser.add_argument("--config")
+        args, _ = parser.parse_known_args(sys.argv[1:])
+        url = args.store or ChorusConfig.load(args.config).store.url
+        hours = os.environ.get("CHORUS_SLA_HOURS") or _secret("chorus", "sla_hours") or 24
+        st.session_state["chorus_settings"] = ConsoleSettings(url, timedelta(hours=float(hours)))
+    return st.session_state["chorus_settings"]
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(url: str) -> Store:
+    """One Store (connection pool) per URL for the whole server: sessions share it."""
+    return Store.open(url)
+
+
+def store() -> Store:
+    return _open_store(settings().store_url)
+
+
+def store_label() -> str:
+    """The store's URL for people: the password hidden."""
+    return store().engine.url.render_as_string(hide_password=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Cached reads (keyed by URL so two consoles on two stores never mix)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _flag_queue(url: str, flt: FlagFilter, limit: int, offset: int, sla_s: float) -> QueuePage:
+    return review.flag_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
+
+
+def flag_queue(flt: FlagFilter, *, limit: int, offset: int) -> QueuePage:
+    s = settings()
+    return _flag_queue(s.store_url, flt, limit, offset, s.sla.total_seconds())
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _campaign_queue(url: str, flt: CampaignFilter, limit: int, offset: int, sla_s: float) -> QueuePage:
+    return review.campaign_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
+
+
+def campaign_queue(flt: CampaignFilter, *, limit: int, offset: int) -> QueuePage:
+    s = settings()
+    return _campaign_queue(s.store_url, flt, limit, offset, s.sla.total_seconds())
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _facets(url: str) -> dict[str, list[str]]:
+    return review.facets(_open_store(url))
+
+
+def facets() -> dict[str, list[str]]:
+    return _facets(settings().store_url)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _post_detail(url: str, post_id: str) -> dict[str, Any] | None:
+    return review.post_detail(_open_store(url), post_id)
+
+
+def post_detail(post_id: str) -> dict[str, Any] | None:
+    return _post_detail(settings().store_url, post_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _post_of_flag(url: str, flag_id: str) -> str | None:
+    return review.post_of_flag(_open_store(url), flag_id)
+
+
+def post_of_flag(flag_id: str) -> str | None:
+    return _post_of_flag(settings().store_url, flag_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _account_summary(url: str, account_id: str) -> dict[str, Any]:
+    return review.account_summary(_open_store(url), account_id)
+
+
+def account_summary(account_id: str) -> dict[str, Any]:
+    return _account_summary(settings().store_url, account_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _account_posts(url: str, account_id: str) -> pl.DataFrame:
+    return review.account_posts(_open_store(url), account_id)
+
+
+def account_posts(account_id: str) -> pl.DataFrame:
+    return _account_posts(settings().store_url, account_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _campaign_detail(url: str, campaign_id: str) -> dict[str, Any] | None:
+    return review.campaign_detail(_open_store(url), campaign_id)
+
+
+def campaign_detail(campaign_id: str) -> dict[str, Any] | None:
+    return _campaign_detail(settings().store_url, campaign_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _posts_by_id(url: str, post_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return review.posts_by_id(_open_store(url), post_ids)
+
+
+def posts_by_id(post_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return _posts_by_id(settings().store_url, tuple(post_ids))
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _decision_history(url: str, reviewer: str | None, limit: int, offset: int) -> pl.DataFrame:
+    return review.decision_history(_open_store(url), reviewer=reviewer, limit=limit, offset=offset)
+
+
+def decision_history(*, reviewer: str | None, limit: int, offset: int) -> pl.DataFrame:
+    return _decision_history(settings().store_url, reviewer, limit, offset)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _audit_trail(url: str, subject_id: str | None, actor: str | None, limit: int, offset: int) -> pl.DataFrame:
+    return review.audit_trail(_open_store(url), subject_id=subject_id, actor=actor, limit=limit, offset=offset)
+
+
+def audit_trail(
+    *, subject_id: str | None = None, actor: str | None = None, limit: int = 200, offset: int = 0
+) -> pl.DataFrame:
+    return _audit_trail(settings().store_url, subject_id or None, actor or None, limit, offset)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _labelled_decisions_csv(url: str) -> bytes:
+    return review.labelled_decisions(_open_store(url), include_text=True).write_csv().encode()
+
+
+def labelled_decisions_csv() -> bytes:
+    return _labelled_decisions_csv(settings().store_url)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _overview(url: str, sla_s: float, volume_by: str, unit: str) -> dict[str, Any]:
+    s = _open_store(url)
+    return {
+        "sizes": review.queue_sizes(s, sla=timedelta(seconds=sla_s)),
+        "volume": review.flag_volume(s, by=volume_by, unit=unit),
+        "throughput": review.worker_throughput(s),
+        "precision": review.detector_precision(s, cutoffs=(0.5, 0.7, 0.9, 0.99)),
+        "dead_letters": review.dead_letter_reasons(s),
+        "decisions": review.decision_history(s, limit=5_000),
+    }
+
+
+def overview(*, volume_by: str, unit: str) -> dict[str, Any]:
+    s = settings()
+    return _overview(s.store_url, s.sla.total_seconds(), volume_by, unit)
+
+
+# --------------------------------------------------------------------------------------------
+# Actions
+
+
+def act(action: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome | None:
+    """Run one review action against the store, then drop cached reads and leave a notice.
+
+    Returns the outcome, or None when the action was refused as a whole (permission, bad input):
+    the refusal is left as the notice, in the reviewer's words.
+    """
+    try:
+        outcome = action(store(), *args, **kwargs)
+    except review.ReviewError as exc:
+        notify("error", str(exc))
+        return None
+    st.cache_data.clear()
+    level = "success" if outcome.ok and outcome.applied else "warning"
+    notify(level, outcome.summary(), outcome.conflicts)
+    return outcome
+
+
+def next_flag(reviewer: Reviewer, flt: FlagFilter, *, exclude: Sequence[str] = ()) -> str | None:
+    """The next case for "submit and next", claimed for the reviewer; retries if someone beats us to it."""
+    skip = list(exclude)
+    for _ in range(5):
+        flag_id = review.next_flag(store(), reviewer, flt, exclude=skip)
+        if flag_id is None:
+            return None
+        outcome = review.claim(store(), reviewer, [flag_id])
+        if outcome.applied or outcome.unchanged:
+            st.cache_data.clear()
+            return flag_id
+        skip.append(flag_id)
+    return None
+
+
+def notify(level: str, message: str, details: dict[str, str] | None = None) -> None:
+    """Leave a banner for the next run (actions rerun the page, which would wipe a banner shown now)."""
+    st.session_state[NOTICE_KEY] = {"level": level, "message": message, "details": dict(details or {})}

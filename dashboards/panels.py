@@ -1,0 +1,161 @@
+"""Controls the pages share: the decision form (reason code + statement of reasons) and claim buttons.
+
+Keyboard shortcuts (Streamlit's ``shortcut=``; they do not fire while typing in a text box, except
+with Ctrl): ``1``-``4`` pick confirm / dismiss / escalate / action, ``Ctrl+Enter`` submits,
+``Shift+Enter`` submits and opens the next case, ``L`` claims, ``U`` releases. Each widget key
+carries a per-form counter that moves on after a successful submit, so the next case starts with
+an empty form (Streamlit forbids writing to a widget's state once it is drawn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from stream.review import DECISIONS, MAX_STATEMENT_CHARS, REASON_CODES, Reviewer, reason_codes_for
+
+#: The decisions offered first, each with its shortcut key; the enforcement actions share "4".
+QUICK_DECISIONS: tuple[tuple[str, str], ...] = (("confirm", "1"), ("dismiss", "2"), ("escalate", "3"), ("label", "4"))
+DECISION_LABELS: dict[str, str] = {
+    "confirm": "Confirm",
+    "dismiss": "Dismiss",
+    "escalate": "Escalate",
+    "label": "Action: label",
+    "reduce_reach": "Action: reduce reach",
+    "remove": "Action: remove",
+    "suspend_account": "Action: suspend account",
+}
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    """What the reviewer filled in and which submit button they pressed."""
+
+    decision: str
+    reason_code: str
+    statement: str
+    submitted: bool
+    and_next: bool
+
+
+def _nonce(key: str) -> int:
+    return int(st.session_state.setdefault(f"{key}-nonce", 0))
+
+
+def reset_form(key: str) -> None:
+    """Start the form ``key`` afresh on the next run (after a successful decision)."""
+    st.session_state[f"{key}-nonce"] = _nonce(key) + 1
+
+
+def _pick(state_key: str, decision: str) -> None:
+    st.session_state[state_key] = decision
+
+
+def decision_form(
+    key: str, reviewer: Reviewer, *, with_next: bool = False, submit_label: str = "Submit"
+) -> DecisionInput:
+    """Decision, reason code and statement; the submit buttons are disabled for viewers."""
+    nonce = _nonce(key)
+    decision_key = f"{key}-decision-{nonce}"
+    st.session_state.setdefault(decision_key, "confirm")
+    quick = st.columns(len(QUICK_DECISIONS))
+    for column, (name, shortcut) in zip(quick, QUICK_DECISIONS, strict=True):
+        column.button(
+            DECISION_LABELS[name],
+            key=f"{key}-quick-{name}-{nonce}",
+            shortcut=shortcut,
+            on_click=_pick,
+            args=(decision_key, name),
+            width="stretch",
+        )
+    explained = "; ".join(f"{DECISION_LABELS[d]}: {kind.description}" for d, kind in DECISIONS.items())
+    decision = st.selectbox(
+        "Decision", list(DECISIONS), key=decision_key, format_func=DECISION_LABELS.__getitem__, help=explained
+    )
+    codes = reason_codes_for(decision)
+    reason = st.selectbox(
+        "Reason code",
+        codes,
+        key=f"{key}-reason-{decision}-{nonce}",
+        format_func=lambda code: f"{code}: {REASON_CODES[code].description}",
+    )
+    needs_statement = DECISIONS[decision].restrictive
+    statement = st.text_area(
+        "Statement of reasons" + (" (required)" if needs_statement else ""),
+        key=f"{key}-statement-{nonce}",
+        max_chars=MAX_STATEMENT_CHARS,
+        placeholder="What you found and which policy it breaks; the user is told this.",
+    )
+    buttons = st.columns(2 if with_next else 1)
+    disabled = not reviewer.can_decide
+    submitted = buttons[0].button(
+        submit_label,
+        key=f"{key}-submit-{nonce}",
+        type="primary",
+        shortcut="Ctrl+Enter",
+        disabled=disabled,
+        width="stretch",
+    )
+    and_next = False
+    if with_next:
+        and_next = buttons[1].button(
+            "Submit and next",
+            key=f"{key}-submit-next-{nonce}",
+            shortcut="Shift+Enter",
+            disabled=disabled,
+            width="stretch",
+        )
+    if disabled:
+        st.caption("Viewers cannot decide; ask a lead for the reviewer role.")
+    return DecisionInput(decision, reason or "", statement or "", submitted or and_next, and_next)
+
+
+def selectable_table(frame: Any, *, prefix: str, state: Hashable, **kwargs: Any) -> list[int]:
+    """A table whose rows can be ticked; returns the ticked row positions.
+
+    The widget key changes with ``state`` (the filter and page shown) and after every action
+    (:func:`after_action`), so a selection never outlives the rows it was made on: a decided row
+    leaves the queue and the rows below it move up.
+    """
+    generation = st.session_state.get(f"{prefix}-generation", 0)
+    key = f"{prefix}-table-{abs(hash((state, generation)))}"
+    event = st.dataframe(frame, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True, **kwargs)
+    return [i for i in event.selection.rows if i < len(frame)]
+
+
+def after_action(prefix: str) -> None:
+    """Forget the table's selection and rerun, which shows the action's outcome."""
+    st.session_state[f"{prefix}-generation"] = st.session_state.get(f"{prefix}-generation", 0) + 1
+    st.rerun()
+
+
+def pager(prefix: str, *, total: int, limit: int, shortcuts: bool = False) -> int:
+    """Previous / next page buttons over ``total`` rows; returns the offset to show."""
+    offset = int(st.session_state.setdefault(f"{prefix}-offset", 0))
+    last_page = max((total - 1) // limit, 0)
+    columns = st.columns([1, 1, 6])
+    if columns[0].button("Previous page", key=f"{prefix}-previous", shortcut="P" if shortcuts else None,
+                         disabled=offset == 0):  # fmt: skip
+        st.session_state[f"{prefix}-offset"] = max(offset - limit, 0)
+        st.rerun()
+    if columns[1].button("Next page", key=f"{prefix}-next", shortcut="N" if shortcuts else None,
+                         disabled=offset // limit >= last_page):  # fmt: skip
+        st.session_state[f"{prefix}-offset"] = offset + limit
+        st.rerun()
+    return offset
+
+
+def subject_id(param: str, *, title: str, hint: str) -> str:
+    """The id in the query parameter ``param``; without one, ask for it and stop the page."""
+    value = st.query_params.get(param)
+    if value:
+        return str(value)
+    st.info(hint)
+    entered = st.text_input(f"{title} id", key=f"{param}-open")
+    if entered.strip():
+        st.query_params[param] = entered.strip()
+        st.rerun()
+    st.stop()

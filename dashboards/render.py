@@ -1,0 +1,271 @@
+"""Safe rendering and charts: everything that turns posts (hostile input) into something on screen.
+
+Posts are written by strangers, so anything they control (text, account ids, links, hashtags,
+evidence) is shown as TEXT: ``st.text``, dataframe cells, chart tooltips, or HTML built here with
+every piece escaped by :func:`html.escape`. It is never interpolated into Markdown (a link or an
+image in Markdown is a tracking pixel or a phishing link) nor into raw HTML unescaped. Long texts
+are cut to :data:`MAX_SHOWN_CHARS` with a note, so a 1 MB "post" cannot freeze the browser.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import altair as alt
+import networkx as nx
+import polars as pl
+import streamlit as st
+
+from dashboards.data import NOTICE_KEY
+from stream.review import Edge
+
+#: Characters of one post shown on screen; the rest is offered as a download.
+MAX_SHOWN_CHARS = 20_000
+#: Tokens highlighted inline; longer evidence is cut (a post is at most a few thousand tokens).
+MAX_TOKENS = 5_000
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md_escape(value: object) -> str:
+    """Backslash-escape Markdown so a string from the data shows literally inside a Markdown element."""
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
+
+
+def clip(text: str | None, limit: int = MAX_SHOWN_CHARS) -> tuple[str, bool]:
+    """The first ``limit`` characters and whether anything was cut."""
+    text = text or ""
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def post_text(text: str | None, *, key: str) -> None:
+    """A post's text as plain text (never Markdown or HTML), cut when huge, full text downloadable."""
+    shown, cut = clip(text)
+    st.text(shown if shown else "(empty)")
+    if cut:
+        st.caption(f"Showing the first {MAX_SHOWN_CHARS:,} of {len(text or ''):,} characters.")
+        st.download_button(
+            "Download the full text",
+            (text or "").encode(),
+            file_name="post.txt",
+            mime="text/plain",
+            key=f"download-{key}",
+        )
+
+
+def _heat(value: float | None, low: float, high: float) -> str:
+    """Background for a token: stronger for more predictable tokens (low surprisal)."""
+    if value is None or high <= low:
+        return "transparent"
+    strength = 1.0 - (value - low) / (high - low)
+    return f"rgba(255, 140, 0, {0.10 + 0.55 * strength:.2f})"
+
+
+def surprisal_html(pairs: Sequence[tuple[str, float | None]]) -> str:
+    """Tokens in order, each escaped, shaded by surprisal, with the value in a tooltip."""
+    pairs = list(pairs[:MAX_TOKENS])
+    values = [v for _, v in pairs if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    spans = []
+    for token, value in pairs:
+        title = "no value" if value is None else f"surprisal {value:.2f} bits"
+        spans.append(
+            f'<span title="{html.escape(title)}" style="background:{_heat(value, low, high)};'
+            f'white-space:pre-wrap">{html.escape(token)}</span>'
+        )
+    return (
+        '<div style="font-family:monospace;line-height:1.7;border:1px solid #ddd;padding:0.5em">'
+        + "".join(spans)
+        + "</div>"
+    )
+
+
+def phrases_html(text: str, phrases: Iterable[str]) -> str | None:
+    """The text with each evidence phrase marked (case-insensitive), all of it escaped; None if none occur."""
+    shown, _ = clip(text)
+    wanted = sorted({p for p in phrases if isinstance(p, str) and p.strip()}, key=len, reverse=True)
+    if not wanted:
+        return None
+    pattern = re.compile("|".join(re.escape(p) for p in wanted), re.IGNORECASE)
+    parts, last, hits = [], 0, 0
+    for match in pattern.finditer(shown):
+        parts.append(html.escape(shown[last : match.start()]))
+        parts.append(f'<mark style="background:rgba(255,140,0,0.45)">{html.escape(match.group(0))}</mark>')
+        last, hits = match.end(), hits + 1
+    if not hits:
+        return None
+    parts.append(html.escape(shown[last:]))
+    return '<div style="white-space:pre-wrap;border:1px solid #ddd;padding:0.5em">' + "".join(parts) + "</div>"
+
+
+def age(seconds: float | None) -> str:
+    """Seconds as '3d 4h', '5h 10m', '7m', '40s'."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def sla_text(seconds_left: float | None) -> str:
+    """'overdue 3h 0m' or 'due in 5h 10m'."""
+    if seconds_left is None:
+        return ""
+    return f"overdue {age(seconds_left)}" if seconds_left < 0 else f"due in {age(seconds_left)}"
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Charts
+
+
+def graph_layout(nodes: Sequence[str], edges: Sequence[Edge], *, seed: int = 7) -> dict[str, tuple[float, float]]:
+    """Node positions: a seeded spring layout, so the same campaign always draws the same way."""
+    graph = nx.Graph()
+    graph.add_nodes_from(nodes)
+    for edge in edges:
+        graph.add_edge(edge.source, edge.target, weight=max(edge.weight, 0.01))
+    if graph.number_of_nodes() == 0:
+        return {}
+    positions = nx.spring_layout(graph, seed=seed, weight="weight")
+    return {str(node): (float(x), float(y)) for node, (x, y) in positions.items()}
+
+
+def account_graph_chart(
+    nodes: pl.DataFrame, edges: Sequence[Edge], positions: Mapping[str, tuple[float, float]]
+) -> alt.LayerChart:
+    """Accounts as circles (size: posts, colour: undecided flags), links as lines (width: weight).
+
+    Interactive: zoom and pan, tooltips with the numbers, click a node to select its account.
+    ``nodes`` has ``account_id``, ``posts``, ``flags``.
+    """
+    node_rows = [
+        {
+            **row,
+            "x": positions.get(row["account_id"], (0.0, 0.0))[0],
+            "y": positions.get(row["account_id"], (0.0, 0.0))[1],
+        }
+        for row in nodes.to_dicts()
+    ]
+    edge_rows = [
+        {
+            "source": e.source,
+            "target": e.target,
+            "network": e.network,
+            "weight": e.weight,
+            "evidence": len(e.evidence),
+            "x": positions[e.source][0],
+            "y": positions[e.source][1],
+            "x2": positions[e.target][0],
+            "y2": positions[e.target][1],
+        }
+        for e in edges
+        if e.source in positions and e.target in positions
+    ]
+    axis = alt.Axis(title=None, labels=False, ticks=False, grid=False, domain=False)
+    # Padding keeps the outermost nodes and their labels inside the plot.
+    x_scale, y_scale = alt.Scale(zero=False, nice=False, padding=40), alt.Scale(zero=False, nice=False, padding=30)
+    pick = alt.selection_point(fields=["account_id"], name="account", on="click")
+    links = (
+        alt.Chart(alt.Data(values=edge_rows))
+        .mark_rule(opacity=0.55)
+        .encode(
+            x=alt.X("x:Q", axis=axis, scale=x_scale),
+            y=alt.Y("y:Q", axis=axis, scale=y_scale),
+            x2="x2:Q",
+            y2="y2:Q",
+            strokeWidth=alt.StrokeWidth("weight:Q", scale=alt.Scale(range=[1, 6]), legend=None),
+            color=alt.Color("network:N", title="link"),
+            tooltip=["source:N", "target:N", "network:N", alt.Tooltip("weight:Q", format=".2f"), "evidence:Q"],
+        )
+    )
+    dots = (
+        alt.Chart(alt.Data(values=node_rows))
+        .mark_circle(stroke="black", strokeWidth=0.5, opacity=0.95)
+        .encode(
+            x=alt.X("x:Q", axis=axis, scale=x_scale),
+            y=alt.Y("y:Q", axis=axis, scale=y_scale),
+            size=alt.Size("posts:Q", scale=alt.Scale(range=[80, 700]), title="posts"),
+            fill=alt.Fill("flags:Q", scale=alt.Scale(scheme="orangered"), title="undecided flags"),
+            tooltip=["account_id:N", "posts:Q", "flags:Q"],
+        )
+        .add_params(pick)
+    )
+    layers = [links, dots]
+    if len(node_rows) <= 40:
+        layers.append(
+            alt.Chart(alt.Data(values=node_rows))
+            .mark_text(dy=-14, fontSize=10)
+            .encode(
+                x=alt.X("x:Q", axis=axis, scale=x_scale), y=alt.Y("y:Q", axis=axis, scale=y_scale), text="account_id:N"
+            )
+        )
+    return alt.layer(*layers).properties(height=420).interactive()
+
+
+def timeline_chart(timeline: pl.DataFrame) -> alt.Chart:
+    """Member posts over time, one row per account: bursts line up vertically."""
+    frame = timeline.select("post_id", "account_id", "created_at", "preview").with_columns(
+        pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    return (
+        alt.Chart(alt.Data(values=frame.to_dicts()))
+        .mark_tick(thickness=2, size=14)
+        .encode(
+            x=alt.X("created_at:T", title="posted (UTC)"),
+            y=alt.Y("account_id:N", title=None),
+            tooltip=["account_id:N", "post_id:N", "created_at:T", "preview:N"],
+        )
+        .properties(height=min(40 + 26 * frame["account_id"].n_unique(), 600))
+        .interactive()
+    )
+
+
+def _vega_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "T"
+    return "Q" if dtype.is_numeric() else "N"
+
+
+def counts_chart(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, kind: str = "bar") -> alt.Chart:
+    """A small bar or line chart over a frame (timestamps sent as ISO text so Vega parses them in UTC)."""
+    data = frame.with_columns(
+        [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+    )
+    chart = alt.Chart(alt.Data(values=data.to_dicts()))
+    mark = chart.mark_line(point=True) if kind == "line" else chart.mark_bar()
+    encoding: dict[str, Any] = {
+        "x": alt.X(f"{x}:{_vega_type(frame.schema[x]) if _vega_type(frame.schema[x]) == 'T' else 'N'}", title=None),
+        "y": alt.Y(f"{y}:Q"),
+        "tooltip": [f"{c}:{_vega_type(t)}" for c, t in frame.schema.items()],
+    }
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N")
+    return mark.encode(**encoding).properties(height=260)
+
+
+def show_notice() -> None:
+    """The banner an action left for this run (see ``data.notify``); conflicts listed as a table."""
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if not notice:
+        return
+    box = {"success": st.success, "warning": st.warning, "error": st.error}.get(notice["level"], st.info)
+    box(md_escape(notice["message"]))
+    if notice["details"]:
+        st.dataframe(
+            pl.DataFrame({"case": list(notice["details"]), "why not": list(notice["details"].values())}),
+            hide_index=True,
+        )

@@ -1,0 +1,73 @@
+"""Decisions & audit: every decision (newest first), reversal, the append-only audit log, the export.
+
+Reviewers reverse their own decisions; leads reverse anyone's (the data layer enforces it). The
+labelled-decisions export is what training and calibration read: one row per flag whose latest
+decision stands, with the detector's score and threshold and the reviewer's label.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import data, panels
+from stream import review
+from stream.review import MAX_STATEMENT_CHARS, REVERSAL_REASONS
+
+PAGE_SIZE = 100
+
+reviewer = st.session_state["reviewer"]
+
+st.title("Decisions & audit")
+tab_decisions, tab_audit, tab_export = st.tabs(["Decisions", "Audit log", "Export"])
+
+with tab_decisions:
+    whose = st.radio(
+        "Whose", ["mine", "everyone's"], horizontal=True, key="h-whose", index=0 if not reviewer.is_lead else 1
+    )
+    offset = int(st.session_state.setdefault("h-offset", 0))
+    decisions = data.decision_history(
+        reviewer=reviewer.name if whose == "mine" else None, limit=PAGE_SIZE, offset=offset
+    )
+    ticked = panels.selectable_table(decisions, prefix="h", state=(offset, whose))
+    selected = [int(decisions["decision_id"][i]) for i in ticked]
+    nav = st.columns([1, 1, 6])
+    if nav[0].button("Newer", disabled=offset == 0):
+        st.session_state["h-offset"] = max(offset - PAGE_SIZE, 0)
+        st.rerun()
+    if nav[1].button("Older", disabled=decisions.height < PAGE_SIZE):
+        st.session_state["h-offset"] = offset + PAGE_SIZE
+        st.rerun()
+
+    st.subheader(f"Reverse {len(selected)} selected")
+    st.caption(
+        "The case goes back to the queue it came from. Only the latest decision on a case can be reversed; "
+        "reviewers reverse their own, leads anyone's."
+    )
+    reason = st.selectbox(
+        "Why", list(REVERSAL_REASONS), format_func=lambda c: f"{c}: {REVERSAL_REASONS[c]}", key="h-reason"
+    )
+    nonce = st.session_state.get("h-generation", 0)
+    statement = st.text_area("Statement (required)", key=f"h-statement-{nonce}", max_chars=MAX_STATEMENT_CHARS)
+    if st.button("Reverse selected", type="primary", disabled=not (selected and reviewer.can_decide)):
+        data.act(review.reverse, reviewer, selected, reason, statement)
+        panels.after_action("h")
+
+with tab_audit:
+    cols = st.columns(2)
+    subject = cols[0].text_input("Case id (flag or campaign)", key="h-subject")
+    actor = cols[1].text_input("Reviewer", key="h-actor")
+    st.dataframe(data.audit_trail(subject_id=subject.strip(), actor=actor.strip(), limit=500), hide_index=True)
+    st.caption("The audit log is append-only: the database refuses to change or delete its rows.")
+
+with tab_export:
+    st.write(
+        "Labelled decisions for training and calibration: one row per flag whose latest decision stands, "
+        "with label 1 (the reviewer agreed with the detector), 0 (dismissed), the detector's score, "
+        "threshold and model version, and the post's text."
+    )
+    st.download_button(
+        "Download labelled decisions (CSV)",
+        data.labelled_decisions_csv(),
+        file_name="chorus-labelled-decisions.csv",
+        mime="text/csv",
+    )

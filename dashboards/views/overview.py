@@ -1,0 +1,87 @@
+"""Overview: queue sizes, flag volumes over time, stream throughput and lag, detector precision, dead letters."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboards import data, render
+
+st.title("Overview")
+controls = st.columns([2, 2, 6])
+VOLUME_BY = {"post_created_at": "time posted", "flagged_at": "time flagged"}
+volume_by = controls[0].selectbox("Flags over time by", list(VOLUME_BY), key="o-by", format_func=VOLUME_BY.__getitem__)
+unit = controls[1].selectbox("Bucket", ["hour", "day"], key="o-unit")
+view = data.overview(volume_by=volume_by, unit=unit)
+
+sizes = view["sizes"]
+st.subheader("Queues")
+cols = st.columns(6)
+cols[0].metric("Open flags", sizes["flags"].get("open", 0))
+cols[1].metric("Claimed", sizes["flags"].get("claimed", 0))
+cols[2].metric("Escalated", sizes["flags"].get("escalated", 0))
+cols[3].metric("Past the SLA", sizes["overdue_flags"])
+cols[4].metric("Open campaigns", sizes["campaigns"].get("open", 0) + sizes["campaigns"].get("claimed", 0))
+cols[5].metric("Decided flags", sum(sizes["flags"].get(s, 0) for s in ("confirmed", "dismissed", "actioned")))
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Flags over time")
+    volume = view["volume"]
+    if volume.is_empty():
+        st.caption("No flags yet.")
+    else:
+        st.altair_chart(render.counts_chart(volume, "bucket", "flags", "detector"), width="stretch")
+with right:
+    st.subheader("Stream throughput and lag")
+    throughput = view["throughput"]
+    if throughput.is_empty():
+        st.caption("No worker metrics yet: workers write one row per batch.")
+    else:
+        latest = throughput.tail(1).row(0, named=True)
+        m = st.columns(3)
+        m[0].metric("Posts/s (last batch)", f"{latest['posts_per_s'] or 0:,.0f}")
+        m[1].metric("Consumer lag (messages)", f"{latest['lag_total'] or 0:,}")
+        m[2].metric("Batches recorded", f"{throughput.height:,}")
+        st.altair_chart(
+            render.counts_chart(
+                throughput.select("at", "worker_id", "posts_per_s"), "at", "posts_per_s", "worker_id", kind="line"
+            ),
+            width="stretch",
+        )
+        st.altair_chart(
+            render.counts_chart(
+                throughput.select("at", "worker_id", "lag_total"), "at", "lag_total", "worker_id", kind="line"
+            ),
+            width="stretch",
+        )
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Detector precision (reviewer agreement)")
+    precision = view["precision"]
+    if precision.is_empty():
+        st.caption("No standing decisions yet: precision appears once reviewers confirm or dismiss flags.")
+    else:
+        st.caption(
+            "Precision = confirmed / (confirmed + dismissed), at the detector's own threshold and at higher "
+            "score cut-offs (rows named '>= x')."
+        )
+        st.dataframe(
+            precision, hide_index=True, column_config={"precision": st.column_config.NumberColumn(format="%.2f")}
+        )
+    decisions = view["decisions"]
+    if not decisions.is_empty():
+        st.caption("Decisions by reviewer")
+        st.dataframe(
+            decisions.group_by("reviewer", "decision").agg(pl.len().alias("decisions")).sort("reviewer", "decision"),
+            hide_index=True,
+        )
+with right:
+    st.subheader("Dead letters by reason")
+    dead = view["dead_letters"]
+    if dead.is_empty():
+        st.caption("No dead letters.")
+    else:
+        st.altair_chart(render.counts_chart(dead.select("reason", "messages"), "reason", "messages"), width="stretch")
+        st.dataframe(dead, hide_index=True)
