@@ -13,9 +13,17 @@ from stream.config import ChorusConfig
 
 DetectorFactory = Callable[[ChorusConfig], Detector]
 
+def _aitext(config: ChorusConfig) -> Detector:
+    # Imported on demand: it loads torch and two models, which workers without it should not pay for.
+    from detectors.aitext.detector import AiTextDetector
+
+    return AiTextDetector()
+
+
 DETECTOR_FACTORIES: dict[str, DetectorFactory] = {
     "llm_boilerplate": lambda config: LlmBoilerplateDetector(),
     "noop": lambda config: NoopDetector(),
+    "aitext": _aitext,
 }
 
 

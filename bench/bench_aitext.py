@@ -1,0 +1,259 @@
+"""Throughput of the AI-text detector per stage, in posts per second.
+
+    python bench/bench_aitext.py                       # real models, CPU, 512 synthetic posts
+    python bench/bench_aitext.py --device cuda --random-weights --tokenizers DIR --posts 50000
+
+Stages timed separately on the same posts: triage + normalisation, stylometry, SmolLM2 statistics
+(tokenise + forward + metrics), MiniLM embeddings, the head, and the whole ``FeatureExtractor`` +
+head path. Posts are synthetic tweet-length sentences (no development data needed) unless
+``--input`` names a JSONL/CSV/Parquet file with a ``text`` column.
+
+``--random-weights`` builds SmolLM2-135M's and MiniLM-L6's architectures with random weights, for
+machines that do not have the model packages (a lent GPU): speed does not depend on the weights.
+Their tokenizers come from ``--tokenizers DIR``, written here beforehand with
+``--save-tokenizers DIR`` (a few MB, unlike the 98 MB GGUF).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = [
+    "the",
+    "a",
+    "new",
+    "great",
+    "today",
+    "just",
+    "we",
+    "you",
+    "they",
+    "this",
+    "that",
+    "really",
+    "love",
+    "think",
+    "game",
+    "city",
+    "team",
+    "people",
+    "time",
+    "vote",
+    "news",
+    "music",
+    "weather",
+    "coffee",
+    "morning",
+    "night",
+    "week",
+    "big",
+    "best",
+    "never",
+    "always",
+    "here",
+    "now",
+    "why",
+    "how",
+    "about",
+    "with",
+    "from",
+    "into",
+    "over",
+    "again",
+    "still",
+    "more",
+    "most",
+    "good",
+    "bad",
+    "happy",
+    "sad",
+    "win",
+    "lose",
+    "play",
+    "read",
+    "watch",
+]
+
+
+def synthetic_posts(n: int, seed: int = 0) -> list[str]:
+    """Tweet-length sentences (5-40 words), some with a link or a mention, deterministic."""
+    rng = random.Random(seed)
+    posts = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 40))]
+        if rng.random() < 0.3:
+            words.append("https://t.co/" + "".join(rng.choice("abcdefXYZ123") for _ in range(10)))
+        if rng.random() < 0.2:
+            words.insert(0, "@someone")
+        posts.append(" ".join(words).capitalize() + rng.choice([".", "!", "?", ""]))
+    return posts
+
+
+def timed(label: str, n: int, fn: Callable[[], Any], sync: Callable[[], None]) -> tuple[Any, dict[str, Any]]:
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    seconds = time.perf_counter() - start
+    row = {"stage": label, "posts": n, "seconds": round(seconds, 3), "posts_per_s": round(n / seconds, 1)}
+    print(json.dumps(row), flush=True)
+    return out, row
+
+
+def random_models(device: str, tokenizers: Path) -> tuple[Any, Any, Any, Any]:
+    """SmolLM2-135M and MiniLM-L6 architectures with random weights (speed only)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    lm_cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        pad_token_id=2,
+    )
+    enc_cfg = BertConfig(
+        vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+    )
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    lm = LlamaForCausalLM(lm_cfg).to(device=device, dtype=dtype).eval()
+    enc = BertModel(enc_cfg).to(device=device, dtype=dtype).eval()
+    lm_tok = AutoTokenizer.from_pretrained(str(tokenizers / "smollm2"), local_files_only=True)
+    enc_tok = AutoTokenizer.from_pretrained(str(tokenizers / "minilm"), local_files_only=True)
+    return lm_tok, lm, enc_tok, enc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=512)
+    parser.add_argument("--input", help="posts file with a 'text' column instead of synthetic posts")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--tokenizers", type=Path, help="folder written by --save-tokenizers")
+    parser.add_argument("--save-tokenizers", type=Path, help="save both tokenizers here and exit")
+    parser.add_argument("--lm-token-budget", type=int, default=None, help="padded tokens per LM batch")
+    parser.add_argument("--max-batch", type=int, default=None, help="posts per LM batch at most")
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="tokens per statistics chunk")
+    parser.add_argument("--profile", action="store_true", help="print torch profiler's top ops for the LM stage")
+    parser.add_argument("--json-out", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import numpy as np
+    import torch
+
+    from detectors.aitext import features as F
+    from detectors.aitext.text import stylometric_features, triage
+
+    torch.set_num_threads(args.threads)
+    if args.save_tokenizers:
+        from detectors.aitext.models import load_encoder, load_language_model
+
+        load_language_model("cpu")[0].save_pretrained(args.save_tokenizers / "smollm2")
+        load_encoder("cpu")[0].save_pretrained(args.save_tokenizers / "minilm")
+        print(f"saved tokenizers to {args.save_tokenizers}")
+        return 0
+
+    if args.input:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from stream.aitext_cli import read_posts
+
+        texts = read_posts(Path(args.input))["text"].to_list()[: args.posts]
+    else:
+        texts = synthetic_posts(args.posts)
+    n = len(texts)
+    cuda = args.device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    if args.random_weights:
+        if not args.tokenizers:
+            parser.error("--random-weights needs --tokenizers DIR (write it with --save-tokenizers)")
+        lm_tok, lm_model, enc_tok, enc_model = random_models(args.device, args.tokenizers)
+    else:
+        from detectors.aitext.models import load_encoder, load_language_model
+
+        lm_tok, lm_model = load_language_model(args.device)
+        enc_tok, enc_model = load_encoder(args.device)
+    budget = args.lm_token_budget or (32768 if cuda else F.LM_TOKEN_BUDGET)
+    lm = F.LanguageModelScorer(
+        lm_tok,
+        F.TorchCausalLM(lm_model),
+        token_budget=budget,
+        max_batch=args.max_batch or (4096 if cuda else 256),
+        chunk_tokens=args.chunk_tokens or (16384 if cuda else 1024),
+    )
+    encoder = F.SentenceEncoder(
+        enc_tok, enc_model, token_budget=max(budget, F.ENCODER_TOKEN_BUDGET), max_batch=lm.max_batch
+    )
+    extractor = F.FeatureExtractor(lm, encoder)
+    print(json.dumps({"stage": "load_models", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+
+    # warm-up (first calls allocate and pick kernels)
+    extractor.extract(texts[: min(64, n)])
+    rows = []
+    triaged, row = timed("triage_normalise", n, lambda: [triage(t) for t in texts], sync)
+    rows.append(row)
+    clean = [t.text for t in triaged if t.scored]
+    _, row = timed("stylometry", n, lambda: [stylometric_features(t) for t in clean], sync)
+    rows.append(row)
+    _, row = timed("lm_tokenize", n, lambda: lm.tokenize(clean), sync)
+    rows.append(row)
+    _, row = timed("lm_statistics", n, lambda: lm.score(clean), sync)
+    rows.append(row)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            lm.score(clean[: min(n, 5000)])
+            sync()
+        key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=15), flush=True)
+    _, row = timed("minilm_embeddings", n, lambda: encoder.encode(clean), sync)
+    rows.append(row)
+    fb, row = timed("all_features", n, lambda: extractor.extract(texts), sync)
+    rows.append(row)
+    if not args.random_weights:
+        from detectors.aitext.head import AiTextHead
+
+        head = AiTextHead.load()
+        _, row = timed("head", n, lambda: head.predict_proba(fb.values, fb.embedding), sync)
+        rows.append(row)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info = {
+        "device": torch.cuda.get_device_name() if cuda else f"cpu x{args.threads} thread(s)",
+        "peak_rss_mb": round(peak),
+        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+        "mean_lm_tokens": float(np.mean([len(s) for s in lm.tokenize(clean)[0]])) if clean else 0.0,
+        "random_weights": args.random_weights,
+    }
+    print(json.dumps(info), flush=True)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"rows": rows, **info}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""``AiTextDetector``: machine-written posts, scored by the trained head over LM and encoder features.
+
+Follows the Chorus detector protocol (:mod:`detectors.base`): ``decision_function`` is the
+calibrated log-odds of machine authorship, ``predict_proba`` its sigmoid, ``detect`` adds the
+decision at a named threshold (``default``, ``fpr_1pct``, ``fpr_0.1pct``, all chosen on human posts
+by ``chorus train-aitext`` and stored with the head) and per-post evidence.
+
+A post that cannot be scored (empty, not text, binary junk, no words) gets score and probability
+NaN, is never flagged, and its evidence says ``scored: False`` with the reason. Posts in scripts or
+languages the models do not cover are scored and carry a flag saying so.
+
+``detect`` featurises a batch once; :meth:`AiTextDetector.score_posts` also returns the MiniLM
+embeddings so the campaign detector can reuse them rather than running the encoder again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from detectors.aitext.features import FeatureBatch, FeatureExtractor, top_surprisal_tokens
+from detectors.aitext.head import AiTextHead
+from detectors.base import Detections, ScoringDetector
+
+
+@dataclass
+class AiTextScores:
+    """One batch's scores with the features they came from (embeddings included, for reuse)."""
+
+    features: FeatureBatch
+    score: np.ndarray  # calibrated log-odds, NaN where not scored
+    probability: np.ndarray  # NaN where not scored
+
+
+class AiTextDetector(ScoringDetector):
+    """Probability that each post was written by a language model.
+
+    Args:
+        artifact: path of the head JSON (default: the committed ``artifacts/aitext_head.json``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        backend: runtime for SmolLM2; only ``"torch"`` exists so far (ONNX is not built yet).
+        extractor: a ready :class:`FeatureExtractor` (tests pass small fakes); loaded lazily otherwise.
+        top_k_tokens: how many highest-surprisal tokens each post's evidence lists.
+    """
+
+    name = "aitext"
+
+    def __init__(
+        self,
+        artifact: Path | str | None = None,
+        device: str = "cpu",
+        backend: str = "torch",
+        extractor: FeatureExtractor | None = None,
+        top_k_tokens: int = 5,
+    ) -> None:
+        from detectors.aitext.models import resolve_device
+
+        self.head = AiTextHead.load(artifact)
+        self.model_version = f"aitext-{self.head.version}"
+        self.thresholds = self.head.thresholds
+        self.device = resolve_device(device)
+        self.backend = backend
+        self.top_k_tokens = top_k_tokens
+        self._extractor = extractor
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor.load(device=self.device, backend=self.backend)
+        return self._extractor
+
+    def score_posts(self, posts: pl.DataFrame) -> AiTextScores:
+        """Featurise once and score: the step ``detect``, the stream and the campaign detector share."""
+        texts = posts.get_column("text").to_list() if posts.height else []
+        langs = posts.get_column("lang").to_list() if "lang" in posts.columns else None
+        features = self.extractor.extract(texts, langs)
+        score = self.head.decision_function(features.values, features.embedding)
+        probability = self.head.predict_proba(features.values, features.embedding)
+        return AiTextScores(features, score, probability)
+
+    def decision_function(self, posts: pl.DataFrame) -> np.ndarray:
+        return self.score_posts(posts).score
+
+    def predict_proba(self, posts: pl.DataFrame) -> np.ndarray:
+        return self.score_posts(posts).probability
+
+    def evidence(self, scores: AiTextScores) -> list[dict[str, Any]]:
+        """Per post: scored or why not, flags, the named features and the most surprising tokens."""
+        fb = scores.features
+        tokenizer = self.extractor.lm.tokenizer if self.extractor.lm is not None else None
+        out: list[dict[str, Any]] = []
+        for i, triaged in enumerate(fb.triaged):
+            if not triaged.scored:
+                out.append({"scored": False, "not_scored_reason": triaged.not_scored_reason, "flags": []})
+                continue
+            tokens = (
+                top_surprisal_tokens(tokenizer, fb.token_ids[i], fb.surprisal[i], self.top_k_tokens)
+                if tokenizer is not None
+                else []
+            )
+            out.append(
+                {
+                    "scored": True,
+                    "not_scored_reason": None,
+                    "flags": list(triaged.flags),
+                    "probability": float(scores.probability[i]),
+                    "features": {n: float(v) for n, v in zip(fb.names, fb.values[i], strict=True)},
+                    "top_surprisal_tokens": tokens,
+                }
+            )
+        return out
+
+    def detect(self, posts: pl.DataFrame, threshold: str = "default") -> Detections:
+        """Score once, decide at the named threshold, attach evidence (overrides the mixin's three passes)."""
+        value = self.threshold_value(threshold)
+        scores = self.score_posts(posts)
+        return Detections(
+            detector=self.name,
+            model_version=self.model_version,
+            threshold_name=threshold,
+            threshold=value,
+            post_ids=posts.get_column("post_id").cast(pl.String).to_list() if posts.height else [],
+            score=scores.score,
+            probability=scores.probability,
+            flagged=np.nan_to_num(scores.score, nan=-np.inf) >= value,
+            evidence=self.evidence(scores),
+        )

@@ -1,0 +1,104 @@
+"""The trained, calibrated head over the AI-text features, and its committed artifact.
+
+The head is a logistic regression over standardised features (LM statistics, stylometry and the
+MiniLM embedding), followed by Platt scaling fitted on accounts the regression never saw. Its
+``decision_function`` is the *calibrated* log-odds of machine authorship, so the probability is just
+``sigmoid(score)`` and every named threshold is a log-odds value with a probability beside it.
+
+Applying it needs numpy only. Fitting it (``chorus train-aitext``) uses scikit-learn; the learnt
+state is a JSON file of a few hundred numbers, committed as :data:`DEFAULT_ARTIFACT`, which also
+records how each threshold was chosen and the metrics measured when it was written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.aitext.training import sigmoid
+
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "aitext_head.json"
+
+
+@dataclass
+class AiTextHead:
+    """Learnt state of the head; attributes ending in ``_`` were learnt from data."""
+
+    version: str
+    feature_names: list[str]
+    embedding_dim: int
+    mean_: list[float]
+    scale_: list[float]
+    coef_: list[float]
+    intercept_: float
+    platt_a_: float
+    platt_b_: float
+    #: name -> {"log_odds": float, "probability": float, "how": str, ...}; must hold "default".
+    thresholds_: dict[str, dict[str, Any]]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        width = len(self.feature_names) + self.embedding_dim
+        for name in ("mean_", "scale_", "coef_"):
+            if len(getattr(self, name)) != width:
+                raise ValueError(
+                    f"aitext head {self.version}: {name} has {len(getattr(self, name))} values, expected {width}"
+                )
+        if "default" not in self.thresholds_:
+            raise ValueError(f"aitext head {self.version}: thresholds must include 'default'")
+        self._mean = np.asarray(self.mean_, dtype=np.float64)
+        self._scale = np.asarray(self.scale_, dtype=np.float64)
+        self._coef = np.asarray(self.coef_, dtype=np.float64)
+
+    def design_matrix(self, values: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+        """Features side by side, as the head was trained on them."""
+        parts = [np.asarray(values, dtype=np.float64)]
+        if self.embedding_dim:
+            if embedding is None:
+                raise ValueError("this head uses MiniLM embeddings; pass them")
+            parts.append(np.asarray(embedding, dtype=np.float64))
+        return np.concatenate(parts, axis=1)
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated log-odds; a missing feature (NaN) contributes as if at its training mean."""
+        z = (x - self._mean) / self._scale
+        z = np.where(np.isfinite(z), z, 0.0)
+        return z @ self._coef + self.intercept_
+
+    def decision_function(self, values: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated log-odds of machine authorship per row; NaN for rows with no features at all."""
+        x = self.design_matrix(values, embedding)
+        if x.shape[0] == 0:
+            return np.zeros(0)
+        score = self.platt_a_ * self.raw_score(x) + self.platt_b_
+        nothing = ~np.isfinite(np.asarray(values, dtype=np.float64)).any(axis=1)
+        return np.where(nothing, np.nan, score)
+
+    def predict_proba(self, values: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability of machine authorship per row (NaN where not scored)."""
+        score = self.decision_function(values, embedding)
+        return np.where(np.isfinite(score), sigmoid(np.nan_to_num(score)), np.nan)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Named thresholds on the ``decision_function`` (log-odds) scale."""
+        return {name: float(t["log_odds"]) for name, t in self.thresholds_.items()}
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        for name in ("mean_", "scale_", "coef_"):
+            data[name] = [float(f"{v:.7g}") for v in data[name]]
+        path.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> AiTextHead:
+        path = Path(path) if path is not None else DEFAULT_ARTIFACT
+        if not path.is_file():
+            raise FileNotFoundError(f"no AI-text head at {path}; train one with: chorus train-aitext --out {path}")
+        return cls(**json.loads(path.read_text(encoding="utf-8")))

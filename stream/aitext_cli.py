@@ -1,0 +1,336 @@
+"""``chorus train-aitext`` and ``chorus score``: the AI-text detector's file I/O.
+
+The maths lives in :mod:`detectors.aitext` (pure); this module reads the development data and
+post files, caches features on disk, writes the head artifact and the scored JSON lines.
+
+Training protocol (see ``detectors/aitext/training.py`` for why):
+
+1. TweepFake's 40 accounts (``group``) are split whole into train / calibrate / evaluate, stratified
+   by author kind (human, GPT-2, RNN, other bots), seed fixed.
+2. Features are extracted on *normalised* text (URLs and @mentions as placeholders) for a balanced
+   sample of train posts, a calibration sample rich in human posts, the evaluate accounts' posts
+   and TweepFake's whole validation split; raw text is also featurised for the validation rows so
+   the report can show both. Features are cached under ``--cache`` keyed by text, so a re-run only
+   computes what is new.
+3. A logistic-regression head is fitted on train, Platt-calibrated on calibrate, thresholds are set on
+   calibrate's human posts (1% and 0.1% FPR), and metrics are measured on evaluate and validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path("../shared/data/aitext")
+DEFAULT_CACHE = Path(".cache/aitext")
+#: Bump when feature extraction changes meaning, so stale cached features are not reused.
+FEATURE_CACHE_VERSION = "f1"
+
+
+# --- feature cache ---------------------------------------------------------------------------------
+
+
+def _cache_key(text: Any, normalise: bool) -> str:
+    """Key on what the models will read, so raw text without links or mentions reuses its
+    normalised twin's features instead of running the models twice."""
+    from detectors.aitext.text import triage
+
+    prepared = triage(text, normalise=normalise)
+    body = f"{prepared.not_scored_reason}|{prepared.text}"
+    return hashlib.sha1(f"{FEATURE_CACHE_VERSION}|{body}".encode()).hexdigest()
+
+
+class FeatureCache:
+    """Features of texts already extracted, in parquet parts under a folder; appends new parts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for part in sorted(folder.glob("part-*.parquet")):
+            frame = pl.read_parquet(part)
+            for key, values, emb in frame.iter_rows():
+                self._rows[key] = (np.asarray(values, dtype=np.float64), np.asarray(emb, dtype=np.float32))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._rows
+
+    def add(self, keys: Sequence[str], values: np.ndarray, embedding: np.ndarray) -> None:
+        frame = pl.DataFrame(
+            {"key": list(keys), "values": values.tolist(), "embedding": embedding.tolist()},
+            schema={"key": pl.String, "values": pl.List(pl.Float64), "embedding": pl.List(pl.Float32)},
+        )
+        frame.write_parquet(self.folder / f"part-{time.time_ns()}.parquet")
+        for k, v, e in zip(keys, values, embedding, strict=True):
+            self._rows[k] = (v, e)
+
+    def get(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        values = np.stack([self._rows[k][0] for k in keys]) if keys else np.zeros((0, 0))
+        emb = np.stack([self._rows[k][1] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
+        return values, emb
+
+
+def cached_features(
+    texts: Sequence[str],
+    normalise: bool,
+    cache: FeatureCache,
+    extractor_factory: Any,
+    chunk: int = 256,
+    label: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features for ``texts``, computing (and caching, chunk by chunk) only the missing ones."""
+    from tqdm import tqdm
+
+    keys = [_cache_key(t, normalise) for t in texts]
+    missing: dict[str, str] = {}
+    for k, t in zip(keys, texts, strict=True):
+        if k not in cache and k not in missing:
+            missing[k] = t
+    if missing:
+        extractor = extractor_factory(normalise)
+        todo = list(missing.items())
+        with tqdm(total=len(todo), desc=f"features {label}", unit="post", file=sys.stderr) as bar:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                batch = extractor.extract([t for _, t in part])
+                cache.add([k for k, _ in part], batch.values, batch.embedding)
+                bar.update(len(part))
+    return cache.get(keys)
+
+
+# --- development data ---------------------------------------------------------------------------------
+
+
+def load_tweepfake(data_dir: Path) -> pl.DataFrame:
+    """TweepFake rows with a ``stratum`` column (the author kind) for the group split."""
+    path = data_dir / "dev_tweepfake_trainval.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass --data pointing at the shared aitext folder")
+    frame = pl.read_ndjson(path)
+    return frame.with_columns(stratum=pl.col("meta").struct.field("class_type")).drop("meta")
+
+
+def plan_training_rows(
+    frame: pl.DataFrame,
+    n_train: int,
+    n_cal_human: int,
+    n_cal_machine: int,
+    n_eval_extra: int,
+    n_validation: int,
+    seed: int,
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Assign groups to splits and pick the rows to featurise; adds a ``role`` column.
+
+    Roles: ``train`` (balanced sample of train-split posts of train accounts), ``calibrate``
+    (human-rich sample of calibrate accounts: thresholds need many human posts), ``evaluate``
+    (every validation-split post of evaluate accounts, plus a sample of their other posts),
+    ``validation`` (a balanced sample of the rest of TweepFake's validation split, for the published
+    protocol, whose accounts overlap training).
+    """
+    from detectors.aitext.training import assign_group_splits, balanced_sample
+
+    per_group = frame.group_by("group").agg(pl.len().alias("rows"), pl.col("stratum").first())
+    assignment = assign_group_splits(
+        dict(zip(per_group["group"], per_group["rows"], strict=True)),
+        dict(zip(per_group["group"], per_group["stratum"], strict=True)),
+        seed=seed,
+    )
+    frame = frame.with_columns(group_split=pl.col("group").replace_strict(assignment))
+    parts: list[pl.DataFrame] = []
+
+    train = frame.filter((pl.col("group_split") == "train") & (pl.col("split") == "train"))
+    parts.append(train[balanced_sample(train["label"].to_numpy(), n_train, seed)].with_columns(role=pl.lit("train")))
+
+    cal = frame.filter(pl.col("group_split") == "calibrate")
+    cal_h = cal.filter(pl.col("label") == 0)
+    cal_m = cal.filter(pl.col("label") == 1)
+    parts.append(cal_h.sample(min(n_cal_human, cal_h.height), seed=seed).with_columns(role=pl.lit("calibrate")))
+    parts.append(cal_m.sample(min(n_cal_machine, cal_m.height), seed=seed).with_columns(role=pl.lit("calibrate")))
+
+    ev = frame.filter(pl.col("group_split") == "evaluate")
+    parts.append(ev.filter(pl.col("split") == "validation").with_columns(role=pl.lit("evaluate")))
+    ev_rest = ev.filter(pl.col("split") == "train")
+    parts.append(
+        ev_rest[balanced_sample(ev_rest["label"].to_numpy(), n_eval_extra, seed)].with_columns(role=pl.lit("evaluate"))
+    )
+    val_rest = frame.filter((pl.col("split") == "validation") & (pl.col("group_split") != "evaluate"))
+    parts.append(
+        val_rest[balanced_sample(val_rest["label"].to_numpy(), n_validation, seed)].with_columns(
+            role=pl.lit("validation")
+        )
+    )
+    return pl.concat(parts, how="vertical"), assignment
+
+
+def _extractor_factory(device: str) -> Any:
+    from detectors.aitext.features import FeatureExtractor
+
+    def make(normalise: bool) -> Any:
+        return FeatureExtractor.load(device=device, normalise=normalise)
+
+    return make
+
+
+def _train(args: argparse.Namespace) -> int:
+    from detectors.aitext.models import configure_torch_threads
+
+    configure_torch_threads(args.threads)
+    frame = load_tweepfake(Path(args.data))
+    rows, assignment = plan_training_rows(
+        frame, args.n_train, args.n_cal_human, args.n_cal_machine, args.n_eval_extra, args.n_validation, args.seed
+    )
+    log.info("rows to featurise per role: %s", dict(rows.group_by("role").len().iter_rows()))
+    cache = FeatureCache(Path(args.cache) / "features")
+    factory = _extractor_factory(args.device)
+    texts = rows["text"].to_list()
+    started = time.perf_counter()
+    for role in ("train", "calibrate", "evaluate", "validation"):
+        role_texts = rows.filter(pl.col("role") == role)["text"].to_list()
+        cached_features(role_texts, True, cache, factory, label=f"{role} normalised")
+    val_texts = rows.filter(pl.col("split") == "validation")["text"].to_list()
+    cached_features(val_texts, False, cache, factory, label="validation raw")
+    log.info("features ready in %.0f s", time.perf_counter() - started)
+    if args.features_only:
+        return 0
+    from detectors.aitext.fit import fit_and_report
+
+    values, emb = cached_features(texts, True, cache, factory)
+    raw_values, raw_emb = cached_features(val_texts, False, cache, factory)
+    artifact = fit_and_report(
+        rows=rows,
+        values=values,
+        embedding=emb,
+        raw_values=raw_values,
+        raw_embedding=raw_emb,
+        group_assignment=assignment,
+        seed=args.seed,
+        command=" ".join(["chorus", *sys.argv[1:]]) if sys.argv else "chorus train-aitext",
+    )
+    from detectors.aitext.fit import heldout_sample
+
+    out = Path(args.out)
+    artifact.save(out)
+    sample = heldout_sample(artifact, rows, values, emb, assignment, seed=args.seed)
+    sample_path = out.with_name(out.stem + "_heldout_sample.json")
+    sample_path.write_text(json.dumps(sample) + "\n", encoding="utf-8")
+    print(f"wrote {sample_path}")
+    print(json.dumps(artifact.metrics, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+# --- scoring files ------------------------------------------------------------------------------------
+
+
+def read_posts(path: Path) -> pl.DataFrame:
+    """Posts from JSONL, CSV or Parquet with at least ``id`` (or ``post_id``) and ``text``."""
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".json")):
+        frame = pl.read_ndjson(path, infer_schema_length=None)
+    elif suffixes.endswith((".csv", ".csv.gz")):
+        frame = pl.read_csv(path, infer_schema_length=0)
+    elif suffixes.endswith(".parquet"):
+        frame = pl.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: unknown format {suffixes!r}; use .jsonl, .csv or .parquet")
+    if "post_id" not in frame.columns:
+        if "id" not in frame.columns:
+            raise ValueError(f"{path}: needs an 'id' (or 'post_id') column; has {frame.columns}")
+        frame = frame.with_columns(post_id=pl.col("id"))
+    if "text" not in frame.columns:
+        raise ValueError(f"{path}: needs a 'text' column; has {frame.columns}")
+    return frame.with_columns(pl.col("post_id").cast(pl.String))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from detectors.aitext.detector import AiTextDetector
+    from detectors.aitext.models import configure_torch_threads
+
+    configure_torch_threads(args.threads)
+    posts = read_posts(Path(args.input))
+    detector = AiTextDetector(device=args.device, backend=args.backend)
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("w", encoding="utf-8") as out, tqdm(total=posts.height, unit="post", file=sys.stderr) as bar:
+        for start in range(0, posts.height, args.batch_size):
+            batch = posts.slice(start, args.batch_size)
+            detections = detector.detect(batch, threshold=args.threshold)
+            for row, post_id in enumerate(detections.post_ids):
+                ev = detections.evidence_for(row)
+                record = {
+                    "id": post_id,
+                    "probability": _json_value(detections.probability[row]),
+                    "decision": bool(detections.flagged[row]),
+                    "threshold": args.threshold,
+                    "scored": ev.get("scored", False),
+                    "not_scored_reason": ev.get("not_scored_reason"),
+                    "flags": ev.get("flags", []),
+                    "features": {k: _json_value(v) for k, v in ev.get("features", {}).items()},
+                    "top_surprisal_tokens": ev.get("top_surprisal_tokens", []),
+                    "model_version": detections.model_version,
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            bar.update(batch.height)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train-aitext`` and ``score`` to the ``chorus`` command."""
+    from detectors.aitext.head import DEFAULT_ARTIFACT
+
+    p = subparsers.add_parser(
+        "train-aitext",
+        help="train, calibrate and evaluate the AI-text head on the development data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with dev_tweepfake_trainval.jsonl.gz")
+    p.add_argument("--out", default=str(DEFAULT_ARTIFACT), help="where to write the head artifact (JSON)")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="feature cache folder")
+    p.add_argument("--n-train", type=int, default=2000, help="balanced train posts (features cost ~0.15 s each)")
+    p.add_argument("--n-cal-human", type=int, default=1000, help="human posts for calibration and thresholds")
+    p.add_argument("--n-cal-machine", type=int, default=600, help="machine posts for calibration")
+    p.add_argument("--n-eval-extra", type=int, default=400, help="extra evaluate-account posts (train split)")
+    p.add_argument("--n-validation", type=int, default=1000, help="validation-split posts of non-evaluate accounts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    p.add_argument("--features-only", action="store_true", help="fill the feature cache and stop")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "score",
+        help="score posts in a JSONL/CSV/Parquet file with the AI-text detector; one JSON line per post",
+    )
+    p.add_argument("input", help="posts file: .jsonl, .csv or .parquet with 'id' and 'text'")
+    p.add_argument("output", help="JSON lines out: id, probability, decision, features, evidence")
+    p.add_argument("--threshold", default="default", help="named threshold: default, fpr_1pct, fpr_0.1pct")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--backend", default="torch", choices=["torch"], help="LM runtime (ONNX not built yet)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    p.set_defaults(func=_score)
