@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from stream.config import ChorusConfig, ConfigError
+from stream.kafka_clients import KafkaUnreachable
 
 DESCRIPTION = """\
 Chorus finds machine-written posts and coordinated campaigns in a stream of social-network posts.
@@ -47,9 +48,9 @@ def load_config(args: argparse.Namespace) -> ChorusConfig:
 
 
 def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from stream import commands, coord_cli
+    from stream import aitext_cli, commands, coord_cli, policy_cli
 
-    return [commands.register, coord_cli.register]
+    return [commands.register, aitext_cli.register, coord_cli.register, policy_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chorus: configuration error: {exc}", file=sys.stderr)
         return 2
+    except KafkaUnreachable as exc:
+        print(f"chorus: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

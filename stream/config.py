@@ -10,6 +10,7 @@ object it was given.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -42,7 +43,14 @@ class KafkaConfig:
     request_timeout_ms: int = 30_000
 
     def client_settings(self) -> dict[str, Any]:
-        """Keyword arguments shared by every kafka-python client."""
+        """Keyword arguments shared by every kafka-python client.
+
+        This is where a password is handed to kafka-python, so it is also where its loggers are
+        kept above DEBUG: kafka-python 3.0 logs its whole configuration and the SASL frames at
+        DEBUG, password included.
+        """
+        if self.sasl_password:
+            _keep_kafka_debug_logs_off()
         settings: dict[str, Any] = {
             "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
             "security_protocol": self.security_protocol,
@@ -56,6 +64,15 @@ class KafkaConfig:
             if getattr(self, name):
                 settings[name] = getattr(self, name)
         return settings
+
+
+def _keep_kafka_debug_logs_off() -> None:
+    kafka_logger = logging.getLogger("kafka")
+    if kafka_logger.getEffectiveLevel() < logging.INFO:
+        kafka_logger.setLevel(logging.INFO)
+        logging.getLogger("chorus").warning(
+            "kafka-python's DEBUG logs would show the SASL password: they stay off while one is configured"
+        )
 
 
 @dataclass(frozen=True)
@@ -102,12 +119,37 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """Automated actions from policies (see ``stream/policy`` and ``chorus policy --help``)."""
+
+    #: Evaluate policies in the worker. Off: no policy stage at all (no store reads either).
+    enabled: bool = True
+    #: Pin the active / shadow policy to a file instead of the store's slots (which
+    #: ``chorus policy activate|shadow|rollback`` switch, audited). Empty: use the slots.
+    active_file: str | None = None
+    shadow_file: str | None = None
+    #: Where actions go (key = post id); the platform consumes it.
+    actions_topic: str = "chorus.actions"
+    #: How often a worker checks the store for a newly activated or shadowed policy.
+    reload_interval_s: float = 10.0
+    #: Circuit-breaker defaults for every rule (a policy file may override them per policy or rule):
+    #: a rule matching more than ``breaker_max_share`` of the last ``breaker_window_posts`` posts
+    #: (judged from ``breaker_min_posts`` on) stops acting until a fresh window is at or below
+    #: ``breaker_recover_share``.
+    breaker_window_posts: int = 2_000
+    breaker_max_share: float = 0.2
+    breaker_min_posts: int = 200
+    breaker_recover_share: float = 0.1
+
+
+@dataclass(frozen=True)
 class ChorusConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ChorusConfig:

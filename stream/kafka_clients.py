@@ -6,11 +6,74 @@ for every producer and consumer Chorus makes, on the embedded broker and on a us
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from stream.config import ChorusConfig
+
+Client = TypeVar("Client")
+
+
+class KafkaUnreachable(KafkaError):
+    """No connection to the cluster could be made; the message says what the brokers answered."""
+
+    retriable = False
+
+
+_TELLING = ("authentication", "sasl", "ssl", "certificate", "denied", "unsupported")
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps kafka-python's ERROR lines seen while connecting: the only place it says *why*
+    (e.g. "Authentication failed: Invalid username or password"); the exception only says
+    "Unable to bootstrap"."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextmanager
+def _explained_connection_errors(config: ChorusConfig) -> Iterator[None]:
+    kafka_logger = logging.getLogger("kafka")
+    errors = _ErrorLog()
+    previous_level = kafka_logger.level
+    if kafka_logger.getEffectiveLevel() > logging.ERROR:
+        kafka_logger.setLevel(logging.ERROR)  # so the reason reaches the handler; restored below
+    kafka_logger.addHandler(errors)
+    try:
+        yield
+    except KafkaError as exc:
+        if isinstance(exc, KafkaUnreachable):
+            raise
+        kcfg = config.kafka
+        # Reconnect noise repeats; an authentication or TLS failure is said once, early: keep it.
+        telling = [m for m in errors.messages if any(k in m.lower() for k in _TELLING)]
+        said = "; ".join(telling[-2:] or errors.messages[-3:]) or "nothing (no broker answered)"
+        raise KafkaUnreachable(
+            f"cannot connect to Kafka at {kcfg.bootstrap_servers} ({type(exc).__name__}: {exc}). "
+            f"The brokers said: {said}. Check kafka.bootstrap_servers, kafka.security_protocol "
+            f"({kcfg.security_protocol}), kafka.sasl_mechanism ({kcfg.sasl_mechanism}), kafka.sasl_username "
+            f"({kcfg.sasl_username}) and the password (CHORUS_KAFKA__SASL_PASSWORD)."
+        ) from exc
+    finally:
+        kafka_logger.removeHandler(errors)
+        kafka_logger.setLevel(previous_level)
+
+
+def _connect(config: ChorusConfig, factory: Callable[..., Client], settings: dict[str, Any]) -> Client:
+    with _explained_connection_errors(config):
+        return factory(**settings)
 
 
 def make_consumer(config: ChorusConfig, *, client_id: str, **overrides: Any) -> KafkaConsumer:
@@ -28,7 +91,7 @@ def make_consumer(config: ChorusConfig, *, client_id: str, **overrides: Any) -> 
         "reconnect_backoff_max_ms": 5_000,
     }
     settings.update(overrides)
-    return KafkaConsumer(**settings)
+    return _connect(config, KafkaConsumer, settings)
 
 
 def make_producer(config: ChorusConfig, *, client_id: str, **overrides: Any) -> KafkaProducer:
@@ -45,8 +108,8 @@ def make_producer(config: ChorusConfig, *, client_id: str, **overrides: Any) -> 
         "max_block_ms": 60_000,
     }
     settings.update(overrides)
-    return KafkaProducer(**settings)
+    return _connect(config, KafkaProducer, settings)
 
 
 def make_admin(config: ChorusConfig, *, client_id: str = "chorus-admin") -> KafkaAdminClient:
-    return KafkaAdminClient(**config.kafka.client_settings(), client_id=client_id)
+    return _connect(config, KafkaAdminClient, {**config.kafka.client_settings(), "client_id": client_id})

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from stream import store_schema
-from stream.store_schema import schema_migrations, utcnow
+from stream.store_schema import BigId, Flag, Json, Real, UTCDateTime, schema_migrations, utcnow
 
 #: pg_advisory_xact_lock key shared by every Chorus process; any fixed 64-bit number would do.
 #: This one is the ASCII of "chorusmg" so it is recognisable in pg_locks.
@@ -75,14 +75,186 @@ _AUDIT_APPEND_ONLY_POSTGRESQL = (
 )
 
 
+# -- Version 1, frozen ----------------------------------------------------------------------------
+# The tables exactly as version 1 created them (copied from stream/store_schema.py when version 2
+# was added), so a fresh database goes 1 -> 2 -> ... and ends where old ones do. Never edit these:
+# change a table with a new migration step.
+
+_V1 = sa.MetaData(naming_convention=dict(store_schema.metadata.naming_convention))
+_V1_FLAG_STATUSES = ("open", "claimed", "confirmed", "dismissed", "escalated", "actioned")
+_V1_SUBJECT_TYPES = ("post", "campaign", "account", "flag")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+_v1_posts = sa.Table(
+    "posts",
+    _V1,
+    sa.Column("post_id", sa.Text, primary_key=True),
+    sa.Column("account_id", sa.Text, nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, index=True),
+    sa.Column("text", sa.Text),
+    sa.Column("lang", sa.Text),
+    sa.Column("reply_to", sa.Text),
+    sa.Column("repost_of", sa.Text),
+    sa.Column("quote_of", sa.Text),
+    sa.Column("urls", Json),
+    sa.Column("hashtags", Json),
+    sa.Column("mentions", Json),
+    sa.Column("meta", Json),
+    sa.Column("schema_version", sa.Integer),
+    sa.Column("source_topic", sa.Text),
+    sa.Column("source_partition", sa.Integer),
+    sa.Column("source_offset", sa.BigInteger),
+    sa.Column("ingested_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+_v1_detector_results = sa.Table(
+    "detector_results",
+    _V1,
+    sa.Column("post_id", sa.Text, sa.ForeignKey("posts.post_id"), primary_key=True),
+    sa.Column("detector", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text),
+    sa.Column("score", Real, nullable=False),
+    sa.Column("probability", Real),
+    sa.Column("threshold_name", sa.Text),
+    sa.Column("threshold", Real),
+    sa.Column("flagged", Flag, nullable=False),
+    sa.Column("evidence", Json),
+    sa.Column("scored_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+_v1_flags = sa.Table(
+    "flags",
+    _V1,
+    sa.Column("flag_id", sa.Text, primary_key=True),  # f"{detector}:{post_id}"
+    sa.Column("post_id", sa.Text, sa.ForeignKey("posts.post_id"), nullable=False, index=True),
+    sa.Column("account_id", sa.Text, nullable=False, index=True),
+    sa.Column("detector", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text),
+    sa.Column("score", Real),
+    sa.Column("probability", Real),
+    sa.Column("threshold_name", sa.Text),
+    sa.Column("threshold", Real),
+    sa.Column("evidence", Json),
+    sa.Column("post_created_at", UTCDateTime),
+    sa.Column("flagged_at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    # Review state: owned by the console, never touched by the detector upsert.
+    sa.Column("status", sa.Text, nullable=False, default="open", server_default="open", index=True),
+    sa.Column("assignee", sa.Text),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.CheckConstraint(_in("status", _V1_FLAG_STATUSES), name="status"),
+)
+
+_v1_campaigns = sa.Table(
+    "campaigns",
+    _V1,
+    sa.Column("campaign_id", sa.Text, primary_key=True),
+    sa.Column("first_seen", UTCDateTime),
+    sa.Column("last_seen", UTCDateTime),
+    sa.Column("size", sa.Integer),
+    sa.Column("score", Real),
+    sa.Column("summary", Json),
+    sa.Column("status", sa.Text, nullable=False, default="open", server_default="open", index=True),
+    sa.Column("assignee", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+_v1_campaign_members = sa.Table(
+    "campaign_members",
+    _V1,
+    sa.Column(
+        "campaign_id",
+        sa.Text,
+        sa.ForeignKey("campaigns.campaign_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("account_id", sa.Text, primary_key=True, index=True),
+    sa.Column("weight", Real),
+    sa.Column("evidence", Json),
+)
+
+_v1_review_decisions = sa.Table(
+    "review_decisions",
+    _V1,
+    sa.Column("decision_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),
+    sa.Column("reason_code", sa.Text),
+    sa.Column("statement", sa.Text),
+    sa.Column("reviewer", sa.Text, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("reverses_decision_id", BigId, sa.ForeignKey("review_decisions.decision_id")),
+    sa.CheckConstraint(_in("subject_type", _V1_SUBJECT_TYPES), name="subject_type"),
+    sa.Index(None, "subject_type", "subject_id"),
+)
+
+_v1_audit_log = sa.Table(
+    "audit_log",
+    _V1,
+    # Append-only: migration 1 adds triggers that reject UPDATE and DELETE (and TRUNCATE).
+    sa.Column("audit_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("before", Json),
+    sa.Column("after", Json),
+    sa.Index(None, "subject_type", "subject_id"),
+)
+
+_v1_dead_letters = sa.Table(
+    "dead_letters",
+    _V1,
+    sa.Column("source_topic", sa.Text, primary_key=True),
+    sa.Column("source_partition", sa.Integer, primary_key=True),
+    sa.Column("source_offset", sa.BigInteger, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),  # short code: 'not_json', 'missing_field', ...
+    sa.Column("error", sa.Text),  # the human-readable message
+    sa.Column("key", sa.LargeBinary),
+    sa.Column("value", sa.LargeBinary),  # the original bytes, so the message can be replayed
+    sa.Column("received_at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("worker_id", sa.Text),
+)
+
+_v1_worker_metrics = sa.Table(
+    "worker_metrics",
+    _V1,
+    sa.Column("metric_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("batch_size", sa.Integer),
+    sa.Column("valid", sa.Integer),
+    sa.Column("rejected", sa.Integer),
+    sa.Column("flagged", sa.Integer),
+    sa.Column("lag_total", sa.BigInteger),
+    sa.Column("lag", Json),  # partition -> lag
+    sa.Column("timings", Json),  # stage -> milliseconds
+    sa.Column("posts_per_s", Real),
+)
+
+
 def _v1(conn: Connection) -> None:
-    """Create every table and the audit_log append-only triggers."""
-    tables = [t for t in store_schema.metadata.sorted_tables if t is not schema_migrations]
+    """Create the version-1 tables and the audit_log append-only triggers."""
     # checkfirst=False: a half-made schema (tables without a version row) should fail loudly.
-    store_schema.metadata.create_all(conn, tables=tables, checkfirst=False)
+    _V1.create_all(conn, checkfirst=False)
     triggers = {"sqlite": _AUDIT_APPEND_ONLY_SQLITE, "postgresql": _AUDIT_APPEND_ONLY_POSTGRESQL}
     for ddl in triggers[conn.dialect.name]:
         conn.exec_driver_sql(ddl)
+
+
+def _v2_policies(conn: Connection) -> None:
+    """Policy versions and slots, the actions policies take (or would take, in shadow), breaker alerts.
+
+    Creates the tables from the current definitions in :mod:`stream.store_schema`: right while no
+    later step changes them; a step that does must first freeze these as version 1 is frozen above.
+    """
+    names = ("policy_versions", "policy_slots", "policy_actions", "policy_alerts")
+    store_schema.metadata.create_all(conn, tables=[store_schema.TABLES[n] for n in names], checkfirst=False)
 
 
 #: Every migration, oldest first. Append only: never edit or renumber a released step.
@@ -90,6 +262,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "posts, detector results, flags, campaigns, review decisions, audit log, dead letters, worker metrics", _v1
     ),
+    Migration(2, "policies: versions, active/shadow slots, actions, circuit-breaker alerts", _v2_policies),
 )
 
 

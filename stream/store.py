@@ -187,6 +187,18 @@ _FLAGS = _Upsert(
     update=("post_id", "account_id", "detector", *_SCORE_FIELDS, "evidence", "post_created_at"),
 )
 _DEAD_LETTERS = _Upsert(TABLES["dead_letters"], key=("source_topic", "source_partition", "source_offset"))
+_ACTION_CONTENT = (
+    "mode", "status", "policy_id", "policy_version", "rule_id", "action", "post_id", "account_id",
+    "campaign_id", "params", "scores", "evidence", "post_created_at",
+)  # fmt: skip
+_ACTIONS = _Upsert(
+    TABLES["policy_actions"],
+    key=("action_id",),
+    # The policy's fields only: the reversal columns belong to the console, and decided_at stays the
+    # first decision. A replay that finds the rule's breaker in another state updates the status.
+    compare=_ACTION_CONTENT,
+    update=(*_ACTION_CONTENT, "worker_id"),
+)
 
 _INSERTS: dict[str, Callable[[sa.Table], Any]] = {
     "sqlite": sqlite_dialect.insert,
@@ -335,19 +347,27 @@ class Store:
         flags: list[dict[str, Any]],
         dead_letters: list[dict[str, Any]],
         metrics: dict[str, Any] | None = None,
+        actions: list[dict[str, Any]] | None = None,
+        alerts: list[dict[str, Any]] | None = None,
     ) -> None:
         """Write one micro-batch of the worker in ONE transaction; replaying it changes nothing.
 
         Dict keys are column names (missing optional keys -> NULL or the column default; unknown
         keys -> ValueError). Posts upsert by ``post_id``, results by ``(post_id, detector)``,
         flags by ``flag_id`` (detector fields only, review state untouched), dead letters are
-        insert-or-ignore, and ``metrics`` appends one ``worker_metrics`` row.
+        insert-or-ignore, and ``metrics`` appends one ``worker_metrics`` row. Policy ``actions``
+        (active, suppressed and shadow) upsert by ``action_id`` (reversal state untouched), and
+        ``alerts`` (circuit-breaker changes) are appended.
         """
         with self.transaction() as conn:
             self._upsert(conn, _POSTS, posts)
             self._upsert(conn, _RESULTS, results)
             self._upsert(conn, _FLAGS, flags)
             self._upsert(conn, _DEAD_LETTERS, dead_letters)
+            self._upsert(conn, _ACTIONS, actions or [])
+            if alerts:
+                policy_alerts = TABLES["policy_alerts"]
+                conn.execute(sa.insert(policy_alerts), _rows_for(policy_alerts, alerts))
             if metrics is not None:
                 worker_metrics = TABLES["worker_metrics"]
                 conn.execute(sa.insert(worker_metrics), _rows_for(worker_metrics, [metrics]))
@@ -405,6 +425,67 @@ class Store:
 
     # ----------------------------------------------------------------------------------------
     # Reading
+    def policy_matches(self, policy_id: str, version: str, mode: str) -> pl.DataFrame:
+        """``rule_id, action, status, post_id`` of every record ``policy_id@version`` made in ``mode``
+        (``active`` or ``shadow``): what the shadow comparison counts."""
+        actions = TABLES["policy_actions"]
+        query = sa.select(actions.c.rule_id, actions.c.action, actions.c.status, actions.c.post_id).where(
+            actions.c.policy_id == policy_id, actions.c.policy_version == version, actions.c.mode == mode
+        )
+        schema = {"rule_id": pl.String, "action": pl.String, "status": pl.String, "post_id": pl.String}
+        with self.engine.connect() as conn:
+            return pl.DataFrame([tuple(r) for r in conn.execute(query)], schema=schema, orient="row")
+
+    def post_review_decisions(self) -> pl.DataFrame:
+        """``post_id, decision``: each post's standing reviewer decision, about the post itself or one
+        of its flags; a decision that a later one reverses no longer stands, and the latest wins."""
+        decisions, flags = TABLES["review_decisions"], TABLES["flags"]
+        query = (
+            sa.select(
+                decisions.c.decision_id,
+                sa.case((decisions.c.subject_type == "flag", flags.c.post_id), else_=decisions.c.subject_id),
+                decisions.c.decision,
+                decisions.c.reverses_decision_id,
+            )
+            .select_from(decisions.outerjoin(
+                flags, sa.and_(decisions.c.subject_type == "flag", flags.c.flag_id == decisions.c.subject_id)
+            ))
+            .where(decisions.c.subject_type.in_(("post", "flag")))
+        )
+        schema = {"decision_id": pl.Int64, "post_id": pl.String, "decision": pl.String, "reverses": pl.Int64}
+        with self.engine.connect() as conn:
+            frame = pl.DataFrame([tuple(r) for r in conn.execute(query)], schema=schema, orient="row")
+        reversed_ids = frame.get_column("reverses").drop_nulls().unique()
+        return (
+            frame.filter(~pl.col("decision_id").is_in(reversed_ids.implode()) & pl.col("post_id").is_not_null())
+            .sort("decision_id")
+            .group_by("post_id", maintain_order=True)
+            .agg(pl.col("decision").last())
+        )
+
+    def campaign_memberships(self, account_ids: Sequence[str]) -> pl.DataFrame:
+        """For each account that belongs to a campaign, its strongest one: ``account_id, campaign_id,
+        campaign_score, campaign_size``. Policies read it per batch, so one query, keyed by account."""
+        members, campaigns = TABLES["campaign_members"], TABLES["campaigns"]
+        schema = {"account_id": pl.String, "campaign_id": pl.String, "campaign_score": pl.Float64,
+                  "campaign_size": pl.Int64}
+        wanted = sorted(set(account_ids))
+        rows: list[tuple[Any, ...]] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 1000):  # bounded IN lists
+                query = (
+                    sa.select(members.c.account_id, campaigns.c.campaign_id, campaigns.c.score, campaigns.c.size)
+                    .join(campaigns, campaigns.c.campaign_id == members.c.campaign_id)
+                    .where(members.c.account_id.in_(wanted[start : start + 1000]))
+                )
+                rows.extend(tuple(r) for r in conn.execute(query))
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return (
+            frame.sort(["account_id", "campaign_score", "campaign_id"], descending=[False, True, False],
+                       nulls_last=True)
+            .unique("account_id", keep="first", maintain_order=True)
+        )
+
 
     @staticmethod
     def _table(name: str) -> sa.Table:

@@ -1,8 +1,8 @@
 """Table definitions of the Chorus store, as they are at the newest migration.
 
 These definitions are what the code reads and writes through (SQLAlchemy Core). Creating and
-changing tables in a database is the job of :mod:`stream.migrations`; version 1 creates exactly
-these tables. A later change to a table here needs a new migration step there, and
+changing tables in a database is the job of :mod:`stream.migrations` (version 1 created the first
+tables, version 2 the policy tables). A later change to a table here needs a new migration step there, and
 ``test_schema_matches_metadata`` fails until the two agree.
 
 The column types smooth over what differs between SQLite and PostgreSQL, so that a row reads
@@ -298,6 +298,92 @@ schema_migrations = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("applied_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# --- Policies (migration 2): what the platform does on its own with detector outputs ------------
+#: A policy occupies a slot: ``active`` acts, ``shadow`` (a candidate) is only recorded.
+POLICY_SLOTS: tuple[str, ...] = ("active", "shadow")
+#: Where a policy action stands: ``emitted`` to the actions topic, ``suppressed`` because the rule's
+#: circuit breaker was open (recorded, not acted on), or ``shadow`` (a candidate policy's record).
+ACTION_STATUSES: tuple[str, ...] = ("emitted", "suppressed", "shadow")
+#: What a policy rule can do; removal and suspension are deliberately absent (people decide those).
+POLICY_ACTIONS: tuple[str, ...] = ("label", "reduce_reach", "queue_review", "rate_limit_account", "escalate_campaign")
+#: Alerts the policy stage raises for the console.
+POLICY_ALERT_KINDS: tuple[str, ...] = ("breaker_tripped", "breaker_recovered")
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    # Every policy text ever activated or shadowed, so all workers run the same text and an
+    # action's policy version can always be read back.
+    sa.Column("policy_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("stored_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("stored_by", sa.Text),
+)
+
+policy_slots = sa.Table(
+    "policy_slots",
+    metadata,
+    # Which version is active and which is in shadow; changes go with an audit_log row.
+    sa.Column("slot", sa.Text, primary_key=True),
+    sa.Column("policy_id", sa.Text),
+    sa.Column("version", sa.Text),
+    sa.Column("changed_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("changed_by", sa.Text),
+    sa.ForeignKeyConstraint(["policy_id", "version"], ["policy_versions.policy_id", "policy_versions.version"]),
+    sa.CheckConstraint(_in("slot", POLICY_SLOTS), name="slot"),
+)
+
+policy_actions = sa.Table(
+    "policy_actions",
+    metadata,
+    sa.Column("action_id", sa.Text, primary_key=True),  # detectors.policy.action_id(): stable on replay
+    sa.Column("mode", sa.Text, nullable=False),  # the slot that produced it
+    sa.Column("status", sa.Text, nullable=False, index=True),
+    sa.Column("policy_id", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("post_id", sa.Text, sa.ForeignKey("posts.post_id"), nullable=False, index=True),
+    sa.Column("account_id", sa.Text, nullable=False, index=True),
+    sa.Column("campaign_id", sa.Text),
+    sa.Column("params", Json),  # label, priority, proposed action, ...
+    sa.Column("scores", Json),  # every detector's score, probability and decision for the post
+    sa.Column("evidence", Json),  # the conditions that held, the values seen, the detectors' evidence
+    sa.Column("post_created_at", UTCDateTime),
+    sa.Column("decided_at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("worker_id", sa.Text),
+    # Reversal: owned by the console, never touched by the worker's upsert.
+    sa.Column("reversed_at", UTCDateTime),
+    sa.Column("reversed_by", sa.Text),
+    sa.Column("reversal_reason", sa.Text),
+    sa.CheckConstraint(_in("mode", POLICY_SLOTS), name="mode"),
+    sa.CheckConstraint(_in("status", ACTION_STATUSES), name="status"),
+    sa.CheckConstraint(_in("action", POLICY_ACTIONS), name="action"),
+    sa.Index(None, "policy_id", "policy_version", "rule_id"),
+)
+
+policy_alerts = sa.Table(
+    "policy_alerts",
+    metadata,
+    sa.Column("alert_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("policy_id", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("share", Real),  # share of the window's posts the rule fired on
+    sa.Column("matched", sa.Integer),
+    sa.Column("posts", sa.Integer),
+    sa.Column("settings", Json),  # the breaker settings in force
+    sa.Column("worker_id", sa.Text),
+    sa.Column("acknowledged_by", sa.Text),  # console
+    sa.Column("acknowledged_at", UTCDateTime),
+    sa.CheckConstraint(_in("kind", POLICY_ALERT_KINDS), name="kind"),
 )
 
 #: Tables by name: the allowlist for anything that takes a table name from a caller.

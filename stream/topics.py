@@ -16,7 +16,10 @@ from stream.kafka_clients import make_admin
 def topic_plan(config: ChorusConfig, partitions: int | None = None) -> dict[str, int]:
     """Topic name -> partitions. Dead letters are rare: one partition keeps them in order."""
     n = partitions or config.topics.partitions
-    return {config.topics.posts: n, config.topics.flags: n, config.topics.dead_letter: 1}
+    plan = {config.topics.posts: n, config.topics.flags: n, config.topics.dead_letter: 1}
+    if config.policy.enabled:
+        plan[config.policy.actions_topic] = n
+    return plan
 
 
 def ensure_topics(

@@ -5,13 +5,18 @@ checkpoint does it:
 
 1. validate the micro-batch; bad messages become dead letters with their reason;
 2. run every registered detector on the valid posts (one call per detector per batch);
-3. write posts, detector results, flags, dead letters and the previous batch's metrics to the store
-   in ONE transaction, as upserts keyed by post id (so a replay changes nothing);
-4. produce flags (key = post id) and dead letters (original bytes) and flush the producer;
-5. only then commit the consumer offsets of the batch.
+3. evaluate the active and the shadow policy on the detections (``stream.policy``): actions,
+   actions held back by a rule's circuit breaker, shadow records, breaker alerts;
+4. write posts, detector results, flags, dead letters, policy actions and alerts and the previous
+   batch's metrics to the store in ONE transaction, as upserts keyed by post id / action id (so a
+   replay changes nothing);
+5. produce flags (key = post id), the active policy's actions (key = post id) and dead letters
+   (original bytes) and flush the producer;
+6. only then commit the consumer offsets of the batch.
 
-A crash anywhere before step 5 means the batch is read again by whoever owns the partition next,
-and steps 3-4 are idempotent (store upserts; flags carry a stable ``flag_id``). Transient failures
+A crash anywhere before step 6 means the batch is read again by whoever owns the partition next,
+and steps 4-5 are idempotent (store upserts; flags carry a stable ``flag_id``, actions a stable
+``action_id`` derived from policy version, rule and post). Transient failures
 of the store or the broker are retried with exponential back-off instead of crashing the worker.
 SIGTERM (``request_stop``) lets the batch in hand finish, commits it and leaves the group.
 """
@@ -38,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, Stateme
 from detectors.base import Detections, Detector
 from stream.config import ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
+from stream.policy.engine import PolicyEngine, PolicyOutcome, action_message
 from stream.schema import PostValidator, RawMessage, Rejection, ValidatedBatch
 from stream.store import Store
 
@@ -118,11 +124,17 @@ class PostWorker:
         detectors: Sequence[Detector],
         *,
         worker_id: str | None = None,
+        policy: PolicyEngine | None = None,
     ) -> None:
+        """``policy``: the policy stage; None builds it from ``config.policy`` (none when disabled)."""
         self.config = config
         self.store = store
         self.detectors = list(detectors)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.policy = (
+            policy if policy is not None
+            else PolicyEngine.from_config(config, store, self.detectors, worker_id=self.worker_id)
+        )
         self.validator = PostValidator(
             max_text_bytes=config.validation.max_text_bytes,
             max_message_bytes=config.validation.max_message_bytes,
@@ -246,6 +258,13 @@ class PostWorker:
         lap("detect")
 
         now = dt.datetime.now(dt.UTC)
+        policy = self.policy
+        outcome = (
+            self._retry("policy", lambda: policy.evaluate(validated.posts, detections, now))
+            if policy is not None and validated.posts.height else PolicyOutcome()
+        )
+        lap("policy")
+
         post_rows = _post_rows(validated, now)
         result_rows, flag_rows = _result_and_flag_rows(validated, detections, now)
         dead_rows = self._dead_rows(validated.rejected, now)
@@ -256,7 +275,7 @@ class PostWorker:
                 "store write",
                 lambda: self.store.write_batch(
                     posts=post_rows, results=result_rows, flags=flag_rows, dead_letters=dead_rows,
-                    metrics=metrics,
+                    metrics=metrics, actions=outcome.actions, alerts=outcome.alerts,
                 ),
             )
         except StatementError as exc:
@@ -264,13 +283,18 @@ class PostWorker:
                       self.worker_id, exc.orig if exc.orig is not None else exc)
             flag_rows, refused = self._write_one_by_one(post_rows, result_rows, flag_rows, raws, now)
             validated.rejected.extend(refused)
+            # A refused post is a dead letter now: its actions go neither to the store nor out.
+            refused_at = {(r.message.partition, r.message.offset) for r in refused}
+            refused_ids = {p["post_id"] for p in post_rows
+                           if (p["source_partition"], p["source_offset"]) in refused_at}
+            outcome.actions = [a for a in outcome.actions if a["post_id"] not in refused_ids]
             self._retry("store write", lambda: self.store.write_batch(
                 posts=[], results=[], flags=[], dead_letters=dead_rows + self._dead_rows(refused, now),
-                metrics=metrics,
+                metrics=metrics, actions=outcome.actions, alerts=outcome.alerts,
             ))
         lap("store")
 
-        self._retry("produce", lambda: self._produce(flag_rows, validated))
+        self._retry("produce", lambda: self._produce(flag_rows, validated, outcome.emit))
         lap("produce")
 
         self._commit(records)
@@ -340,7 +364,9 @@ class PostWorker:
                 refused_ids.add(pid)
         return [f for f in flag_rows if f["post_id"] not in refused_ids], refused
 
-    def _produce(self, flag_rows: list[dict[str, Any]], validated: ValidatedBatch) -> None:
+    def _produce(
+        self, flag_rows: list[dict[str, Any]], validated: ValidatedBatch, actions: Sequence[dict[str, Any]] = ()
+    ) -> None:
         topics = self.config.topics
         futures = []
         for flag in flag_rows:
@@ -349,6 +375,12 @@ class PostWorker:
                     topics.flags,
                     key=flag["post_id"].encode(),
                     value=msgspec.json.encode({"schema": FLAG_SCHEMA, **flag}),
+                )
+            )
+        for action in actions:
+            futures.append(
+                self._producer.send(
+                    self.config.policy.actions_topic, key=action["post_id"].encode(), value=action_message(action)
                 )
             )
         for rejection in validated.rejected:

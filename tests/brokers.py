@@ -147,13 +147,19 @@ class ApacheKafkaBroker:
         libs: Path | None = None,
         heap: str = "512m",
         start_timeout_s: float = APACHE_KAFKA_START_TIMEOUT_S,
+        sasl_plain_users: dict[str, str] | None = None,
     ) -> None:
+        """``sasl_plain_users`` (user -> password) adds a SASL_PLAINTEXT listener with SASL/PLAIN
+        authentication (:attr:`sasl_bootstrap`) beside the PLAINTEXT one, which tests keep using to
+        set up topics and read results; inter-broker and controller traffic stay PLAINTEXT."""
         self.workdir = workdir
         self.libs = libs
         self.heap = heap
         self.start_timeout_s = start_timeout_s
+        self.sasl_plain_users = dict(sasl_plain_users or {})
         self.port: int | None = None
         self.controller_port: int | None = None
+        self.sasl_port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,6 +168,13 @@ class ApacheKafkaBroker:
         if self.port is None:
             raise RuntimeError("the broker has no port yet; call start() first")
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """``host:port`` of the SASL_PLAINTEXT listener (only with ``sasl_plain_users``)."""
+        if self.sasl_port is None:
+            raise RuntimeError("no SASL listener: pass sasl_plain_users and call start() first")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_path(self) -> Path:
@@ -216,6 +229,7 @@ class ApacheKafkaBroker:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **self._sasl_settings(),
             "log.dirs": str(self.data_dir),
             # One node: every internal topic has one replica.
             "offsets.topic.replication.factor": "1",
@@ -251,6 +265,25 @@ class ApacheKafkaBroker:
         )
         return server_properties
 
+    def _sasl_settings(self) -> dict[str, str]:
+        """The extra listener for SASL/PLAIN, with its users in the listener's own JAAS setting
+        (``listener.name.<listener>.<mechanism>.sasl.jaas.config``: no JAAS file, no JVM flag)."""
+        if not self.sasl_plain_users:
+            return {}
+        for user, password in self.sasl_plain_users.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or any(c in password for c in '"\\\n;'):
+                raise ValueError(f"test SASL user {user!r}: keep names and passwords free of quotes and ';'")
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_plain_users.items())
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        }
+
     def _format_storage(self, libs: Path, server_properties: Path) -> None:
         """Format the KRaft log directory once; a restart reuses it as it is."""
         if (self.data_dir / "meta.properties").is_file():
@@ -275,6 +308,10 @@ class ApacheKafkaBroker:
             self.port, self.controller_port = free_port(), free_port()
             while self.controller_port == self.port:
                 self.controller_port = free_port()
+        if self.sasl_plain_users and self.sasl_port is None:
+            self.sasl_port = free_port()
+            while self.sasl_port in (self.port, self.controller_port):
+                self.sasl_port = free_port()
         server_properties = self._write_config()
         self._format_storage(libs, server_properties)
         with open(self.jvm_log_path, "ab") as out:

@@ -50,7 +50,8 @@ def test_migrate_creates_the_store(tmp_path: Path) -> None:
 def test_topics_creates_explicit_partitions(broker, capsys: pytest.CaptureFixture[str]) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     env_config = ChorusConfig().with_overrides(
-        topics={"posts": f"{name}.posts", "flags": f"{name}.flags", "dead_letter": f"{name}.dlq"}
+        topics={"posts": f"{name}.posts", "flags": f"{name}.flags", "dead_letter": f"{name}.dlq"},
+        policy={"actions_topic": f"{name}.actions"},
     )
     config_file = Path(f"/tmp/{name}.toml")
     config_file.write_text(env_config.to_toml())
@@ -62,7 +63,8 @@ def test_topics_creates_explicit_partitions(broker, capsys: pytest.CaptureFixtur
         config_file.unlink()
     out = capsys.readouterr().out
     assert f"{name}.posts: 3 partitions" in out and f"{name}.dlq: 1 partitions" in out
-    assert set(topic_plan(env_config, 3)) == {f"{name}.posts", f"{name}.flags", f"{name}.dlq"}
+    assert f"{name}.actions: 3 partitions" in out
+    assert set(topic_plan(env_config, 3)) == {f"{name}.posts", f"{name}.flags", f"{name}.dlq", f"{name}.actions"}
 
 
 @pytest.mark.kafka

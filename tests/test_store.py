@@ -182,15 +182,16 @@ def assert_same(before: dict[str, pl.DataFrame], after: dict[str, pl.DataFrame])
 # Migrations
 
 
-def test_migrate_creates_version_1_and_is_idempotent(db_url: str) -> None:
+def test_migrate_applies_every_version_once_and_is_idempotent(db_url: str) -> None:
+    head = migrations.HEAD_VERSION
     with Store.open(db_url, migrate=False) as empty:
         assert empty.schema_version() == 0
-        assert empty.migrate() == [1]
-        assert empty.schema_version() == migrations.HEAD_VERSION == 1
+        assert empty.migrate() == list(range(1, head + 1))
+        assert empty.schema_version() == head
         assert empty.migrate() == []
     with Store.open(db_url) as again:  # a second start migrates again: nothing to do
-        assert again.schema_version() == 1
-        assert again.count("schema_migrations") == 1
+        assert again.schema_version() == head
+        assert again.count("schema_migrations") == head
         assert set(sa.inspect(again.engine).get_table_names()) == set(TABLES)
 
 
@@ -208,13 +209,14 @@ def test_appended_migration_is_applied_once(store: Store) -> None:
     def add_scratch_table(conn: sa.Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE scratch_v2 (id INTEGER PRIMARY KEY)")
 
-    steps = (*migrations.MIGRATIONS, migrations.Migration(2, "scratch table", add_scratch_table))
+    newer = migrations.HEAD_VERSION + 1
+    steps = (*migrations.MIGRATIONS, migrations.Migration(newer, "scratch table", add_scratch_table))
     with store.transaction() as conn:
-        assert migrations.upgrade(conn, steps) == [2]
+        assert migrations.upgrade(conn, steps) == [newer]
     with store.transaction() as conn:
         assert migrations.upgrade(conn, steps) == []
-    assert store.schema_version() == 2
-    # This release knows only version 1: it must refuse to write to the newer schema.
+    assert store.schema_version() == newer
+    # This release stops one version short: it must refuse to write to the newer schema.
     with pytest.raises(RuntimeError, match="upgrade Chorus"):
         store.migrate()
 
@@ -251,7 +253,7 @@ def test_two_processes_migrate_and_write_at_once(db_url: str) -> None:
         process.join(timeout=180)
     assert [p.exitcode for p in workers] == [0, 0], "a writer failed; its traceback is in the captured stderr"
     with Store.open(db_url) as store:
-        assert store.count("schema_migrations") == 1
+        assert store.count("schema_migrations") == migrations.HEAD_VERSION
         assert store.count("posts") == 2 * 5 * 40 + 5 * 10
         assert store.count("detector_results") == 2 * 5 * 40 + 5 * 10
         assert store.count("worker_metrics") == 2 * 5
