@@ -117,7 +117,8 @@ _v1_detector_results = sa.Table(
     sa.Column("post_id", sa.Text, sa.ForeignKey("posts.post_id"), primary_key=True),
     sa.Column("detector", sa.Text, primary_key=True),
     sa.Column("model_version", sa.Text),
-    sa.Column("score", Real, nullable=False),
+    # NULL: the detector could not score this post (empty, not text); its evidence says why.
+    sa.Column("score", Real),
     sa.Column("probability", Real),
     sa.Column("threshold_name", sa.Text),
     sa.Column("threshold", Real),

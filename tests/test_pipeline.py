@@ -195,12 +195,16 @@ def test_sigterm_finishes_the_batch_commits_and_leaves(broker, tmp_path: Path) -
 
 
 class _PoisonedDetector(ScoringDetector):
-    """Returns NaN for posts that say 'poison': the store's NOT NULL on scores refuses those rows."""
+    """Puts an object JSON cannot hold into the evidence of posts that say 'poison' (a detector bug
+    the store refuses), and NaN scores on others (not scored: stored as NULL, never refused)."""
 
     name = "poisoned"
 
     def decision_function(self, posts: pl.DataFrame) -> np.ndarray:
-        return np.where(posts["text"].str.contains("poison").to_numpy(), np.nan, 0.0)
+        return np.where(posts["text"].str.contains("nan-me").to_numpy(), np.nan, 0.0)
+
+    def explain(self, posts: pl.DataFrame, scores: np.ndarray) -> list[dict]:
+        return [{"bad": object()} if "poison" in text else {} for text in posts["text"]]
 
 
 def test_posts_the_store_refuses_become_dead_letters_and_the_rest_land(tansu, tmp_path: Path) -> None:
@@ -208,6 +212,7 @@ def test_posts_the_store_refuses_become_dead_letters_and_the_rest_land(tansu, tm
     posts = simulate_posts(SimulationConfig(seed=21, posts=60))
     posts[10]["text"] = "poison " + posts[10]["text"]
     posts[40]["text"] = "poison " + posts[40]["text"]
+    posts[50]["text"] = "nan-me " + posts[50]["text"]
     produce_posts(config, posts)
     store = Store.open(config.store.url)
     try:
@@ -217,5 +222,7 @@ def test_posts_the_store_refuses_become_dead_letters_and_the_rest_land(tansu, tm
         dead = store.frame("dead_letters")
         assert dead["reason"].to_list() == ["store_rejected", "store_rejected"]
         assert all("refused" in e for e in dead["error"])
+        unscored = store.frame("detector_results", where="score IS NULL")
+        assert unscored["post_id"].to_list() == [posts[50]["post_id"]]
     finally:
         store.close()

@@ -357,7 +357,7 @@ def test_dead_letters_are_insert_or_ignore(store: Store) -> None:
 
 def test_write_batch_is_one_transaction(store: Store) -> None:
     broken = make_result(3)
-    del broken["score"]  # NOT NULL: the statement after the posts fails
+    del broken["flagged"]  # NOT NULL: the statement after the posts fails
     with pytest.raises(sa.exc.IntegrityError):
         store.write_batch(posts=[make_post(3)], results=[broken], flags=[], dead_letters=[])
     assert store.count("posts") == 0
