@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -226,3 +227,26 @@ def test_posts_the_store_refuses_become_dead_letters_and_the_rest_land(tansu, tm
         assert unscored["post_id"].to_list() == [posts[50]["post_id"]]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("CHORUS_TEST_PG_URL"), reason="CHORUS_TEST_PG_URL is not set (.ci/postgres.sh)")
+@pytest.mark.parametrize("review_db_url", ["postgresql"], indirect=True)
+def test_workers_share_a_postgresql_store(tansu, tmp_path: Path, review_db_url: str) -> None:
+    """The multi-host set-up: several workers, one PostgreSQL store, every post exactly once."""
+    config = pipeline_config(tansu, tmp_path, partitions=4).with_overrides(store={"url": review_db_url})
+    posts = simulate_posts(SimulationConfig(seed=23, posts=3_000))
+    ends = produce_posts(config, posts)
+    pool = WorkerPool(config, tmp_path)
+    pool.start("host-a")
+    pool.start("host-b")
+    try:
+        wait_until(lambda: all_committed(config, ends), 240, "every offset committed", pool.logs)
+    finally:
+        codes = pool.stop_all()
+    assert set(codes.values()) == {0}, pool.logs()
+    with Store.open(review_db_url) as store:
+        assert store.dialect == "postgresql"
+        assert set(store.frame("posts")["post_id"]) == {p["post_id"] for p in posts}
+        assert store.count("detector_results") == 3_000
+        assert set(store.frame("flags")["flag_id"]) == expected_flags(posts, [LlmBoilerplateDetector()])
