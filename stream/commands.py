@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--detectors", help="comma-separated detectors (default from config: llm_boilerplate; "
+                   "'aitext,llm_boilerplate' adds the language-model detector, about 5 posts/s on 2 CPU cores)")
     p.set_defaults(func=_demo)
 
     p = subparsers.add_parser(
@@ -244,7 +246,8 @@ def _demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo
 
     config = load_config(args)
+    detectors = tuple(d.strip() for d in args.detectors.split(",") if d.strip()) if args.detectors else None
     summary = run_demo(config, posts=args.posts, workers=args.workers, seed=args.seed,
-                       timeout_s=args.timeout, progress=not args.no_progress)
+                       timeout_s=args.timeout, progress=not args.no_progress, detectors=detectors)
     print(summary.render())
     return 0 if summary.complete else 1

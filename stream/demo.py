@@ -50,7 +50,7 @@ class DemoSummary:
         ]
         lines += [f"  {name:<14} {n} rows" for name, n in self.counts.items()]
         if self.flags_by_detector:
-            lines.append("  flags          " + ", ".join(f"{d}: {n}" for d, n in self.flags_by_detector.items()))
+            lines.append("  by detector    " + ", ".join(f"{d}: {n}" for d, n in self.flags_by_detector.items()))
         if self.dead_letter_reasons:
             lines.append("  dead letters   " + ", ".join(f"{r}: {n}" for r, n in self.dead_letter_reasons.items()))
         lines += ["", "Open the review console on this store:", f"  chorus console --store {self.store_url}", ""]
@@ -65,6 +65,7 @@ def run_demo(
     seed: int = 7,
     timeout_s: float = 900.0,
     progress: bool = True,
+    detectors: tuple[str, ...] | None = None,
 ) -> DemoSummary:
     started = time.monotonic()
     # The store is created before anything runs so a wrong URL fails in the first second.
@@ -73,7 +74,8 @@ def run_demo(
         demo_config = config.with_overrides(
             kafka={"bootstrap_servers": broker.bootstrap},
             # Tansu's group joins take about half the session timeout: keep it short.
-            worker={"group_id": "chorus-demo", "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000},
+            worker={"group_id": "chorus-demo", "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000,
+                    **({"detectors": detectors} if detectors else {})},
         )
         ensure_topics(demo_config)
         stream = simulate_posts(SimulationConfig(seed=seed, posts=posts))
