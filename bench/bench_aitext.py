@@ -8,6 +8,11 @@ Stages timed separately on the same posts: triage + normalisation, stylometry, S
 head path. Posts are synthetic tweet-length sentences (no development data needed) unless
 ``--input`` names a JSONL/CSV/Parquet file with a ``text`` column.
 
+``--onnx`` adds the same stages through ONNX Runtime (exports from the cache, built on first use:
+``chorus export-aitext``) and a head-to-head of the SmolLM2 stage, torch vs ONNX on the same posts,
+interleaved ``--compare-reps`` times (median wall and CPU seconds: CPU time is the fairer number on a
+machine shared with other jobs).
+
 ``--random-weights`` builds SmolLM2-135M's and MiniLM-L6's architectures with random weights, for
 machines that do not have the model packages (a lent GPU): speed does not depend on the weights.
 Their tokenizers come from ``--tokenizers DIR``, written here beforehand with
@@ -140,6 +145,73 @@ def random_models(device: str, tokenizers: Path) -> tuple[Any, Any, Any, Any]:
     return lm_tok, lm, enc_tok, enc
 
 
+def onnx_rows(
+    args: argparse.Namespace, lm: Any, encoder: Any, clean: list[str], texts: list[str], sync: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """The ONNX Runtime path on the same posts and batching as the torch rows, and a head-to-head.
+
+    The head-to-head alternates torch and ONNX on the same SmolLM2 stage ``--compare-reps`` times and
+    reports medians, so a neighbour's burst of CPU use hurts both sides alike.
+    """
+    import statistics
+
+    from detectors.aitext import features as F
+    from detectors.aitext.onnx_backend import load_onnx_models
+
+    t0 = time.perf_counter()
+    lm_forward, enc_forward = load_onnx_models("cpu", threads=args.ort_threads)
+    print(json.dumps({"stage": "load_onnx_sessions", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    onnx_lm = F.LanguageModelScorer(
+        lm.tokenizer,
+        lm_forward,
+        token_budget=lm.token_budget,
+        max_batch=lm.max_batch,
+        chunk_tokens=lm.chunk_tokens,
+        document_start_id=lm.document_start_id,
+    )
+    onnx_encoder = F.SentenceEncoder(
+        encoder.tokenizer, forward=enc_forward, token_budget=encoder.token_budget, max_batch=encoder.max_batch
+    )
+    onnx_extractor = F.FeatureExtractor(onnx_lm, onnx_encoder)
+    onnx_extractor.extract(texts[: min(64, len(texts))])  # warm-up
+    n = len(texts)
+    rows = []
+    for label, fn in (
+        ("lm_statistics_onnx", lambda: onnx_lm.score(clean)),
+        ("minilm_embeddings_onnx", lambda: onnx_encoder.encode(clean)),
+        ("all_features_onnx", lambda: onnx_extractor.extract(texts)),
+    ):
+        rows.append(timed(label, n, fn, sync)[1])
+    runs: dict[str, list[tuple[float, float]]] = {"torch": [], "onnx": []}
+    for _ in range(max(args.compare_reps, 1)):
+        for name, scorer in (("torch", lm), ("onnx", onnx_lm)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            scorer.score(clean)
+            runs[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+    for name in ("torch", "onnx"):
+        row = {
+            "stage": f"lm_compare_{name}",
+            "posts": len(clean),
+            "median_seconds": round(med[name][0], 3),
+            "median_cpu_seconds": round(med[name][1], 3),
+            "posts_per_s": round(len(clean) / med[name][0], 2),
+            "posts_per_cpu_s": round(len(clean) / med[name][1], 2),
+            "reps": len(runs[name]),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    speedup = {
+        "stage": "onnx_speedup_lm",
+        "wall": round(med["torch"][0] / med["onnx"][0], 2),
+        "cpu": round(med["torch"][1] / med["onnx"][1], 2),
+        "goal": 1.5,
+    }
+    print(json.dumps(speedup), flush=True)
+    rows.append(speedup)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=512)
@@ -154,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-tokens", type=int, default=None, help="tokens per statistics chunk")
     parser.add_argument("--profile", action="store_true", help="print torch profiler's top ops for the LM stage")
     parser.add_argument("--json-out", type=Path, help="also write the rows here")
+    parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime path (real models only)")
+    parser.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--compare-reps", type=int, default=3, help="interleaved torch/ONNX LM repetitions")
     args = parser.parse_args(argv)
+    if args.onnx and args.random_weights:
+        parser.error("--onnx exports the real models; it does not combine with --random-weights")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import numpy as np
@@ -241,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         head = AiTextHead.load()
         _, row = timed("head", n, lambda: head.predict_proba(fb.values, fb.embedding), sync)
         rows.append(row)
+    if args.onnx:
+        rows.extend(onnx_rows(args, lm, encoder, clean, texts, sync))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = {
         "device": torch.cuda.get_device_name() if cuda else f"cpu x{args.threads} thread(s)",

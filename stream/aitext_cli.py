@@ -1,4 +1,4 @@
-"""``chorus train-aitext`` and ``chorus score``: the AI-text detector's file I/O.
+"""``chorus train-aitext``, ``chorus score`` and ``chorus export-aitext``: the AI-text detector's file I/O.
 
 The maths lives in :mod:`detectors.aitext` (pure); this module reads the development data and
 post files, caches features on disk, writes the head artifact and the scored JSON lines.
@@ -298,8 +298,31 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ONNX exports ------------------------------------------------------------------------------------
+
+
+def _export_aitext(args: argparse.Namespace) -> int:
+    """Build (or reuse) the ONNX exports and say where they are and which provider would run them."""
+    from detectors.aitext.models import configure_torch_threads, resolve_device
+    from detectors.aitext.onnx_backend import MANIFEST_FILE, create_session, default_cache_dir, ensure_exports
+
+    configure_torch_threads(args.threads)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    paths = ensure_exports(cache, force=args.force)
+    device = resolve_device(args.device)
+    for kind, path in sorted(paths.items()):
+        manifest = json.loads((path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
+        provider = create_session(path, device).get_providers()[0]
+        size_mb = sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file()) / 2**20
+        print(
+            f"{kind}: {path} ({size_mb:.0f} MB; max |diff| vs torch {manifest['max_abs_difference_vs_torch']:.2g}; "
+            f"runs on {provider})"
+        )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train-aitext`` and ``score`` to the ``chorus`` command."""
+    """Add ``train-aitext``, ``score`` and ``export-aitext`` to the ``chorus`` command."""
     from detectors.aitext.head import DEFAULT_ARTIFACT
 
     p = subparsers.add_parser(
@@ -331,6 +354,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", default="default", help="named threshold: default, fpr_1pct, fpr_0.1pct")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--backend", default="torch", choices=["torch"], help="LM runtime (ONNX not built yet)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="model runtime: torch, or onnx (ONNX Runtime; exports built on first use, see export-aitext)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default 1; onnx: $CHORUS_ORT_THREADS, default 1)"
+    )
     p.set_defaults(func=_score)
+
+    p = subparsers.add_parser(
+        "export-aitext",
+        help="export SmolLM2 and MiniLM to ONNX into the cache (the onnx backend does this on first use)",
+        description="Export the AI-text detector's two models to ONNX (dynamic batch and sequence axes), "
+        "check each against torch on a probe batch, and keep them in the cache folder: $CHORUS_CACHE/onnx, "
+        "else ~/.cache/chorus/onnx. Takes a few minutes (SmolLM2 is ~520 MB); an export already there is reused.",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="folder for the exports (default: $CHORUS_CACHE/onnx or ~/.cache/chorus/onnx)"
+    )
+    p.add_argument("--force", action="store_true", help="export again even when the cache has the models")
+    p.add_argument("--device", default="auto", help="which provider to report: cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads while exporting (default 1)")
+    p.set_defaults(func=_export_aitext)

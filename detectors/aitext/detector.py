@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from detectors.aitext.features import FeatureBatch, FeatureExtractor, top_surprisal_tokens
+from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
 from detectors.aitext.head import AiTextHead
 from detectors.base import Detections, ScoringDetector
 
@@ -42,7 +42,9 @@ class AiTextDetector(ScoringDetector):
     Args:
         artifact: path of the head JSON (default: the committed ``artifacts/aitext_head.json``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        backend: runtime for SmolLM2; only ``"torch"`` exists so far (ONNX is not built yet).
+        backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime over
+            exports cached by ``chorus export-aitext``, built on first use when missing; CUDA
+            provider on a GPU, CPU otherwise — see :mod:`detectors.aitext.onnx_backend`).
         extractor: a ready :class:`FeatureExtractor` (tests pass small fakes); loaded lazily otherwise.
         top_k_tokens: how many highest-surprisal tokens each post's evidence lists.
     """
@@ -62,6 +64,8 @@ class AiTextDetector(ScoringDetector):
         self.head = AiTextHead.load(artifact)
         self.model_version = f"aitext-{self.head.version}"
         self.thresholds = self.head.thresholds
+        if backend not in BACKENDS:  # fail at construction, not at the first batch
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.device = resolve_device(device)
         self.backend = backend
         self.top_k_tokens = top_k_tokens

@@ -9,8 +9,10 @@ The expensive part is the language model, so it is run the way short posts want 
 * each micro-batch gets one forward pass, and every statistic comes from those logits
   (:mod:`detectors.aitext.metrics`).
 
-The language model is called through a :class:`LogitsBackend` (torch today), so another serving
-path (ONNX Runtime) can plug in and share the batching and the maths.
+The language model is called through a :class:`LogitsBackend` and the sentence encoder through a
+:class:`HiddenStatesBackend` — torch (:class:`TorchCausalLM`, :class:`TorchEncoder`) or ONNX Runtime
+(:mod:`detectors.aitext.onnx_backend`) — so both runtimes share the batching, the padding masks and
+the maths, and differ only in who multiplies the matrices.
 
 Embeddings are computed once per post and returned in :class:`FeatureBatch` so the campaign
 detector can reuse them instead of running MiniLM again.
@@ -41,10 +43,18 @@ ENCODER_TOKEN_BUDGET = 8192
 EMBEDDING_DIM = 384
 
 FEATURE_NAMES: tuple[str, ...] = LM_FEATURE_NAMES + STYLE_FEATURE_NAMES
+#: Runtimes for the two models: transformers, or ONNX Runtime over cached exports.
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 
 class LogitsBackend(Protocol):
     """Something that turns a padded batch of token ids into next-token logits."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any: ...
+
+
+class HiddenStatesBackend(Protocol):
+    """Something that turns a padded batch of token ids into the encoder's last hidden states."""
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any: ...
 
@@ -173,19 +183,45 @@ class TorchCausalLM:
         return out.logits
 
 
+class TorchEncoder:
+    """:class:`HiddenStatesBackend` over a transformers encoder (hidden states stay on its device)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(attention_mask).to(self.device),
+            )
+        return out.last_hidden_state
+
+
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over real tokens, then L2 normalisation."""
+    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over real tokens, then L2 normalisation.
+
+    Pass a torch ``model`` (wrapped in :class:`TorchEncoder`) or any ``forward`` backend (ONNX); the
+    pooling over the padding mask is done here, once, for both.
+    """
 
     def __init__(
         self,
         tokenizer: Any,
-        model: Any,
+        model: Any = None,
         max_tokens: int = MAX_ENCODER_TOKENS,
         token_budget: int = ENCODER_TOKEN_BUDGET,
         max_batch: int = 256,
+        forward: HiddenStatesBackend | None = None,
     ) -> None:
+        if model is None and forward is None:
+            raise ValueError("SentenceEncoder needs a torch model or a forward backend")
         self.tokenizer = tokenizer
         self.model = model
+        self.forward: HiddenStatesBackend = forward if forward is not None else TorchEncoder(model)
         self.max_tokens = max_tokens
         self.token_budget = token_budget
         self.max_batch = max_batch
@@ -197,13 +233,11 @@ class SentenceEncoder:
         if not texts:
             return out
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
-        device = next(self.model.parameters()).device
         for batch in length_batches([len(e) for e in encoded], self.token_budget, self.max_batch):
             ids, mask = pad_batch([encoded[i] for i in batch], self.tokenizer.pad_token_id or 0)
-            ids_t = torch.from_numpy(ids).to(device)
-            mask_t = torch.from_numpy(mask).to(device)
             with torch.inference_mode():
-                hidden = self.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state.float()
+                hidden = torch.as_tensor(self.forward(ids, mask)).float()
+                mask_t = torch.from_numpy(mask).to(hidden.device)
             pooled = (hidden * mask_t.unsqueeze(-1)).sum(1) / mask_t.sum(1, keepdim=True).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[batch] = pooled.cpu().numpy()
@@ -244,16 +278,25 @@ class FeatureExtractor:
 
     @classmethod
     def load(cls, device: str = "cpu", normalise: bool = True, backend: str = "torch") -> FeatureExtractor:
-        """Extractor over the offline models (cached per process); ``backend`` must be "torch"."""
+        """Extractor over the offline models (cached per process).
+
+        ``backend="torch"`` runs transformers; ``backend="onnx"`` runs ONNX Runtime sessions over the
+        exports in the cache (:func:`detectors.aitext.onnx_backend.ensure_exports` builds them on
+        first use) and loads only the tokenizers, not the torch weights.
+        """
         from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, load_encoder, load_language_model
 
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "onnx":
+            from detectors.aitext.models import load_encoder_tokenizer, load_language_tokenizer
+            from detectors.aitext.onnx_backend import load_onnx_models
+
+            lm_forward, enc_forward = load_onnx_models(device)
+            lm = LanguageModelScorer(load_language_tokenizer(), lm_forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
+            return cls(lm, SentenceEncoder(load_encoder_tokenizer(), forward=enc_forward), normalise=normalise)
         tokenizer, model = load_language_model(device)
-        forward: LogitsBackend
-        if backend != "torch":
-            # ONNX serving is planned (issue 3) but not built: exporting needs the `onnx` package,
-            # which the project does not depend on yet.
-            raise ValueError(f"unknown or unavailable backend {backend!r}; only 'torch' is implemented")
-        forward = TorchCausalLM(model)
+        forward: LogitsBackend = TorchCausalLM(model)
         lm = LanguageModelScorer(tokenizer, forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
         enc_tok, enc_model = load_encoder(device)
         return cls(lm, SentenceEncoder(enc_tok, enc_model), normalise=normalise)

@@ -111,3 +111,22 @@ def load_encoder(device: str = "cpu") -> tuple[Any, Any]:
     model = AutoModel.from_pretrained(str(path), local_files_only=True)
     model.to(device).eval()
     return tokenizer, model
+
+
+@functools.lru_cache(maxsize=1)
+def load_language_tokenizer() -> Any:
+    """SmolLM2's tokenizer alone, for runtimes (ONNX) that do not need the torch weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+
+
+@functools.lru_cache(maxsize=1)
+def load_encoder_tokenizer() -> Any:
+    """MiniLM's tokenizer alone, for runtimes (ONNX) that do not need the torch weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_model_dir()), local_files_only=True)

