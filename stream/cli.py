@@ -48,9 +48,16 @@ def load_config(args: argparse.Namespace) -> ChorusConfig:
 
 
 def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from stream import aitext_cli, commands, coord_cli, eval_cli, policy_cli
+    from stream import aitext_cli, commands, coord_cli, coordinator_cli, eval_cli, policy_cli
 
-    return [commands.register, aitext_cli.register, eval_cli.register, coord_cli.register, policy_cli.register]
+    return [
+        commands.register,
+        aitext_cli.register,
+        eval_cli.register,
+        coord_cli.register,
+        coordinator_cli.register,
+        policy_cli.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,10 @@
 """``chorus demo``: the whole pipeline on embedded defaults, in one command.
 
 Embedded Tansu broker -> topics -> simulated stream (+ one malformed message of every kind) ->
-worker processes in one consumer group -> SQLite store. The demo is done when the group has
-committed every offset the producer wrote, which is exactly the workers' at-least-once promise:
-everything committed is in the store.
+worker processes in one consumer group, and the coordinator in its own group -> SQLite store.
+The workers are done when their group has committed every offset the producer wrote, which is
+exactly their at-least-once promise: everything committed is in the store. The coordinator is done
+when it has caught up, written its campaigns and stayed idle for a few seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -89,18 +91,23 @@ def run_demo(
             spawn_worker_process(config_path, f"demo-worker-{i}", log_file=log_dir / f"worker-{i}.log")
             for i in range(workers)
         ]
+        coordinator = _spawn_coordinator(config_path, log_dir / "coordinator.log")
         try:
             complete = _wait_for_commits(demo_config, ends, timeout_s, progress, children)
+            if complete:
+                complete = _wait_for_exit(coordinator, timeout_s=max(60.0, timeout_s / 3))
         finally:
-            _stop(children)
+            _stop([*children, coordinator])
         if not complete:
-            for log_file in sorted(log_dir.glob("worker-*.log")):
+            for log_file in sorted(log_dir.glob("*.log")):
                 print(f"--- {log_file.name} (last lines) ---")
                 print("\n".join(log_file.read_text(errors="replace").splitlines()[-20:]))
 
     store = Store.open(config.store.url)
     try:
-        counts = {t: store.count(t) for t in ("posts", "detector_results", "flags", "dead_letters", "worker_metrics")}
+        tables = ("posts", "detector_results", "flags", "campaigns", "campaign_members", "dead_letters",
+                  "worker_metrics")
+        counts = {t: store.count(t) for t in tables}
         flags = store.frame("flags")
         dead = store.frame("dead_letters")
     finally:
@@ -142,6 +149,22 @@ def _wait_for_commits(
                 return False
             time.sleep(0.5)
     return False
+
+
+def _spawn_coordinator(config_path: Path, log_file: Path) -> subprocess.Popen:
+    """The coordination stage: exits by itself once caught up, campaigns written, idle 5 s."""
+    cmd = [sys.executable, "-m", "stream.cli", "coordinator", "--config", str(config_path),
+           "--coordinator-id", "demo-coordinator", "--idle-exit", "5"]
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for_exit(process: subprocess.Popen, timeout_s: float) -> bool:
+    try:
+        return process.wait(timeout=timeout_s) == 0
+    except subprocess.TimeoutExpired:
+        log.error("the coordinator did not finish within %.0f s", timeout_s)
+        return False
 
 
 def _stop(children: list[subprocess.Popen], timeout_s: float = 30.0) -> None:

@@ -3,10 +3,10 @@
 Notebooks rot silently: an API changes and nobody reruns them. Here each one in ``notebooks/`` is
 executed with nbclient in a fresh kernel, the way a researcher would run it, on:
 
-* a demo store filled once per session by the real pipeline (``chorus demo``, the shared
-  ``demo_store_file`` fixture of ``conftest.py``), copied, and given what the stream and the console
-  would add later: campaigns from the coordination stage and reviewers' decisions through
-  ``stream.review.decide``, so notebook 3 has something to read;
+* a demo store filled once per session by the real pipeline (``chorus demo``, workers and the
+  coordinator; the shared ``demo_store_file`` fixture of ``conftest.py``), copied, and given what
+  reviewers would add later: decisions through ``stream.review.decide``, so notebook 3 has
+  something to read;
 * ``CHORUS_NOTEBOOK_SMALL=1`` (small samples) and, where this machine has it, ``../shared/data``
   (CI does not: the notebooks must run without it, and do).
 
@@ -25,7 +25,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-import sqlalchemy as sa
 
 nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extras (nbclient, nbformat, ipykernel)")
 nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extras (nbclient, nbformat, ipykernel)")
@@ -47,38 +46,6 @@ def _load_paths_module() -> Any:
     return module
 
 
-def _add_campaigns(store: Any, posts: pl.DataFrame) -> int:
-    """Write the coordination stage's campaigns in the console's format (``stream/review.py`` docstring)."""
-    from detectors.coordination import detect_campaigns
-    from stream.store_schema import TABLES
-
-    result = detect_campaigns(posts)
-    times = posts.select("account_id", "created_at")
-    campaigns, members = [], []
-    for row in result.campaigns.iter_rows(named=True):
-        accounts = row["members"]
-        span = times.filter(pl.col("account_id").is_in(accounts))["created_at"]
-        edges = [
-            {"source": e["user_1"], "target": e["user_2"], "weight": float(e["weight"]), "network": network,
-             "evidence": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in ev.items()}
-                          for ev in e["evidence"]]}
-            for network, frame in result.networks.items()
-            for e in frame.filter(pl.col("user_1").is_in(accounts) & pl.col("user_2").is_in(accounts)).iter_rows(
-                named=True
-            )
-        ]  # fmt: skip
-        summary = {k: row[k] for k in ("density", "synchrony", "machine_share", "burstiness")} | {"edges": edges}
-        campaigns.append({"campaign_id": row["campaign_id"], "first_seen": span.min(), "last_seen": span.max(),
-                          "size": row["size"], "score": row["score"], "summary": summary})  # fmt: skip
-        members += [
-            {"campaign_id": row["campaign_id"], "account_id": a, "weight": 1.0, "evidence": {}} for a in accounts
-        ]
-    with store.transaction() as conn:
-        conn.execute(sa.insert(TABLES["campaigns"]), campaigns)
-        conn.execute(sa.insert(TABLES["campaign_members"]), members)
-    return len(campaigns)
-
-
 def _add_decisions(store: Any, posts: pl.DataFrame) -> tuple[int, int]:
     """Reviewers decide every flag as the simulator's truth says: confirm machine posts, dismiss the rest."""
     from stream.review import Reviewer, decide
@@ -94,7 +61,7 @@ def _add_decisions(store: Any, posts: pl.DataFrame) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def reviewed_store(demo_store_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the session's demo store with campaigns and reviewers' decisions added."""
+    """A copy of the session's demo store (campaigns included) with reviewers' decisions added."""
     from stream.store import Store
 
     path = tmp_path_factory.mktemp("notebooks") / "reviewed.db"
@@ -104,7 +71,8 @@ def reviewed_store(demo_store_file: Path, tmp_path_factory: pytest.TempPathFacto
     target.close()
     with Store.open(str(path)) as store:
         posts = _load_paths_module().store_posts(store)
-        assert _add_campaigns(store, posts) > 0, "the demo stream should hold coordinated campaigns"
+        # The demo's coordinator wrote them: campaigns come from the real pipeline.
+        assert store.count("campaigns") > 0, "the demo stream should hold coordinated campaigns"
         confirmed, _ = _add_decisions(store, posts)
         assert confirmed > 0
     return path

@@ -1,0 +1,260 @@
+"""``chorus rekey``: posts re-keyed by the objects they share, so coordination can scale out.
+
+Posts arrive keyed by account, which keeps an account's posts in order but scatters a co-action
+(fifty accounts sharing one link) over every partition: a coordinator must therefore own all of
+them. The rekey stage turns each post into one *action* message per object it shares (its repost
+target, normalised text, reply target, each url, its hashtag set: what
+:func:`detectors.coordination.coaction.post_actions` derives) on ``chorus.posts.by-object``,
+keyed by ``<type>:<object hash>``. Kafka's partitioner sends equal keys to one partition, so a
+consumer group of coordination workers over that topic (``chorus coordinator --input actions``)
+can split it: each worker sees *every* action on the objects routed to it, which is all that
+matching needs (a match is two posts on the same object). ::
+
+    posts topic ──► chorus rekey (group chorus-rekey, N processes) ──► chorus.posts.by-object
+    (key: account)   validate, post -> actions, produce, commit         (key: type:object hash)
+                                                                               │
+                     ┌─────────────────────────────────────────────────────────┤
+                     ▼                                                         ▼
+          coordination worker 1  ...                              coordination worker M
+          CoActionState.add_actions (objects of its partitions)   (consumer group over by-object)
+                     │ per-object match rows (object_matches)                  │
+                     └──────────────► edges topic ◄────────────────────────────┘
+                                          │  (designed, not built: see docs/coordination.md)
+                                          ▼
+                         graph stage (one process): matches_from_object_rows
+                         -> account graph -> campaigns -> store + flags
+
+Per-object rows merge exactly: :func:`~detectors.coordination.incremental.matches_from_object_rows`
+of the rows of all workers equals the batch's matches (``tests/test_coordination_stream_rekey.py``
+proves it through Tansu with two workers). With one coordinator over the by-object topic the
+graph stage is its own, and the path is complete today.
+
+At-least-once, like the worker: produce every action of a micro-batch, flush, then commit. A replay
+re-sends identical actions, which the coordination state recognises by (type, post, object).
+Invalid messages are skipped and counted (the posts workers dead-letter them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import polars as pl
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError
+from kafka.structs import OffsetAndMetadata
+
+from detectors.coordination.coaction import post_actions
+from detectors.coordination.incremental import STREAM_NETWORK_TYPES
+from stream.config import ChorusConfig
+from stream.kafka_clients import make_consumer, make_producer
+from stream.schema import PostValidator, RawMessage
+
+log = logging.getLogger("chorus.rekey")
+
+BY_OBJECT_TOPIC = "chorus.posts.by-object"
+ACTION_SCHEMA = "chorus.action/1"
+#: Seed of the object hash in the routing key (any fixed value: it only has to be the same everywhere).
+ROUTING_SEED = 0x0B1EC7
+
+
+class ActionV1(msgspec.Struct, forbid_unknown_fields=False):
+    """One (post, object) on the by-object topic."""
+
+    network: str
+    post_id: str
+    account_id: str
+    t_us: int
+    key: str
+    schema: str = ACTION_SCHEMA
+
+
+ACTION_FRAME_SCHEMA: dict[str, pl.DataType] = {
+    "network": pl.String(),
+    "post_id": pl.String(),
+    "account_id": pl.String(),
+    "t_us": pl.Int64(),
+    "key": pl.String(),
+}
+
+_DECODER = msgspec.json.Decoder(ActionV1)
+
+
+def object_actions(posts: pl.DataFrame, networks: Sequence[str] = STREAM_NETWORK_TYPES) -> pl.DataFrame:
+    """``network, post_id, account_id, t_us, key, route``: one row per post and shared object."""
+    frames = [post_actions(posts, n).with_columns(network=pl.lit(n)) for n in networks]
+    if not frames:
+        return pl.DataFrame(schema={**ACTION_FRAME_SCHEMA, "route": pl.String()})
+    return pl.concat(frames).select(
+        *ACTION_FRAME_SCHEMA,
+        route=pl.format("{}:{}", "network", pl.col("key").hash(ROUTING_SEED).cast(pl.String)),
+    )
+
+
+def encode_actions(actions: pl.DataFrame) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, value) per action: key = ``<type>:<object hash>``, value = :class:`ActionV1` JSON."""
+    encoder = msgspec.json.Encoder()
+    return [
+        (route.encode(), encoder.encode(ActionV1(network, post_id, account_id, t_us, key)))
+        for network, post_id, account_id, t_us, key, route in actions.select(*ACTION_FRAME_SCHEMA, "route").iter_rows()
+    ]
+
+
+def decode_actions(values: Sequence[bytes | None]) -> tuple[pl.DataFrame, list[int]]:
+    """Actions from message values; returns the frame and the indexes of values that are not actions."""
+    rows: list[ActionV1] = []
+    bad: list[int] = []
+    for i, value in enumerate(values):
+        try:
+            action = _DECODER.decode(value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            bad.append(i)
+            continue
+        if action.schema != ACTION_SCHEMA:
+            bad.append(i)
+            continue
+        rows.append(action)
+    frame = pl.DataFrame(
+        {
+            "network": [a.network for a in rows],
+            "post_id": [a.post_id for a in rows],
+            "account_id": [a.account_id for a in rows],
+            "t_us": [a.t_us for a in rows],
+            "key": [a.key for a in rows],
+        },
+        schema=ACTION_FRAME_SCHEMA,
+    )
+    return frame, bad
+
+
+@dataclass(frozen=True)
+class RekeySettings:
+    """Knobs of the rekey stage (flat, simply typed: a TOML table can hold it)."""
+
+    group_id: str = "chorus-rekey"
+    topic: str = BY_OBJECT_TOPIC
+    networks: tuple[str, ...] = STREAM_NETWORK_TYPES
+    batch_max_posts: int = 2_000
+    batch_max_latency_ms: int = 250
+    log_interval_s: float = 10.0
+
+
+class Rekeyer:
+    """One member of the rekey stage's consumer group: posts in, actions by object out."""
+
+    def __init__(self, config: ChorusConfig, settings: RekeySettings | None = None, *, rekeyer_id: str | None = None):
+        self.config = config
+        self.settings = settings or RekeySettings()
+        self.rekeyer_id = rekeyer_id or f"{socket.gethostname()}-{os.getpid()}-rekey"
+        self.validator = PostValidator(
+            max_text_bytes=config.validation.max_text_bytes,
+            max_message_bytes=config.validation.max_message_bytes,
+            future_skew_s=config.validation.future_skew_s,
+        )
+        self.posts = self.invalid = self.actions = 0
+        self._stop = threading.Event()
+        self._last_log = time.monotonic()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self, *, idle_exit_s: float | None = None) -> None:
+        """Consume until stopped (or idle for ``idle_exit_s``): validate, split, produce, commit."""
+        cfg, s = self.config, self.settings
+        consumer = make_consumer(
+            cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.rekeyer_id}", group_id=s.group_id,
+            max_poll_records=s.batch_max_posts,
+        )  # fmt: skip
+        producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.rekeyer_id}-out")
+        consumer.subscribe([cfg.topics.posts])
+        last_data = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                polled = consumer.poll(timeout_ms=s.batch_max_latency_ms, max_records=s.batch_max_posts)
+                records = [r for batch in polled.values() for r in batch]
+                if records:
+                    last_data = time.monotonic()
+                    self._handle(records, consumer, producer)
+                elif not consumer.assignment():
+                    last_data = time.monotonic()
+                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                    break
+                self._maybe_log()
+        finally:
+            producer.close(timeout=10)
+            consumer.close(autocommit=False)
+            self._maybe_log(force=True)
+
+    def _handle(self, records: list[Any], consumer: Any, producer: Any) -> None:
+        raws = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+        validated = self.validator.validate(raws)
+        actions = object_actions(validated.posts, self.settings.networks)
+        futures = [producer.send(self.settings.topic, key=k, value=v) for k, v in encode_actions(actions)]
+        producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
+        for future in futures:
+            future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset <= r.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        try:
+            consumer.commit(offsets)
+        except CommitFailedError as exc:  # a rebalance: the new owner re-sends identical actions
+            log.warning("%s: commit refused after a rebalance (%s)", self.rekeyer_id, exc)
+        self.posts += validated.posts.height
+        self.invalid += len(validated.rejected)
+        self.actions += actions.height
+
+    def _maybe_log(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_log < self.settings.log_interval_s:
+            return
+        self._last_log = time.monotonic()
+        log.info("%s: %d posts -> %d actions on %s (%d invalid skipped)", self.rekeyer_id, self.posts,
+                 self.actions, self.settings.topic, self.invalid)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``chorus rekey``."""
+    from stream.cli import add_common_arguments
+
+    p = subparsers.add_parser(
+        "rekey",
+        help="re-key posts by shared object onto chorus.posts.by-object (scale-out of the coordinator)",
+        description="Consume the posts topic in its own group and produce one message per (post, shared object) "
+        "keyed by type and object, so that coordination workers in one consumer group over that topic each "
+        "see every post sharing an object routed to them. Start N processes with the same group to scale.",
+    )
+    add_common_arguments(p)
+    p.add_argument("--group", default=RekeySettings.group_id, help="consumer group id (default chorus-rekey)")
+    p.add_argument("--topic", default=BY_OBJECT_TOPIC, help=f"output topic (default {BY_OBJECT_TOPIC})")
+    p.add_argument("--partitions", type=int, help="create the output topic with this many partitions if missing")
+    p.add_argument("--idle-exit", type=float, help="exit after this many seconds without posts")
+    p.set_defaults(func=_rekey)
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    from stream.cli import load_config
+    from stream.topics import ensure_topics
+
+    config = load_config(args)
+    if args.partitions:
+        ensure_topics(config, {args.topic: args.partitions})
+    rekeyer = Rekeyer(config, RekeySettings(group_id=args.group, topic=args.topic))
+
+    def stop(signum: int, _frame: object) -> None:
+        rekeyer.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    rekeyer.run(idle_exit_s=args.idle_exit)
+    return 0
