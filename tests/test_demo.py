@@ -31,6 +31,7 @@ def test_demo_runs_the_whole_pipeline_into_the_store(tmp_path: Path) -> None:
         assert store.count("detector_results") == 600
         assert store.count("dead_letters") == len(list(malformed_messages()))
         assert store.count("flags") > 0
+        assert store.count("campaigns") > 0, "the demo's coordinator writes the campaigns it finds"
         assert store.count("worker_metrics") > 0
 
 
