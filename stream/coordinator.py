@@ -57,7 +57,6 @@ import polars as pl
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import StatementError
 
 from detectors.coordination.coaction import NETWORK_TYPES, CoActionConfig
 from detectors.coordination.graph import (
@@ -85,9 +84,9 @@ from stream.campaign_store import (
 from stream.config import ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
 from stream.rekey import decode_actions
+from stream.retry import StopRequested, retry_transient
 from stream.schema import PostValidator, RawMessage
 from stream.store import Store
-from stream.worker import StopRequested, is_transient
 
 log = logging.getLogger("chorus.coordinator")
 
@@ -549,21 +548,14 @@ class Coordinator:
     def _retry(
         self, what: str, action: Callable[[], T], *, give_up_on: tuple[type[BaseException], ...] = ()
     ) -> T:
-        delay = self.config.worker.retry_backoff_initial_s
-        while True:
-            try:
-                return action()
-            except give_up_on:
-                raise
-            except (KafkaError, StatementError) as exc:
-                if not is_transient(exc):
-                    raise
-                self.stats.retries += 1
-                log.warning("%s: %s failed (%s: %s); retrying in %.1f s", self.coordinator_id, what,
-                            type(exc).__name__, exc, delay)
-                if self._stop.wait(delay):
-                    raise StopRequested(what) from exc
-                delay = min(delay * 2, self.config.worker.retry_backoff_max_s)
+        def count() -> None:
+            self.stats.retries += 1
+
+        wcfg = self.config.worker
+        return retry_transient(
+            what, action, stop=self._stop, initial_s=wcfg.retry_backoff_initial_s, max_s=wcfg.retry_backoff_max_s,
+            name=self.coordinator_id, on_retry=count, give_up_on=give_up_on,
+        )
 
     def _maybe_log(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -38,12 +38,13 @@ import numpy as np
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import StatementError
 
 from detectors.base import Detections, Detector
 from stream.config import ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
 from stream.policy.engine import PolicyEngine, PolicyOutcome, action_message
+from stream.retry import StopRequested, retry_transient
 from stream.schema import PostValidator, RawMessage, Rejection, ValidatedBatch
 from stream.store import Store
 
@@ -56,24 +57,6 @@ FLAG_SCHEMA = "chorus.flag/1"
 #: A dead letter carries the original bytes plus headers; past this the value is cut on the topic
 #: (the store keeps it whole) so the producer never loops on a message the broker cannot take.
 DEAD_LETTER_MAX_VALUE_BYTES = 1_000_000
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Failures worth waiting out: the broker or the database is (briefly) unreachable or busy.
-
-    Anything else (a constraint the data violates, a value the database cannot store, a message
-    the broker refuses for its size or for authorisation) would fail the same way forever, so it
-    must not be retried in a loop.
-    """
-    if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False))
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-class StopRequested(Exception):
-    """Raised inside a retry loop when the worker was asked to stop while waiting."""
 
 
 @dataclass
@@ -423,21 +406,14 @@ class PostWorker:
         *,
         give_up_on: tuple[type[BaseException], ...] = (),
     ) -> T:
-        delay = self.config.worker.retry_backoff_initial_s
-        while True:
-            try:
-                return action()
-            except give_up_on:
-                raise
-            except (KafkaError, StatementError) as exc:
-                if not is_transient(exc):
-                    raise
-                self.stats.retries += 1
-                log.warning("%s: %s failed (%s: %s); retrying in %.1f s", self.worker_id, what,
-                            type(exc).__name__, exc, delay)
-                if self._stop.wait(delay):
-                    raise StopRequested(what) from exc
-                delay = min(delay * 2, self.config.worker.retry_backoff_max_s)
+        def count() -> None:
+            self.stats.retries += 1
+
+        wcfg = self.config.worker
+        return retry_transient(
+            what, action, stop=self._stop, initial_s=wcfg.retry_backoff_initial_s, max_s=wcfg.retry_backoff_max_s,
+            name=self.worker_id, on_retry=count, give_up_on=give_up_on,
+        )
 
     # -- observability ----------------------------------------------------------------------
     def _lag(self) -> dict[TopicPartition, int]:
