@@ -248,14 +248,61 @@ def _v1(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+# Version 2's ``policy_actions``, frozen when version 3 changed it. ``posts`` is here only so the
+# foreign key resolves; it is never created from this metadata.
+_V2 = sa.MetaData(naming_convention=dict(store_schema.metadata.naming_convention))
+sa.Table("posts", _V2, sa.Column("post_id", sa.Text, primary_key=True))
+_V2_POLICY_ACTIONS = sa.Table(
+    "policy_actions",
+    _V2,
+    sa.Column("action_id", sa.Text, primary_key=True),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, index=True),
+    sa.Column("policy_id", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("post_id", sa.Text, sa.ForeignKey("posts.post_id"), nullable=False, index=True),
+    sa.Column("account_id", sa.Text, nullable=False, index=True),
+    sa.Column("campaign_id", sa.Text),
+    sa.Column("params", Json),
+    sa.Column("scores", Json),
+    sa.Column("evidence", Json),
+    sa.Column("post_created_at", UTCDateTime),
+    sa.Column("decided_at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("reversed_at", UTCDateTime),
+    sa.Column("reversed_by", sa.Text),
+    sa.Column("reversal_reason", sa.Text),
+    sa.CheckConstraint("mode IN ('active', 'shadow')", name="mode"),
+    sa.CheckConstraint("status IN ('emitted', 'suppressed', 'shadow')", name="status"),
+    sa.CheckConstraint(
+        "action IN ('label', 'reduce_reach', 'queue_review', 'rate_limit_account', 'escalate_campaign')",
+        name="action",
+    ),
+    sa.Index(None, "policy_id", "policy_version", "rule_id"),
+)
+
+
 def _v2_policies(conn: Connection) -> None:
     """Policy versions and slots, the actions policies take (or would take, in shadow), breaker alerts.
 
-    Creates the tables from the current definitions in :mod:`stream.store_schema`: right while no
-    later step changes them; a step that does must first freeze these as version 1 is frozen above.
+    ``policy_actions`` as frozen above; the other three from the current definitions in
+    :mod:`stream.store_schema`, right while no later step changes them (one that does must first
+    freeze them here, as ``policy_actions`` is).
     """
-    names = ("policy_versions", "policy_slots", "policy_actions", "policy_alerts")
+    _V2_POLICY_ACTIONS.create(conn, checkfirst=False)
+    names = ("policy_versions", "policy_slots", "policy_alerts")
     store_schema.metadata.create_all(conn, tables=[store_schema.TABLES[n] for n in names], checkfirst=False)
+
+
+def _v3_action_reversals(conn: Connection) -> None:
+    """Reversed actions reach the platform: ``reversal_emitted_at`` marks a reversal the workers have
+    sent to the actions topic (an outbox: the console writes, a worker relays), and an index on
+    ``reversed_at`` keeps the workers' "reversed but not yet sent" poll off a full scan."""
+    column_type = UTCDateTime().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE policy_actions ADD COLUMN reversal_emitted_at {column_type}"))
+    conn.execute(sa.text("CREATE INDEX ix_policy_actions_reversed_at ON policy_actions (reversed_at)"))
 
 
 #: Every migration, oldest first. Append only: never edit or renumber a released step.
@@ -264,6 +311,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         1, "posts, detector results, flags, campaigns, review decisions, audit log, dead letters, worker metrics", _v1
     ),
     Migration(2, "policies: versions, active/shadow slots, actions, circuit-breaker alerts", _v2_policies),
+    Migration(3, "policy action reversals relayed to the actions topic (outbox column, index)", _v3_action_reversals),
 )
 
 

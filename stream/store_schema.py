@@ -362,10 +362,13 @@ policy_actions = sa.Table(
     sa.Column("reversed_at", UTCDateTime),
     sa.Column("reversed_by", sa.Text),
     sa.Column("reversal_reason", sa.Text),
+    # When a worker sent the reversal to the actions topic (migration 3); NULL while it is pending.
+    sa.Column("reversal_emitted_at", UTCDateTime),
     sa.CheckConstraint(_in("mode", POLICY_SLOTS), name="mode"),
     sa.CheckConstraint(_in("status", ACTION_STATUSES), name="status"),
     sa.CheckConstraint(_in("action", POLICY_ACTIONS), name="action"),
     sa.Index(None, "policy_id", "policy_version", "rule_id"),
+    sa.Index(None, "reversed_at"),
 )
 
 policy_alerts = sa.Table(

@@ -19,6 +19,10 @@ and steps 4-5 are idempotent (store upserts; flags carry a stable ``flag_id``, a
 ``action_id`` derived from policy version, rule and post). Transient failures
 of the store or the broker are retried with exponential back-off instead of crashing the worker.
 SIGTERM (``request_stop``) lets the batch in hand finish, commits it and leaves the group.
+
+Between batches, every ``policy.reload_interval_s``, a worker with the policy stage on also relays
+the console's reversals of policy actions to the actions topic (the outbox described in
+:mod:`stream.policy.actions`).
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ import numpy as np
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from detectors.base import Detections, Detector
 from stream.config import ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
+from stream.policy.actions import relay_reversals
 from stream.policy.engine import PolicyEngine, PolicyOutcome, action_message
 from stream.retry import StopRequested, retry_transient
 from stream.schema import PostValidator, RawMessage, Rejection, ValidatedBatch
@@ -131,6 +136,7 @@ class PostWorker:
         self._producer = None
         self._last_log = time.monotonic()
         self._last_log_valid = 0
+        self._last_relay = float("-inf")
 
     # -- lifecycle -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -169,10 +175,32 @@ class PostWorker:
                 elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                     log.info("%s: idle for %.0f s, stopping", self.worker_id, idle_exit_s)
                     break
+                self._maybe_relay_reversals()
                 self._maybe_log()
         finally:
             self._shutdown()
         return self.stats
+
+    def _maybe_relay_reversals(self, *, force: bool = False) -> None:
+        """Send the console's reversals of policy actions to the actions topic (see
+        :mod:`stream.policy.actions`), at most every ``policy.reload_interval_s``. A failure is
+        logged and retried next time: it must not stop the stream."""
+        if self.policy is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_relay < self.config.policy.reload_interval_s:
+            return
+        self._last_relay = now
+        try:
+            sent = relay_reversals(self.store, self._producer, self.config.policy.actions_topic,
+                                   timeout_s=self.config.kafka.request_timeout_ms / 1000)
+        except (KafkaError, SQLAlchemyError) as exc:
+            log.warning("%s: reversals not relayed to the actions topic yet (%s); trying again in %.0f s",
+                        self.worker_id, exc, self.config.policy.reload_interval_s)
+            return
+        if sent:
+            log.info("%s: relayed %d reversed action(s) to %s", self.worker_id, sent,
+                     self.config.policy.actions_topic)
 
     def _shutdown(self) -> None:
         if self._pending_metrics is not None:
@@ -183,6 +211,7 @@ class PostWorker:
                 log.warning("%s: last metrics row not written: %s", self.worker_id, exc)
             self._pending_metrics = None
         if self._producer is not None:
+            self._maybe_relay_reversals(force=True)
             self._producer.close(timeout=10)
         if self._consumer is not None:
             # Offsets were committed explicitly after each batch; closing leaves the group at once

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from brokers import new_topic
 from pipeline_helpers import decode, expected_flags, pipeline_config, read_topic
 
 from detectors.boilerplate import LlmBoilerplateDetector
+from stream.policy.actions import REVERSAL_SCHEMA, pending_reversals, reverse_actions
 from stream.producer import produce_posts
+from stream.review import Reviewer
 from stream.simulator import SimulationConfig, simulate_posts
 from stream.store import Store
 from stream.worker import PostWorker
@@ -87,3 +90,43 @@ def test_actions_reach_the_topic_and_a_replay_repeats_their_ids(broker, tmp_path
     again = [decode(r) for r in read_topic(broker, config.policy.actions_topic)]
     assert len(again) == 2 * len(messages)
     assert {m["action_id"] for m in again} == {m["action_id"] for m in messages}, "no new action ids"
+
+
+def test_a_reversal_in_the_console_reaches_the_actions_topic_once(broker, tmp_path: Path) -> None:
+    """The console writes a reversal to the store; the next worker relays it to the actions topic,
+    keyed like its action, marks it sent, and does not send it again."""
+    (tmp_path / "active.toml").write_text(ACTIVE)
+    (tmp_path / "shadow.toml").write_text(SHADOW)
+    config = pipeline_config(broker, tmp_path, partitions=2).with_overrides(policy={
+        "active_file": str(tmp_path / "active.toml"),
+        "shadow_file": str(tmp_path / "shadow.toml"),
+        "actions_topic": new_topic(broker, 2, prefix="actions"),
+    })
+    produce_posts(config, simulate_posts(SimulationConfig(seed=43, posts=300)))
+    with Store.open(config.store.url) as store:
+        PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="w1").run(idle_exit_s=3)
+        stored = store.frame("policy_actions").sort("action_id")
+        emitted = stored.filter(stored["status"] == "emitted")["action_id"].to_list()[:3]
+        shadow = stored.filter(stored["mode"] == "shadow")["action_id"].to_list()[:1]
+        assert len(emitted) == 3 and shadow
+        lead = Reviewer("lead@example.org", "lead")
+        outcome = reverse_actions(store, lead, emitted + shadow, "model regression on replies, see incident 42")
+        assert outcome.applied == emitted and set(outcome.conflicts) == set(shadow)
+        assert [r.action_id for r in pending_reversals(store)] == sorted(emitted)
+
+        # A worker with nothing to read still relays the reversal (and only once, across two runs).
+        PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="w2").run(idle_exit_s=2)
+        PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="w3").run(idle_exit_s=2)
+        assert pending_reversals(store) == []
+        marked = store.frame("policy_actions").filter(pl.col("reversal_emitted_at").is_not_null())
+        assert sorted(marked["action_id"]) == sorted(emitted)
+
+    records = read_topic(broker, config.policy.actions_topic)
+    reversals = [(r, decode(r)) for r in records if decode(r)["schema"] == REVERSAL_SCHEMA]
+    assert sorted(m["action_id"] for _, m in reversals) == sorted(emitted), "each reversal sent exactly once"
+    by_id = {row["action_id"]: row for row in stored.iter_rows(named=True)}
+    for record, message in reversals:
+        assert record.key.decode() == message["post_id"] == by_id[message["action_id"]]["post_id"]
+        assert message["reversal_id"] == f"{message['action_id']}:reversal"
+        assert message["reversed_by"] == "lead@example.org" and "incident 42" in message["reason"]
+        assert message["rule_id"] == by_id[message["action_id"]]["rule_id"]
