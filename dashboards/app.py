@@ -23,6 +23,7 @@ pages = {
         st.Page("views/campaigns.py", title="Campaign queue", icon=":material/hub:", url_path="campaigns"),
         st.Page("views/post.py", title="Post", icon=":material/article:", url_path="post"),
         st.Page("views/campaign.py", title="Campaign", icon=":material/share:", url_path="campaign"),
+        st.Page("views/actions.py", title="Automated actions", icon=":material/bolt:", url_path="actions"),
     ],
     "Records": [
         st.Page("views/history.py", title="Decisions & audit", icon=":material/history:", url_path="history"),
@@ -38,6 +39,9 @@ with st.sidebar:
         st.button("Sign out", on_click=st.logout)
     elif not reviewer.can_decide:
         st.caption("Viewer: you can read everything but not act on cases.")
+    open_breakers = data.open_breakers().height
+    if open_breakers:
+        st.error(f"{open_breakers} circuit breaker(s) open: see Automated actions", icon=":material/warning:")
     st.caption("Store")
     st.text(data.store_label())
 

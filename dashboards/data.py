@@ -29,6 +29,9 @@ import streamlit as st
 
 from stream import review
 from stream.config import ChorusConfig
+from stream.policy import actions as policy_actions
+from stream.policy import compare, registry
+from stream.policy.actions import ActionFilter
 from stream.review import CampaignFilter, FlagFilter, Outcome, QueuePage, Reviewer
 from stream.store import Store
 
@@ -214,6 +217,76 @@ def _overview(url: str, sla_s: float, volume_by: str, unit: str) -> dict[str, An
 def overview(*, volume_by: str, unit: str) -> dict[str, Any]:
     s = settings()
     return _overview(s.store_url, s.sla.total_seconds(), volume_by, unit)
+
+
+# --------------------------------------------------------------------------------------------
+# Automated actions of the policies (reads)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _action_list(url: str, flt: ActionFilter, limit: int, offset: int) -> QueuePage:
+    return policy_actions.action_list(_open_store(url), flt, limit=limit, offset=offset)
+
+
+def action_list(flt: ActionFilter, *, limit: int, offset: int) -> QueuePage:
+    return _action_list(settings().store_url, flt, limit, offset)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _action_detail(url: str, action_id: str) -> dict[str, Any] | None:
+    return policy_actions.action_detail(_open_store(url), action_id)
+
+
+def action_detail(action_id: str) -> dict[str, Any] | None:
+    return _action_detail(settings().store_url, action_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _action_counts(url: str) -> pl.DataFrame:
+    return policy_actions.action_counts(_open_store(url))
+
+
+def action_counts() -> pl.DataFrame:
+    return _action_counts(settings().store_url)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _open_breakers(url: str) -> pl.DataFrame:
+    return policy_actions.open_breakers(_open_store(url))
+
+
+def open_breakers() -> pl.DataFrame:
+    """Rules whose circuit breaker is open now (the sidebar and the actions page warn about them)."""
+    return _open_breakers(settings().store_url)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _alert_list(url: str, unacknowledged_only: bool) -> pl.DataFrame:
+    return policy_actions.alert_list(_open_store(url), unacknowledged_only=unacknowledged_only)
+
+
+def alert_list(*, unacknowledged_only: bool) -> pl.DataFrame:
+    return _alert_list(settings().store_url, unacknowledged_only)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _policy_slots(url: str) -> dict[str, tuple[str, str] | None]:
+    return registry.read_slots(_open_store(url))
+
+
+def policy_slots() -> dict[str, tuple[str, str] | None]:
+    """Which policy version is active and which is in shadow (``chorus policy activate|shadow``)."""
+    return _policy_slots(settings().store_url)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _shadow_comparison(url: str) -> pl.DataFrame | None:
+    return compare.compare_slots(_open_store(url))
+
+
+def shadow_comparison() -> pl.DataFrame | None:
+    """Per rule of the shadow policy: posts, overlap with the active one, reviewer agreement."""
+    return _shadow_comparison(settings().store_url)
 
 
 # --------------------------------------------------------------------------------------------

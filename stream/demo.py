@@ -30,6 +30,9 @@ from stream.topics import committed_offsets, ensure_topics
 
 log = logging.getLogger("chorus.demo")
 
+#: The policy the demo switches on when the store has none (see :func:`_activate_example_policy`).
+EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "policies" / "example.toml"
+
 
 @dataclass
 class DemoSummary:
@@ -72,6 +75,10 @@ def run_demo(
     started = time.monotonic()
     # The store is created before anything runs so a wrong URL fails in the first second.
     Store.open(config.store.url).close()
+    activated = _activate_example_policy(config)
+    if activated:
+        log.info("demo: %s (the example policy, so the console's Automated actions page has something to show)",
+                 activated)
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="chorus-demo-") as scratch:
         demo_config = config.with_overrides(
             kafka={"bootstrap_servers": broker.bootstrap},
@@ -106,7 +113,7 @@ def run_demo(
     store = Store.open(config.store.url)
     try:
         tables = ("posts", "detector_results", "flags", "campaigns", "campaign_members", "dead_letters",
-                  "worker_metrics")
+                  "policy_actions", "worker_metrics")
         counts = {t: store.count(t) for t in tables}
         flags = store.frame("flags")
         dead = store.frame("dead_letters")
@@ -126,6 +133,25 @@ def run_demo(
         dead_letter_reasons=reasons,
         flags_by_detector=by_detector,
     )
+
+
+def _activate_example_policy(config: ChorusConfig) -> str | None:
+    """Make ``policies/example.toml`` the active policy of an empty slot (audited, actor "chorus demo").
+
+    Left alone: a store whose active slot is already set (a reviewer's choice, or an earlier demo),
+    a configuration that pins the policy to a file or turns the policy stage off, and an install
+    without the file (it ships with the source tree, not the wheel).
+    """
+    from stream.policy.registry import read_slots, set_slot
+
+    if not config.policy.enabled or config.policy.active_file or not EXAMPLE_POLICY.is_file():
+        return None
+    with Store.open(config.store.url) as store:
+        if read_slots(store)["active"] is not None:
+            return None
+        change = set_slot(store, "active", EXAMPLE_POLICY.read_text(encoding="utf-8"), source=str(EXAMPLE_POLICY),
+                          actor="chorus demo")
+    return change.describe()
 
 
 def _wait_for_commits(

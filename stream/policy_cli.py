@@ -160,25 +160,15 @@ def _status(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from stream.policy.compare import compare_matches
-    from stream.policy.registry import read_slots
+    from stream.policy.compare import compare_slots
     from stream.store import Store
 
     config = load_config(args)
     with Store.open(config.store.url) as store:
-        slots = read_slots(store)
-        if slots["shadow"] is None:
-            print("no shadow policy: start one with `chorus policy shadow FILE`", file=sys.stderr)
-            return 1
-        empty = pl.DataFrame(schema={"rule_id": pl.String, "action": pl.String, "status": pl.String,
-                                     "post_id": pl.String})
-        active = store.policy_matches(*slots["active"], "active") if slots["active"] else empty
-        shadow = store.policy_matches(*slots["shadow"], "shadow")
-        table = compare_matches(
-            active, shadow, store.post_review_decisions(),
-            active_label="@".join(slots["active"]) if slots["active"] else "active",
-            shadow_label="@".join(slots["shadow"]),
-        )
+        table = compare_slots(store)
+    if table is None:
+        print("no shadow policy: start one with `chorus policy shadow FILE`", file=sys.stderr)
+        return 1
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         print(table)
     return 0

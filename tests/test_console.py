@@ -146,7 +146,8 @@ def notice(at: AppTest) -> str:
 
 
 def audit(store: Store) -> list[dict[str, Any]]:
-    rows = store.frame("audit_log").to_dicts()
+    """The audit rows of what the test did: without the demo's own switch of the example policy."""
+    rows = store.frame("audit_log").filter(pl.col("actor") != "chorus demo").to_dicts()
     for row in rows:
         row["before"], row["after"] = json.loads(row["before"] or "null"), json.loads(row["after"] or "null")
     return rows
@@ -354,7 +355,7 @@ def test_a_viewer_cannot_decide(console: Callable[..., AppTest], console_store: 
     assert any("Viewers cannot decide" in c.value for c in at.caption)
     with pytest.raises(review.PermissionDenied):  # and the data layer refuses even if the UI did not
         review.decide(console_store, Reviewer("val@example.org", "viewer"), ["x"], "confirm", "spam")
-    assert console_store.count("audit_log") == 0
+    assert audit(console_store) == []
 
 
 def test_oidc_mode_signs_in_and_maps_roles(console_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -431,3 +432,63 @@ def test_huge_post_is_cut_with_a_download(console: Callable[..., AppTest], conso
     assert any("first 20,000 of 200,008 characters" in c.value for c in at.caption)
     assert [d.label for d in at.get("download_button")] == ["Download the full text"]
     assert any("No per-token evidence" in c.value for c in at.caption), "no evidence: said, not an error"
+
+
+# ---------------------------------------------------------------------------------------------
+# Automated actions (the demo runs the example policy)
+
+
+def test_automated_actions_are_shown_explained_and_reversed(
+    console: Callable[..., AppTest], console_store: Store
+) -> None:
+    actions = console_store.frame("policy_actions").sort("decided_at", "action_id", descending=[True, False])
+    active = actions.filter(pl.col("mode") == "active")
+    assert active.height > 0, "the demo switches the example policy on, so its actions reach the store"
+    at = go(console(), "actions")
+    assert at.title[0].value == "Automated actions"
+    assert any(c.value.startswith(f"{active.height:,} actions match") for c in at.caption)
+    assert "No circuit breaker is open and no alert is waiting." in [s.value for s in at.success]
+
+    select_rows(at, "ac-table", [0])
+    first = action_detail_row(console_store, at)
+    assert f"by rule {first['rule_id']}" in " ".join(h.value for h in at.subheader).replace("\\", "")
+    assert first["post_id"] in " ".join(texts(at))
+
+    button(at, "Reverse selected").click().run()
+    assert "say why" in notice(at), "a reason is required"
+    at.text_area(key="ac-reason-0").input("Quoted a chatbot to mock it; not machine-written.").run()
+    button(at, "Reverse selected").click().run()
+    assert notice(at).startswith("1 done")
+    [row] = console_store.frame("policy_actions").filter(pl.col("action_id") == first["action_id"]).to_dicts()
+    assert row["reversed_by"] == ALICE and row["reversal_emitted_at"] is None, "a worker relays it to the topic"
+    [entry] = [a for a in audit(console_store) if a["action"] == "policy_action.reverse"]
+    assert entry["subject_id"] == first["action_id"] and entry["actor"] == ALICE
+
+    viewer = go(console("vic@example.org", "viewer"), "actions")
+    select_rows(viewer, "ac-table", [1])
+    assert button(viewer, "Reverse selected").disabled
+
+
+def action_detail_row(store: Store, at: AppTest) -> dict[str, Any]:
+    """The action shown in the detail panel: the newest one (the table's first row)."""
+    rows = store.frame("policy_actions").filter(pl.col("mode") == "active")
+    return rows.sort("decided_at", "action_id", descending=[True, False]).row(0, named=True)
+
+
+def test_an_open_circuit_breaker_is_raised_and_acknowledged(
+    console: Callable[..., AppTest], console_store: Store
+) -> None:
+    alert = {"at": datetime.now(UTC), "kind": "breaker_tripped", "policy_id": "chorus-example", "policy_version": "1",
+             "rule_id": "boilerplate-label", "share": 0.42, "matched": 840, "posts": 2000,
+             "settings": {"max_share": 0.2}, "worker_id": "demo-worker-0"}
+    console_store.write_batch(posts=[], results=[], flags=[], dead_letters=[], alerts=[alert])
+    at = go(console(), "actions")
+    errors = [e.value for e in at.error]
+    assert any("circuit breaker(s) open" in e for e in errors), "the sidebar warns on every page"
+    assert any("Circuit breaker open" in e and "42.0%" in e for e in errors)
+    select_rows(at, "al-table", [0])
+    button(at, "Acknowledge selected").click().run()
+    assert notice(at).startswith("1 done")
+    [row] = console_store.frame("policy_alerts").to_dicts()
+    assert row["acknowledged_by"] == ALICE
+    assert any("Circuit breaker open" in e.value for e in at.error), "acknowledged, but still open until it recovers"

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from stream.policy.registry import read_slots
+from stream.store import Store
+
 #: Reviewer decisions meaning "the post was a problem" and "it was not".
 POSITIVE_DECISIONS: frozenset[str] = frozenset(
     {"confirmed", "actioned", "escalated", "removed", "remove", "suspended", "labelled", "violating"}
@@ -77,4 +80,20 @@ def compare_matches(
         .select(COMPARISON_COLUMNS)
         .cast({c: pl.Int64 for c in ("posts", "overlap", "same_action", "reviewed", "agreed")})
         .sort("policy", "rule_id")
+    )
+
+
+def compare_slots(store: Store) -> pl.DataFrame | None:
+    """:func:`compare_matches` of the store's shadow policy against its active one (what ``chorus
+    policy compare`` prints and the console shows), or None when no policy is in shadow."""
+    slots = read_slots(store)
+    if slots["shadow"] is None:
+        return None
+    empty = pl.DataFrame(schema={"rule_id": pl.String, "action": pl.String, "status": pl.String, "post_id": pl.String})
+    active = store.policy_matches(*slots["active"], "active") if slots["active"] else empty
+    shadow = store.policy_matches(*slots["shadow"], "shadow")
+    return compare_matches(
+        active, shadow, store.post_review_decisions(),
+        active_label="@".join(slots["active"]) if slots["active"] else "active",
+        shadow_label="@".join(slots["shadow"]),
     )
