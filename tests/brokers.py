@@ -50,6 +50,8 @@ JAR_RESOLVE_TIMEOUT_S = 600.0
 #: the old broker session to expire (broker.session.timeout.ms below).
 APACHE_KAFKA_START_TIMEOUT_S = 90.0
 APACHE_KAFKA_STOP_TIMEOUT_S = 30.0
+#: What the SASL listener accepts (``sasl_users``); every user may use each.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class RunningBroker(Protocol):
@@ -147,16 +149,17 @@ class ApacheKafkaBroker:
         libs: Path | None = None,
         heap: str = "512m",
         start_timeout_s: float = APACHE_KAFKA_START_TIMEOUT_S,
-        sasl_plain_users: dict[str, str] | None = None,
+        sasl_users: dict[str, str] | None = None,
     ) -> None:
-        """``sasl_plain_users`` (user -> password) adds a SASL_PLAINTEXT listener with SASL/PLAIN
-        authentication (:attr:`sasl_bootstrap`) beside the PLAINTEXT one, which tests keep using to
-        set up topics and read results; inter-broker and controller traffic stay PLAINTEXT."""
+        """``sasl_users`` (user -> password) adds a SASL_PLAINTEXT listener (:attr:`sasl_bootstrap`)
+        where each user can authenticate with SASL/PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, beside the
+        PLAINTEXT one, which tests keep using to set up topics and read results; inter-broker and
+        controller traffic stay PLAINTEXT."""
         self.workdir = workdir
         self.libs = libs
         self.heap = heap
         self.start_timeout_s = start_timeout_s
-        self.sasl_plain_users = dict(sasl_plain_users or {})
+        self.sasl_users = dict(sasl_users or {})
         self.port: int | None = None
         self.controller_port: int | None = None
         self.sasl_port: int | None = None
@@ -171,9 +174,9 @@ class ApacheKafkaBroker:
 
     @property
     def sasl_bootstrap(self) -> str:
-        """``host:port`` of the SASL_PLAINTEXT listener (only with ``sasl_plain_users``)."""
+        """``host:port`` of the SASL_PLAINTEXT listener (only with ``sasl_users``)."""
         if self.sasl_port is None:
-            raise RuntimeError("no SASL listener: pass sasl_plain_users and call start() first")
+            raise RuntimeError("no SASL listener: pass sasl_users and call start() first")
         return f"127.0.0.1:{self.sasl_port}"
 
     @property
@@ -266,22 +269,27 @@ class ApacheKafkaBroker:
         return server_properties
 
     def _sasl_settings(self) -> dict[str, str]:
-        """The extra listener for SASL/PLAIN, with its users in the listener's own JAAS setting
-        (``listener.name.<listener>.<mechanism>.sasl.jaas.config``: no JAAS file, no JVM flag)."""
-        if not self.sasl_plain_users:
+        """The extra listener for SASL, each mechanism's login module in the listener's own JAAS
+        setting (``listener.name.<listener>.<mechanism>.sasl.jaas.config``: no JAAS file, no JVM
+        flag). PLAIN users live in that setting; SCRAM credentials are written into the metadata
+        log when the storage is formatted (:meth:`_format_storage`), as KRaft requires."""
+        if not self.sasl_users:
             return {}
-        for user, password in self.sasl_plain_users.items():
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or any(c in password for c in '"\\\n;'):
-                raise ValueError(f"test SASL user {user!r}: keep names and passwords free of quotes and ';'")
-        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_plain_users.items())
+        for user, password in self.sasl_users.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or any(c in password for c in '"\\\n;,[]='):
+                raise ValueError(f"test SASL user {user!r}: keep names and passwords free of quotes, ';', ',', '[]='")
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         return {
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
         }
 
     def _format_storage(self, libs: Path, server_properties: Path) -> None:
@@ -292,6 +300,9 @@ class ApacheKafkaBroker:
             *self._jvm(libs, "256m"), "kafka.tools.StorageTool", "format",
             "--cluster-id", _kafka_uuid(), "--config", str(server_properties),
         ]  # fmt: skip
+        for user, password in self.sasl_users.items():
+            for mechanism in SASL_MECHANISMS[1:]:
+                command += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
         with open(self.jvm_log_path, "ab") as out:
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=120, check=False)
         if done.returncode != 0:
@@ -308,7 +319,7 @@ class ApacheKafkaBroker:
             self.port, self.controller_port = free_port(), free_port()
             while self.controller_port == self.port:
                 self.controller_port = free_port()
-        if self.sasl_plain_users and self.sasl_port is None:
+        if self.sasl_users and self.sasl_port is None:
             self.sasl_port = free_port()
             while self.sasl_port in (self.port, self.controller_port):
                 self.sasl_port = free_port()

@@ -1,11 +1,12 @@
-"""Production Kafka settings against a real Apache Kafka broker with SASL/PLAIN authentication.
+"""Production Kafka settings against a real Apache Kafka broker with SASL authentication.
 
-The broker (``tests/brokers.py``, ``sasl_plain_users``) has a SASL_PLAINTEXT listener that the
-pipeline uses, and a PLAINTEXT one the test uses to create topics. What must hold:
+The broker (``tests/brokers.py``, ``sasl_users``) has a SASL_PLAINTEXT listener that the pipeline
+uses (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), and a PLAINTEXT one the test uses to create topics.
+What must hold:
 
 * the right credentials, from the configuration (``kafka.security_protocol``, ``sasl_mechanism``,
   ``sasl_username``, ``CHORUS_KAFKA__SASL_PASSWORD``), carry posts in and flags and actions out
-  through a real worker;
+  through a real worker, with each mechanism;
 * a wrong password is refused in bounded time (kafka-python's bootstrap timeout, 30 s), with the
   broker's reason in the log, instead of a worker that hangs;
 * the password appears in no log line: Chorus's at every level, kafka-python's at INFO and above.
@@ -56,12 +57,12 @@ when = [ { detector = "llm_boilerplate", threshold = "default" } ]
 @pytest.fixture(scope="module")
 def sasl_kafka(kafka_jars: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
     broker = ApacheKafkaBroker(tmp_path_factory.mktemp("sasl-kafka"), libs=kafka_jars,
-                               sasl_plain_users={USER: PASSWORD, "other": "other-" + uuid.uuid4().hex})
+                               sasl_users={USER: PASSWORD, "other": "other-" + uuid.uuid4().hex})
     with broker:
         yield broker
 
 
-def sasl_config(broker: ApacheKafkaBroker, tmp_path: Path, password: str) -> ChorusConfig:
+def sasl_config(broker: ApacheKafkaBroker, tmp_path: Path, password: str, mechanism: str = "PLAIN") -> ChorusConfig:
     """Topics made on the PLAINTEXT listener; everything Chorus does goes through SASL, configured
     the way an operator would: settings in the file, the password in the environment."""
     prefix = f"s{uuid.uuid4().hex[:6]}"
@@ -72,7 +73,7 @@ def sasl_config(broker: ApacheKafkaBroker, tmp_path: Path, password: str) -> Cho
     policy_file.write_text(POLICY)
     file_settings = {
         "kafka": {"bootstrap_servers": broker.sasl_bootstrap, "security_protocol": "SASL_PLAINTEXT",
-                  "sasl_mechanism": "PLAIN", "sasl_username": USER},
+                  "sasl_mechanism": mechanism, "sasl_username": USER},
         "topics": {**topics, "partitions": 2},
         "worker": {"group_id": f"{prefix}-workers", **CONSUMER_GROUP_TIMEOUTS, "log_interval_s": 1.0},
         "store": {"url": f"sqlite:///{tmp_path / 'chorus.db'}"},
@@ -114,8 +115,9 @@ def assert_no_secret(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
     assert len(lines) > 20, "the capture should have seen the clients' and the worker's logs"
 
 
-def test_right_credentials_carry_posts_flags_and_actions(sasl_kafka, tmp_path: Path, all_logs) -> None:
-    config = sasl_config(sasl_kafka, tmp_path, PASSWORD)
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_right_credentials_carry_posts_flags_and_actions(sasl_kafka, tmp_path: Path, all_logs, mechanism) -> None:
+    config = sasl_config(sasl_kafka, tmp_path, PASSWORD, mechanism)
     posts = simulate_posts(SimulationConfig(seed=31, posts=400))
     produce_posts(config, posts)
     want = expected_flags(posts, [LlmBoilerplateDetector()])
