@@ -150,16 +150,19 @@ class ApacheKafkaBroker:
         heap: str = "512m",
         start_timeout_s: float = APACHE_KAFKA_START_TIMEOUT_S,
         sasl_users: dict[str, str] | None = None,
+        tls_keystore: Path | None = None,
     ) -> None:
         """``sasl_users`` (user -> password) adds a SASL_PLAINTEXT listener (:attr:`sasl_bootstrap`)
         where each user can authenticate with SASL/PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, beside the
         PLAINTEXT one, which tests keep using to set up topics and read results; inter-broker and
-        controller traffic stay PLAINTEXT."""
+        controller traffic stay PLAINTEXT. ``tls_keystore`` (a PEM file: PKCS#8 key, then the
+        certificate chain; see ``tests/tls.py``) makes that listener SASL_SSL instead."""
         self.workdir = workdir
         self.libs = libs
         self.heap = heap
         self.start_timeout_s = start_timeout_s
         self.sasl_users = dict(sasl_users or {})
+        self.tls_keystore = tls_keystore
         self.port: int | None = None
         self.controller_port: int | None = None
         self.sasl_port: int | None = None
@@ -174,7 +177,7 @@ class ApacheKafkaBroker:
 
     @property
     def sasl_bootstrap(self) -> str:
-        """``host:port`` of the SASL_PLAINTEXT listener (only with ``sasl_users``)."""
+        """``host:port`` of the SASL listener (only with ``sasl_users``)."""
         if self.sasl_port is None:
             raise RuntimeError("no SASL listener: pass sasl_users and call start() first")
         return f"127.0.0.1:{self.sasl_port}"
@@ -280,17 +283,23 @@ class ApacheKafkaBroker:
                 raise ValueError(f"test SASL user {user!r}: keep names and passwords free of quotes, ';', ',', '[]='")
         users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        return {
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+        listener = "SASL_SSL" if self.tls_keystore else "SASL_PLAINTEXT"
+        prefix = f"listener.name.{listener.lower()}"
+        settings = {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},{listener}://127.0.0.1:{self.sasl_port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{listener}://127.0.0.1:{self.sasl_port}",
+            "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,{listener}:{listener},CONTROLLER:PLAINTEXT",
             "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            f"{prefix}.plain.sasl.jaas.config":
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
-            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            f"{prefix}.scram-sha-256.sasl.jaas.config": scram,
+            f"{prefix}.scram-sha-512.sasl.jaas.config": scram,
         }
+        if self.tls_keystore:
+            settings[f"{prefix}.ssl.keystore.type"] = "PEM"
+            settings[f"{prefix}.ssl.keystore.location"] = str(self.tls_keystore)
+        return settings
 
     def _format_storage(self, libs: Path, server_properties: Path) -> None:
         """Format the KRaft log directory once; a restart reuses it as it is."""

@@ -1,4 +1,4 @@
-"""Production Kafka settings against a real Apache Kafka broker with SASL authentication.
+"""Production Kafka settings against a real Apache Kafka broker with SASL authentication and TLS.
 
 The broker (``tests/brokers.py``, ``sasl_users``) has a SASL_PLAINTEXT listener that the pipeline
 uses (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), and a PLAINTEXT one the test uses to create topics.
@@ -9,6 +9,8 @@ What must hold:
   through a real worker, with each mechanism;
 * a wrong password is refused in bounded time (kafka-python's bootstrap timeout, 30 s), with the
   broker's reason in the log, instead of a worker that hangs;
+* over SASL_SSL, the cluster's CA from ``kafka.ssl_cafile`` carries the stream; without it the
+  broker's certificate is refused, in bounded time, with a message that says so;
 * the password appears in no log line: Chorus's at every level, kafka-python's at INFO and above.
 """
 
@@ -25,6 +27,7 @@ from brokers import CONSUMER_GROUP_TIMEOUTS, ApacheKafkaBroker
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from pipeline_helpers import expected_flags
+from tls import make_pki
 
 from detectors.boilerplate import LlmBoilerplateDetector
 from stream.broker import create_topics
@@ -62,7 +65,9 @@ def sasl_kafka(kafka_jars: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield broker
 
 
-def sasl_config(broker: ApacheKafkaBroker, tmp_path: Path, password: str, mechanism: str = "PLAIN") -> ChorusConfig:
+def sasl_config(
+    broker: ApacheKafkaBroker, tmp_path: Path, password: str, mechanism: str = "PLAIN", **kafka: str
+) -> ChorusConfig:
     """Topics made on the PLAINTEXT listener; everything Chorus does goes through SASL, configured
     the way an operator would: settings in the file, the password in the environment."""
     prefix = f"s{uuid.uuid4().hex[:6]}"
@@ -73,7 +78,7 @@ def sasl_config(broker: ApacheKafkaBroker, tmp_path: Path, password: str, mechan
     policy_file.write_text(POLICY)
     file_settings = {
         "kafka": {"bootstrap_servers": broker.sasl_bootstrap, "security_protocol": "SASL_PLAINTEXT",
-                  "sasl_mechanism": mechanism, "sasl_username": USER},
+                  "sasl_mechanism": mechanism, "sasl_username": USER, **kafka},
         "topics": {**topics, "partitions": 2},
         "worker": {"group_id": f"{prefix}-workers", **CONSUMER_GROUP_TIMEOUTS, "log_interval_s": 1.0},
         "store": {"url": f"sqlite:///{tmp_path / 'chorus.db'}"},
@@ -169,3 +174,44 @@ def test_kafka_python_debug_logs_do_not_show_the_password(sasl_kafka, tmp_path: 
     assert any("password" in r.getMessage() for r in caplog.records if r.name == "chorus"), "it says why"
     lines = [r.getMessage() for r in caplog.records]
     assert not [line for line in lines if PASSWORD in line]
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: SASL_SSL with the cluster's CA from the configuration
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(kafka_jars: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApacheKafkaBroker, Path]]:
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    broker = ApacheKafkaBroker(tmp_path_factory.mktemp("tls-kafka"), libs=kafka_jars, sasl_users={USER: PASSWORD},
+                               tls_keystore=pki.server_keystore)
+    with broker:
+        yield broker, pki.ca
+
+
+def test_sasl_ssl_with_the_clusters_ca_carries_the_stream(tls_kafka, tmp_path: Path, all_logs) -> None:
+    broker, ca = tls_kafka
+    config = sasl_config(broker, tmp_path, PASSWORD, "SCRAM-SHA-512", security_protocol="SASL_SSL",
+                         ssl_cafile=str(ca))
+    posts = simulate_posts(SimulationConfig(seed=37, posts=200))
+    produce_posts(config, posts)
+    want = expected_flags(posts, [LlmBoilerplateDetector()])
+    with Store.open(config.store.url) as store:
+        stats = PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="tls-worker").run(idle_exit_s=4)
+        assert stats.valid == 200 and store.count("flags") == len(want)
+    assert len(read_all(config, config.topics.flags, len(want))) == len(want)
+    assert_no_secret(all_logs, PASSWORD)
+
+
+def test_an_untrusted_broker_certificate_is_refused_with_the_reason(tls_kafka, tmp_path: Path, all_logs) -> None:
+    """Without the cluster's CA the client must not talk to the broker, and must say it is a TLS problem."""
+    broker, _ca = tls_kafka
+    config = sasl_config(broker, tmp_path, PASSWORD, "SCRAM-SHA-512", security_protocol="SASL_SSL")
+    with Store.open(config.store.url) as store:
+        worker = PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="untrusting-worker")
+        started = time.monotonic()
+        with pytest.raises(KafkaUnreachable) as refused:
+            worker.run(idle_exit_s=2)
+    assert time.monotonic() - started < 45
+    assert "certificate" in str(refused.value).lower(), str(refused.value)
+    assert_no_secret(all_logs, PASSWORD)
