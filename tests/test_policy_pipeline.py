@@ -51,14 +51,19 @@ when = [ { field = "hashtags", matches = "." } ]
 """
 
 
-def test_actions_reach_the_topic_and_a_replay_repeats_their_ids(broker, tmp_path: Path) -> None:
+def policy_pipeline_config(broker, tmp_path: Path):
+    """A pipeline with the ACTIVE and SHADOW policies pinned from files and its own actions topic."""
     (tmp_path / "active.toml").write_text(ACTIVE)
     (tmp_path / "shadow.toml").write_text(SHADOW)
-    config = pipeline_config(broker, tmp_path, partitions=2).with_overrides(policy={
+    return pipeline_config(broker, tmp_path, partitions=2).with_overrides(policy={
         "active_file": str(tmp_path / "active.toml"),
         "shadow_file": str(tmp_path / "shadow.toml"),
         "actions_topic": new_topic(broker, 2, prefix="actions"),
     })
+
+
+def test_actions_reach_the_topic_and_a_replay_repeats_their_ids(broker, tmp_path: Path) -> None:
+    config = policy_pipeline_config(broker, tmp_path)
     posts = simulate_posts(SimulationConfig(seed=41, posts=600))
     produce_posts(config, posts)
     flagged = {f.split(":", 1)[1] for f in expected_flags(posts, [LlmBoilerplateDetector()])}
@@ -95,13 +100,7 @@ def test_actions_reach_the_topic_and_a_replay_repeats_their_ids(broker, tmp_path
 def test_a_reversal_in_the_console_reaches_the_actions_topic_once(broker, tmp_path: Path) -> None:
     """The console writes a reversal to the store; the next worker relays it to the actions topic,
     keyed like its action, marks it sent, and does not send it again."""
-    (tmp_path / "active.toml").write_text(ACTIVE)
-    (tmp_path / "shadow.toml").write_text(SHADOW)
-    config = pipeline_config(broker, tmp_path, partitions=2).with_overrides(policy={
-        "active_file": str(tmp_path / "active.toml"),
-        "shadow_file": str(tmp_path / "shadow.toml"),
-        "actions_topic": new_topic(broker, 2, prefix="actions"),
-    })
+    config = policy_pipeline_config(broker, tmp_path)
     produce_posts(config, simulate_posts(SimulationConfig(seed=43, posts=300)))
     with Store.open(config.store.url) as store:
         PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="w1").run(idle_exit_s=3)

@@ -37,7 +37,6 @@ from typing import Any
 import msgspec
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from stream.review import (
     MAX_STATEMENT_CHARS,
@@ -45,10 +44,11 @@ from stream.review import (
     Outcome,
     QueuePage,
     Reviewer,
+    _frame,
     _require_actor,
     _select_columns,
 )
-from stream.store import Store, _polars_dtype
+from stream.store import Store
 from stream.store_schema import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS, TABLES, utcnow
 
 #: ``schema`` of a reversal message on the actions topic (actions themselves are ``chorus.action/1``).
@@ -114,11 +114,6 @@ def _conditions(flt: ActionFilter) -> list[Any]:
     elif flt.reversed is False:
         where.append(_actions.c.reversed_at.is_(None))
     return where
-
-
-def _frame(conn: Connection, query: sa.Select[Any]) -> pl.DataFrame:
-    schema = {c.name: _polars_dtype(c) for c in query.selected_columns}  # type: ignore[arg-type]
-    return pl.DataFrame([tuple(r) for r in conn.execute(query)], schema=schema, orient="row")
 
 
 #: The columns of the actions list: what a reviewer scans; the detail adds scores and evidence.
