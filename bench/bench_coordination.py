@@ -4,9 +4,13 @@ Usage (the data is the development set's, never copied into the repo)::
 
     nice -n 10 python bench/bench_coordination.py ../shared/data/coordination/ira_en_2017-01_03.csv.gz \\
         --windows 60,3600,86400 --repeats 3 --toolkit-timeout 1200
+    python bench/bench_coordination.py --quick     # 60 s window only, one Chorus run, no purity (a smoke test)
+    python bench/bench_coordination.py --paraphrase-only   # co_paraphrase's index alone (synthetic, ~2 min)
+
+Without a data argument it reads ``DEFAULT_DATA`` (the shared development folder beside the repo).
 
 What is timed is the network computation on both sides with the data already loaded: for Chorus
-the polars functions on an in-memory frame (median of ``--repeats`` runs); for the toolkit its
+the polars functions on an in-memory frame (median and min-max of ``--repeats`` runs); for the toolkit its
 ``compute_*`` call on a database already filled by its ``preprocess_data`` (index building and
 its text normalisation included, as they are part of computing a network there). The toolkit is
 run once per network and window, in its own process group with ``--toolkit-timeout`` as the
@@ -17,6 +21,11 @@ them, which favours the toolkit slightly.
 Edges are compared as sets of ``(user_1, user_2, weight)`` without self-loops: ``equal`` for the
 exact types, recall and precision of the toolkit's edges for co_similar. Campaign purity is the
 share of accounts in found campaigns whose campaign's majority ``label`` is their own.
+
+co_paraphrase has no toolkit counterpart and the IRA data has no embeddings, so its table compares
+the SimHash index (:func:`~detectors.coordination.paraphrase.similar_vector_pairs`) with blocked
+brute force (:func:`~detectors.coordination.paraphrase.exact_similar_pairs`) on synthetic
+MiniLM-like embeddings: time and recall (``--paraphrase-cases``, ``--no-paraphrase``).
 """
 
 from __future__ import annotations
@@ -38,8 +47,12 @@ from collections import Counter
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import median_spread, save, table
 from detectors.coordination import (
     NETWORK_TYPES,
     QUT_NETWORK_NAMES,
@@ -49,8 +62,14 @@ from detectors.coordination import (
     posts_to_qut,
 )
 from detectors.coordination.graph import CampaignConfig, detect_campaigns
+from detectors.coordination.paraphrase import choose_bands, exact_similar_pairs, similar_vector_pairs
+
+#: The development data set (IRA tweets, January-March 2017), never copied into the repo.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/coordination/ira_en_2017-01_03.csv.gz"
 
 EXACT = ("co_repost", "co_text", "co_reply", "co_link")
+#: co_paraphrase's default cosine (CoActionConfig.paraphrase_threshold).
+PARAPHRASE_THRESHOLD = 0.9
 
 _TOOLKIT_CHILD = """
 import io, sys, time, json
@@ -134,7 +153,7 @@ def chorus_run(posts: pl.DataFrame, network: str, window: int, threshold: float,
         edges = co_action_edges(posts, network, config)
         times.append(time.perf_counter() - start)
     assert edges is not None
-    return statistics.median(times), set(edges.select("user_1", "user_2", "weight").iter_rows())
+    return times, set(edges.select("user_1", "user_2", "weight").iter_rows())
 
 
 def purity(posts: pl.DataFrame, window: int) -> tuple[float, int, int, float]:
@@ -152,9 +171,104 @@ def purity(posts: pl.DataFrame, window: int) -> tuple[float, int, int, float]:
     return (right / total if total else float("nan")), len(result.members), total, seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def synthetic_embeddings(n: int, *, span_s: int = 86_400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` unit vectors shaped like MiniLM's, with times in seconds over ``span_s``.
+
+    Organic posts sit around one of ``n // 500`` topics (cosine ~0.4 within a topic, ~0 across),
+    so the index meets same-topic pairs, as on a real platform. A tenth of the posts are planted
+    paraphrase clusters of 2-20 posts within two minutes whose member pairs lie at cosine 0.85-0.99,
+    straddling the 0.9 threshold (a pair's cosine is the geometric mean of its members' ``cosines``).
+    """
+    rng = np.random.default_rng(seed)
+    dim = 384
+
+    def unit_rows(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    topics = unit_rows(rng.standard_normal((max(n // 500, 2), dim), dtype=np.float32))
+    vectors = unit_rows(rng.standard_normal((n, dim), dtype=np.float32)) * np.float32(1.2247)  # 1/(1+1.5)=0.4
+    vectors += topics[rng.integers(0, len(topics), n)]
+    times = rng.integers(0, span_s, n)
+    sizes = rng.integers(2, 21, n // 10 // 11)
+    members = rng.permutation(n)[: sizes.sum()]
+    cluster = np.repeat(np.arange(len(sizes)), sizes)
+    messages = vectors[members[np.cumsum(sizes) - sizes]]  # each cluster's first member's vector
+    cosines = rng.uniform(0.85, 0.99, len(members)).astype(np.float32)
+    sigma = np.sqrt((1 / cosines - 1) / dim)[:, None]
+    noise = rng.standard_normal((len(members), dim), dtype=np.float32) * sigma
+    vectors[members] = unit_rows(messages[cluster]) + noise
+    times[members] = (times[members[np.cumsum(sizes) - sizes]])[cluster] + rng.integers(0, 120, len(members))
+    return unit_rows(vectors).astype(np.float32), times
+
+
+def paraphrase_run(n: int, window: int, repeats: int, seed: int = 0) -> list[str]:
+    """One table row: SimHash LSH vs blocked brute force on ``n`` synthetic posts at ``window`` s."""
+    vectors, times = synthetic_embeddings(n, seed=seed)
+    slices = pl.DataFrame({"vector_id": np.arange(n, dtype=np.uint32), "slice": times // window})
+    lsh_times, found = [], set()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pairs = similar_vector_pairs(vectors, PARAPHRASE_THRESHOLD, slices=slices)
+        left, right = pairs["vector_id"].to_numpy(), pairs["match_vector_id"].to_numpy()
+        keep = (left < right) & (np.abs(times[left] - times[right]) <= window)
+        lsh_times.append(time.perf_counter() - start)
+        found = set(zip(left[keep].tolist(), right[keep].tolist(), strict=True))
+    start = time.perf_counter()
+    exact = exact_similar_pairs(vectors, PARAPHRASE_THRESHOLD, times=times, window=window)
+    exact_s = time.perf_counter() - start
+    truth = {(a, b) for a, b in exact.select("vector_id", "match_vector_id").iter_rows() if a < b}
+    recall = len(found & truth) / len(truth) if truth else 1.0
+    posts = pl.DataFrame(
+        {
+            "post_id": np.arange(n).astype(str),
+            "account_id": (np.arange(n) % (n // 4)).astype(str),
+            "created_at": pl.from_epoch(pl.Series(times + 1_700_000_000), time_unit="s"),
+            "embedding": vectors,
+        }
+    )
+    posts = coerce_posts(posts)
+    start = time.perf_counter()
+    edges = co_action_edges(posts, "co_paraphrase", CoActionConfig(windows_s={"co_paraphrase": window}))
+    network_s = time.perf_counter() - start
+    lsh_s = statistics.median(lsh_times)
+    print(f"  done co_paraphrase {n} posts @ {window}s: LSH {lsh_s:.2f}s, exact {exact_s:.2f}s", file=sys.stderr)
+    return [
+        f"{n:,}",
+        f"{window:,}",
+        f"{len(truth):,}",
+        median_spread(lsh_times),
+        f"{exact_s:.2f}",
+        f"{exact_s / lsh_s:.1f}x",
+        f"{recall:.4f}",
+        f"{len(found - truth)}",
+        f"{network_s:.2f} ({edges.height:,} edges)",
+    ]
+
+
+def paraphrase_table(cases: list[tuple[int, int]], repeats: int) -> str:
+    """co_paraphrase's index against brute force on synthetic embeddings (no data set needed)."""
+    bands, rows = choose_bands(PARAPHRASE_THRESHOLD)
+    return table(
+        "Coordination, batch: co_paraphrase, SimHash LSH vs exact brute force",
+        ["posts", "window (s)", "pairs (exact)", "LSH s median (min-max)", "exact s", "speed-up", "recall",
+         "false pairs", "co_paraphrase network s"],
+        [paraphrase_run(n, window, repeats) for n, window in cases],
+        [f"Synthetic 384-d unit vectors shaped like MiniLM embeddings (topics at cosine ~0.4, a tenth of the "
+         f"posts in planted paraphrase clusters straddling the threshold) over one day; pairs with cosine >= "
+         f"{PARAPHRASE_THRESHOLD} within ±window. LSH: `similar_vector_pairs` ({bands} bands x {rows} bits, "
+         f"window-wide time slices, exact cosine verification), {repeats} run(s); exact: "
+         "`exact_similar_pairs`, blocked numpy matrix products over the rows within the window, one run. "
+         "Recall: share of the exact pairs the LSH found; false pairs: LSH pairs not in the exact set. "
+         "Network: `co_action_edges(..., \"co_paraphrase\")` end to end (one run, posts frame with an "
+         "`embedding` column, 4 posts per account)."],
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path, help="ira_en_2017-01_03.csv.gz (see shared/data/README.md)")
+    parser.add_argument("data", type=Path, nargs="?", default=DEFAULT_DATA,
+                        help="ira_en_2017-01_03.csv.gz (see shared/data/README.md; default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="60 s window, one Chorus run, no purity (smoke test)")
     parser.add_argument("--windows", default="60,3600,86400", help="comma-separated seconds")
     parser.add_argument("--networks", default="co_repost,co_text,co_reply,co_link,co_similar")
     parser.add_argument("--repeats", type=int, default=3, help="Chorus runs per cell (median)")
@@ -163,7 +277,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toolkit-timeout", type=float, default=1200.0, help="seconds per toolkit run")
     parser.add_argument("--skip-toolkit", default="", help="comma-separated NETWORK@WINDOW to not run in the toolkit")
     parser.add_argument("--no-purity", action="store_true", help="skip the campaign purity run")
+    parser.add_argument(
+        "--paraphrase-cases",
+        default="100000@300,50000@86400",
+        help="co_paraphrase table: comma-separated POSTS@WINDOW_S (synthetic embeddings)",
+    )
+    parser.add_argument("--paraphrase-repeats", type=int, default=2, help="LSH runs per co_paraphrase case")
+    parser.add_argument("--no-paraphrase", action="store_true", help="skip the co_paraphrase table")
+    parser.add_argument("--paraphrase-only", action="store_true", help="only the co_paraphrase table (no data)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.windows, args.repeats, args.no_purity = "60", 1, True
+        args.paraphrase_cases, args.paraphrase_repeats = "20000@300,10000@86400", 1
+    paraphrase_cases = [(int(c.split("@")[0]), int(c.split("@")[1])) for c in args.paraphrase_cases.split(",")]
+    if args.paraphrase_only:
+        text = paraphrase_table(paraphrase_cases, args.paraphrase_repeats)
+        print(text)
+        return text
+    if not args.data.is_file():
+        raise FileNotFoundError(f"{args.data}: no such file; pass the IRA development file (shared/data/coordination)")
 
     windows = [int(w) for w in args.windows.split(",")]
     networks = args.networks.split(",")
@@ -179,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         for window in windows:
             for network in networks:
                 qut_name = QUT_NETWORK_NAMES[network]
-                ours_s, ours = chorus_run(posts, network, window, args.threshold, args.repeats)
+                ours_times, ours = chorus_run(posts, network, window, args.threshold, args.repeats)
                 theirs_s = None
                 if f"{network}@{window}" not in skip:
                     theirs_s = run_toolkit(db, qut_name, window, args.threshold, args.threads, args.toolkit_timeout)
                 if theirs_s is None:
                     verdict = "skipped" if f"{network}@{window}" in skip else f"toolkit >{args.toolkit_timeout:.0f}s"
-                    rows.append((window, network, len(ours), "", ours_s, theirs_s, verdict))
+                    rows.append((window, network, len(ours), "", ours_times, theirs_s, verdict))
                 else:
                     theirs = toolkit_edges(db, qut_name)
                     if network in EXACT:
@@ -195,25 +327,48 @@ def main(argv: list[str] | None = None) -> int:
                         recall = hit / len(theirs) if theirs else 1.0
                         precision = hit / len(ours) if ours else 1.0
                         verdict = f"recall {recall:.4f} precision {precision:.4f}"
-                    rows.append((window, network, len(ours), len(theirs), ours_s, theirs_s, verdict))
+                    rows.append((window, network, len(ours), len(theirs), ours_times, theirs_s, verdict))
                 r = rows[-1]
-                print(f"  done {network} @ {window}s: chorus {r[4]:.2f}s, toolkit {r[5]}", file=sys.stderr, flush=True)
-    print()
-    print("| window | network | chorus edges | toolkit edges | chorus s (median) | toolkit s | speed-up | edges |")
-    print("|---:|---|---:|---:|---:|---:|---:|---|")
-    for window, network, n_ours, n_theirs, ours_s, theirs_s, verdict in rows:
+                print(f"  done {network} @ {window}s: chorus {statistics.median(r[4]):.2f}s, toolkit {r[5]}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    body = []
+    for window, network, n_ours, n_theirs, ours_times, theirs_s, verdict in rows:
+        ours_s = statistics.median(ours_times)
         qut = f"{theirs_s:.2f}" if theirs_s is not None else "-"
         speed = f"{theirs_s / ours_s:.0f}x" if theirs_s is not None else "-"
-        print(f"| {window} | {network} | {n_ours} | {n_theirs} | {ours_s:.2f} | {qut} | {speed} | {verdict} |")
+        n_theirs = f"{n_theirs:,}" if n_theirs != "" else "-"
+        body.append([f"{window:,}", network, f"{n_ours:,}", n_theirs, median_spread(ours_times), qut, speed, verdict])
+    text = table(
+        "Coordination, batch: Chorus vs the QUT toolkit",
+        ["window (s)", "network", "Chorus edges", "toolkit edges", "Chorus s median (min-max)", "toolkit s",
+         "speed-up", "edges"],
+        body,
+        [f"`{args.data.name}`: {posts.height:,} posts from {posts['account_id'].n_unique():,} accounts, loaded "
+         f"before timing. Chorus: polars over an in-memory frame, {args.repeats} run(s) per cell; toolkit "
+         f"(`coordination_network_toolkit`): one run per cell on {args.threads} processes, bounded by "
+         f"{args.toolkit_timeout:.0f} s, its database filled beforehand. `equal`: the same directed weighted edge "
+         f"set; co_similar at Jaccard {args.threshold}: recall and precision of the toolkit's edges. "
+         "Goal (issue 4): 10x the toolkit on the same data."],
+    )  # fmt: skip
     if not args.no_purity:
-        print()
-        print("| window | campaigns | accounts in campaigns | purity vs label | seconds |")
-        print("|---:|---:|---:|---:|---:|")
+        purity_rows = []
         for window in windows:
             p, n, accounts, seconds = purity(posts, window)
-            print(f"| {window} | {n} | {accounts} | {p:.3f} | {seconds:.1f} |")
-    return 0
+            purity_rows.append([f"{window:,}", f"{n:,}", f"{accounts:,}", f"{p:.3f}", f"{seconds:.1f}"])
+        text += "\n" + table(
+            "Coordination, batch: campaign purity",
+            ["window (s)", "campaigns", "accounts in campaigns", "purity vs label", "seconds (one run)"],
+            purity_rows,
+            ["Purity: the share of accounts in found campaigns whose campaign's majority `label` is their own "
+             "(every co-action type at the window, seeded Louvain)."],
+        )  # fmt: skip
+    if not args.no_paraphrase:
+        text += "\n" + paraphrase_table(paraphrase_cases, args.paraphrase_repeats)
+    print(text)
+    if not args.quick:
+        save("coordination", text)
+    return text
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

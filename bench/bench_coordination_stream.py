@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> str:
             scale_notes,
         )
     print(text)
-    save("coordination_stream", text)
+    if not args.quick:
+        save("coordination_stream", text)
     return text
 
 

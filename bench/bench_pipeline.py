@@ -62,6 +62,14 @@ def one_run(bootstrap: str, posts: list[dict], batch: int, detector_name: str, w
     return result
 
 
+#: What the table is measured against, and what it showed (kept with the table, not in the README).
+GOAL_NOTE = (
+    "Goal (issue 2): at least 5,000 posts/s per worker. The store write (one transaction of upserts per "
+    "batch) is the largest stage; without the C `crc32c` package kafka-python spends about 75 µs per post "
+    "checking CRCs in Python, so it is a dependency."
+)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=20_000)
@@ -100,10 +108,12 @@ def main(argv: list[str] | None = None) -> str:
             f"{'Tansu (embedded)' if not args.bootstrap else args.bootstrap}, SQLite store; "
             f"median (min-max) of {args.runs} runs. posts/s counts the worker's busy time "
             "(poll to commit), not the idle wait at the end; worker CPU includes its idle polling.",
+            GOAL_NOTE,
         ],
     )
     print(text)
-    save("pipeline", text)
+    if not args.quick:
+        save("pipeline", text)
     return text
 
 

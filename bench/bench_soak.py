@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, save, table
+from bench.common import RESULTS, result_name, save, table
 from stream.broker import EmbeddedBroker
 from stream.commands import spawn_worker_process, write_private_config
 from stream.config import ChorusConfig
@@ -253,7 +253,7 @@ def summarise(args: argparse.Namespace, samples: list[Sample], result: dict) -> 
         f"Nothing lost: {result['acked']:,} posts acknowledged by the broker, {result['stored']:,} in the store "
         f"(post ids unique), {result['actions']:,} actions; lag at the end {samples[-1].lag if samples else 'n/a'}. "
         f"Worker memory from warm-up to the last 20% of the run: {growth:+.1f}%.",
-        "Plot: `bench/results/soak.png`.",
+        f"Plot: `bench/results/{result_name('soak')}.png`.",
     ]
     if checks:
         notes.append("FAILED: " + "; ".join(checks))
@@ -297,7 +297,8 @@ def plot(samples: list[Sample], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> str:
+    """Run the soak; returns its Markdown table. A failed check raises after the table is written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=800.0, help="steady posts/s (default 800)")
     parser.add_argument("--burst-rate", type=float, default=5_000.0, help="burst posts/s (default 5000)")
@@ -326,13 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         save("soak", text)
         RESULTS.mkdir(exist_ok=True)
-        plot(samples, RESULTS / "soak.png")
+        plot(samples, RESULTS / f"{result_name('soak')}.png")
     else:
         plot(samples, Path(tempfile.gettempdir()) / "chorus-soak-quick.png")
     if checks:
         print(result["worker_log"], file=sys.stderr)
-    return 1 if checks else 0
+        raise SystemExit(f"soak failed: {'; '.join(checks)}")
+    return text
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

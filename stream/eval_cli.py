@@ -7,6 +7,7 @@ It builds the same posts frame the worker builds from Kafka (``stream.schema.POS
 scores it with each detector's ``detect`` in micro-batches, once on the text as written and once with
 links and @mentions replaced by placeholders, and writes into ``--out``:
 
+* ``summary.md``: the headline table alone (what the README shows, between its ``eval`` markers);
 * ``report.md``: inputs, per-dataset and per-generator AUROC, average precision, TPR at 1% and 0.1%
   FPR, accuracy at the default threshold, what normalisation changed, what each named threshold does
   on this data, calibration, the surface features of the data and the worst errors to read;
@@ -166,10 +167,12 @@ def read_labelled(
     paths: Sequence[Path],
     *,
     split: str | None = None,
+    groups: Sequence[str] | None = None,
     sample_per_dataset: int | None = None,
     seed: int = 0,
 ) -> LabelledPosts:
-    """Read and combine labelled files; keep one ``split`` and a seeded sample per dataset if asked."""
+    """Read and combine labelled files; keep one ``split``, some ``groups`` (e.g. held-out accounts)
+    and a seeded sample per dataset if asked."""
     from stream.coord_cli import read_posts  # the same reader as `chorus coord`: csv/parquet/jsonl, gzip
 
     parts, rejected = [], []
@@ -190,10 +193,13 @@ def read_labelled(
         )
     if split is not None:
         posts = posts.filter(pl.col("split") == split)
+    if groups:
+        posts = posts.filter(pl.col("group").is_in(list(groups)))
     if sample_per_dataset is not None:
         posts = sample_labelled(posts, sample_per_dataset, seed=seed)
     if posts.is_empty():
-        raise ValueError("no usable labelled posts" + (f" in split {split!r}" if split else ""))
+        where = [f"split {split!r}"] * bool(split) + [f"groups {', '.join(groups or [])}"] * bool(groups)
+        raise ValueError("no usable labelled posts" + (f" in {' and '.join(where)}" if where else ""))
     return LabelledPosts(posts=posts, rejected=bad)
 
 
@@ -660,19 +666,35 @@ def write_report(
     inputs: Sequence[str] = (),
     notes: Sequence[str] = (),
     command: str | None = None,
+    include_text: bool = True,
 ) -> Path:
-    """Write ``report.md``, the PNGs, ``metrics.csv``, ``scores.parquet`` and ``rejected.csv`` into ``out_dir``."""
+    """Write ``report.md``, ``summary.md``, the PNGs, ``metrics.csv``, ``scores.parquet`` and ``rejected.csv``.
+
+    ``include_text=False`` leaves every post's text out (the errors table and ``rejected.csv`` show
+    ids only), for a report committed next to the code while the data stays where it is.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(evaluation, out_dir)
     evaluation.metrics.write_csv(out_dir / "metrics.csv")
     evaluation.scored.drop("text").write_parquet(out_dir / "scores.parquet")
     if labelled.rejected.height:
-        labelled.rejected.write_csv(out_dir / "rejected.csv")
+        rejected = labelled.rejected if include_text else labelled.rejected.drop("text", strict=False)
+        rejected.write_csv(out_dir / "rejected.csv")
     m = _tpr_columns(evaluation.metrics)
     tpr_cols = [c for c in m.columns if c.startswith("tpr_at_") and c.endswith("_fpr")]
     cols = ["detector", "variant", "slice", "posts", "machine", "human", "auroc", "average_precision", *tpr_cols,
             "accuracy_at_default", "fpr_at_default", "not_scored"]  # fmt: skip
     now = dt.datetime.now(dt.UTC)
+    (out_dir / "summary.md").write_text(
+        summary_markdown(evaluation, labelled, notes=notes, command=command, written=now,
+                         report=(out_dir / "report.md").as_posix()),
+        encoding="utf-8",
+    )
+    errors = evaluation.errors.filter(pl.col("variant") == "raw")
+    error_columns = ["detector", "error", "dataset", "generator", "post_id", "score"]
+    if include_text:
+        errors = errors.with_columns(pl.col("text").str.slice(0, 200))
+        error_columns.append("text")
     out = [
         "# Detector evaluation",
         "",
@@ -752,12 +774,10 @@ def write_report(
     out += [
         "## Errors to read",
         "",
-        "The most confident mistakes of each detector at its default threshold, on raw text (first 200 characters):",
+        "The most confident mistakes of each detector at its default threshold, on raw text"
+        + (" (first 200 characters):" if include_text else " (ids only: this report leaves the texts in the data):"),
         "",
-        markdown_table(
-            evaluation.errors.filter(pl.col("variant") == "raw").with_columns(pl.col("text").str.slice(0, 200)),
-            ["detector", "error", "dataset", "generator", "post_id", "score", "text"],
-        ),
+        markdown_table(errors, error_columns),
         "",
         "## Caveats",
         "",
@@ -771,6 +791,38 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(out), encoding="utf-8")
     return path
+
+
+def summary_markdown(
+    evaluation: Evaluation,
+    labelled: LabelledPosts,
+    *,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+    written: dt.datetime | None = None,
+    report: str = "report.md",
+) -> str:
+    """The headline numbers alone (what the README shows): inputs, command, one table, a link to the rest."""
+    written = written or dt.datetime.now(dt.UTC)
+    head = _tpr_columns(evaluation.metrics).filter(pl.col("slice_kind") != "generator")
+    tpr_cols = [c for c in head.columns if c.startswith("tpr_at_") and c.endswith("_fpr")]
+    cols = ["detector", "variant", "slice", "posts", "machine", "human", "auroc", "average_precision", *tpr_cols,
+            "accuracy_at_default", "tpr_at_default", "fpr_at_default"]  # fmt: skip
+    machine = int((labelled.posts["label"] == 1).sum())
+    lines = [
+        "# Detector quality",
+        "",
+        f"`{command or 'chorus eval'}` ({written:%Y-%m-%d}): {labelled.posts.height} labelled posts "
+        f"({machine} machine, {labelled.posts.height - machine} human).",
+        *[f"{note}" for note in notes],
+        "",
+        markdown_table(head, [c for c in cols if c in head.columns]),
+        "",
+        "Positive class: machine-written; `raw` is the text as written, `normalised` has links and @mentions "
+        "replaced by placeholders. † marks a TPR target finer than the number of human posts can resolve. "
+        f"Per generator, thresholds, calibration and plots: [{report}]({report}).",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -791,10 +843,14 @@ def _command_line(args: argparse.Namespace) -> str:
     for flag, value in (("--split", args.split), ("--sample", args.sample)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.groups:
+        parts += ["--groups", *_detector_names(args.groups)]
     if args.sample is not None and args.seed:
         parts += ["--seed", str(args.seed)]
     if args.raw_only:
         parts.append("--raw-only")
+    if args.no_text:
+        parts.append("--no-text")
     return " ".join(parts)
 
 
@@ -803,7 +859,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.cli import load_config
 
     try:
-        labelled = read_labelled(args.input, split=args.split, sample_per_dataset=args.sample, seed=args.seed)
+        labelled = read_labelled(args.input, split=args.split, groups=_detector_names(args.groups),
+                                 sample_per_dataset=args.sample, seed=args.seed)  # fmt: skip
         detectors, skipped = build_eval_detectors(_detector_names(args.detectors), load_config(args))
     except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
         print(f"chorus eval: {exc}", file=sys.stderr)
@@ -828,6 +885,8 @@ def run(args: argparse.Namespace) -> int:
     notes = []
     if args.split:
         notes.append(f"Only rows of split `{args.split}`.")
+    if args.groups:
+        notes.append(f"Only rows of groups (accounts) {', '.join(f'`{g}`' for g in _detector_names(args.groups))}.")
     if args.sample:
         notes.append(
             f"A seeded sample (seed {args.seed}) of at most {args.sample} posts per dataset, half of each class."
@@ -835,7 +894,8 @@ def run(args: argparse.Namespace) -> int:
     if args.raw_only:
         notes.append("Raw text only (`--raw-only`): no normalised-text pass.")
     report = write_report(
-        evaluation, labelled, args.out, inputs=[str(p) for p in args.input], notes=notes, command=command
+        evaluation, labelled, args.out, inputs=[str(p) for p in args.input], notes=notes, command=command,
+        include_text=not args.no_text,
     )
     print(markdown_table(evaluation.headline().filter(pl.col("slice") == "all")))
     print(f"report: {report}")
@@ -862,9 +922,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"detectors to evaluate (default: every registered one except {', '.join(sorted(NOT_EVALUATED))})",
     )
     p.add_argument("--split", help="only rows whose split column equals this (e.g. validation)")
+    p.add_argument("--groups", nargs="+", metavar="GROUP",
+                   help="only rows whose group column is one of these (e.g. held-out accounts; commas or spaces)")
     p.add_argument("--sample", type=int, help="at most this many posts per dataset, half of each class (seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="posts per detect() call (default 500)")
     p.add_argument("--raw-only", action="store_true", help="skip the normalised-text pass (half the scoring time)")
+    p.add_argument("--no-text", action="store_true",
+                   help="leave post texts out of the report and rejected.csv (for a report committed with the code)")
     p.add_argument("--config", help="TOML configuration file (default: $CHORUS_CONFIG); detectors are built from it")
     p.set_defaults(func=run)

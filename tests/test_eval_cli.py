@@ -163,6 +163,14 @@ def test_read_labelled_split_sample_and_clashing_ids(tmp_path: Path) -> None:
         eval_cli.read_labelled([tmp_path / "missing.jsonl"])
 
 
+def test_read_labelled_keeps_only_the_named_groups(tmp_path: Path) -> None:
+    path = _write_jsonl_gz(tmp_path / "toy.jsonl.gz", _rows(40))
+    held_out = eval_cli.read_labelled([path], groups=["acct1", "acct3"]).posts
+    assert set(held_out["group"]) == {"acct1", "acct3"} and held_out.height == 16
+    with pytest.raises(ValueError, match="groups nobody"):
+        eval_cli.read_labelled([path], groups=["nobody"])
+
+
 # ------------------------------------------------------------------------------------------
 # Scoring
 
@@ -220,6 +228,25 @@ def test_eval_command_writes_a_self_contained_report(tmp_path: Path, fakes: None
     assert pl.read_csv(out / "rejected.csv")["reason"].to_list() == ["empty text"]
     scores = pl.read_parquet(out / "scores.parquet")
     assert "text" not in scores.columns and scores.height == 40 * 2 * 3
+
+
+def test_no_text_report_and_summary_for_committing(tmp_path: Path, fakes: None) -> None:
+    """``--no-text`` keeps every post's text out; ``summary.md`` is the README's quality block."""
+    rows = [*_rows(40), {"id": "bad", "text": "secret words here", "label": "maybe", "group": "acct1"}]
+    data = _write_jsonl_gz(tmp_path / "toy.jsonl.gz", rows)
+    out = tmp_path / "report"
+    argv = ["eval", str(data), "--out", str(out), "--groups", "acct1,acct2", "acct3", "--no-text", "--raw-only"]
+    assert _run(argv) == 0
+    written = "".join(p.read_text(errors="ignore") for p in out.iterdir() if p.suffix in (".md", ".csv"))
+    for row in rows:
+        assert row["text"] not in written
+    assert "post_id" in (out / "report.md").read_text()  # the errors table still names the posts
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# Detector quality\n")
+    assert "--groups acct1 acct2 acct3 --raw-only --no-text" in summary
+    assert "Only rows of groups (accounts) `acct1`, `acct2`, `acct3`." in summary
+    assert "| fake_words | raw | all | 24 |" in summary
+    assert f"]({(out / 'report.md').as_posix()})" in summary
 
 
 def test_a_detector_that_cannot_load_is_reported_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,16 @@
 """Coordinated-campaign detection: co-action networks, the account graph, campaigns.
 
 Pure functions over polars frames and networkx graphs (no I/O): see :mod:`.coaction` for the
-co-action semantics (QUT ``coordination_network_toolkit``-compatible), :mod:`.graph` for the
+co-action semantics (QUT ``coordination_network_toolkit``-compatible; :mod:`.minhash` and
+:mod:`.paraphrase` for the near-duplicate and paraphrase indexes), :mod:`.graph` for the
 account graph, communities and campaign scores, and :mod:`.formats` for input layouts.
 """
 
 from detectors.coordination.coaction import (
     DEFAULT_WINDOWS_S,
+    KNOWN_NETWORK_TYPES,
     NETWORK_TYPES,
+    OPTIONAL_NETWORK_TYPES,
     QUT_NETWORK_NAMES,
     CoActionConfig,
     co_action_edges,
@@ -15,6 +18,7 @@ from detectors.coordination.coaction import (
     co_action_networks,
     co_hashtag,
     co_link,
+    co_paraphrase,
     co_reply,
     co_repost,
     co_similar,
@@ -39,7 +43,9 @@ from detectors.coordination.text import hashtag_set, normalised_text, token_set
 
 __all__ = [
     "DEFAULT_WINDOWS_S",
+    "KNOWN_NETWORK_TYPES",
     "NETWORK_TYPES",
+    "OPTIONAL_NETWORK_TYPES",
     "QUT_NETWORK_NAMES",
     "CampaignConfig",
     "CampaignResult",
@@ -52,6 +58,7 @@ __all__ = [
     "co_action_networks",
     "co_hashtag",
     "co_link",
+    "co_paraphrase",
     "co_reply",
     "co_repost",
     "co_similar",

@@ -12,23 +12,33 @@ two can be compared edge for edge:
 * A post id that appears twice counts once, first row wins (QUT's ``insert or ignore``).
 * Per network type, what "the same thing" means (and which posts take part):
 
-  ============  =========================  ========================================  ==============
-  Chorus        QUT                        shared object                             posts
-  ============  =========================  ========================================  ==============
-  co_repost     co_retweet                 ``repost_of``                             reposts
-  co_text       co_tweet                   :func:`~.text.normalised_text`            non-reposts
-  co_reply      co_reply                   ``reply_to``                              non-reposts
-  co_link       co_link                    each distinct url of the post             non-reposts
-  co_hashtag    (none; QUT issue #30)      :func:`~.text.hashtag_set` (whole set)    non-reposts
-  co_similar    co_similar_tweet           token sets with Jaccard >= threshold      non-reposts
-  ============  =========================  ========================================  ==============
+  =============  =========================  ========================================  ===============
+  Chorus         QUT                        shared object                             posts
+  =============  =========================  ========================================  ===============
+  co_repost      co_retweet                 ``repost_of``                             reposts
+  co_text        co_tweet                   :func:`~.text.normalised_text`            non-reposts
+  co_reply       co_reply                   ``reply_to``                              non-reposts
+  co_link        co_link                    each distinct url of the post             non-reposts
+  co_hashtag     (none; QUT issue #30)      :func:`~.text.hashtag_set` (whole set)    non-reposts
+  co_similar     co_similar_tweet           token sets with Jaccard >= threshold      non-reposts
+  co_paraphrase  (none)                     embeddings with cosine >= threshold       non-reposts
+                                                                                      with embedding
+  =============  =========================  ========================================  ===============
+
+  ``co_paraphrase`` is opt-in (in :data:`KNOWN_NETWORK_TYPES`, not the default
+  :data:`NETWORK_TYPES`): it needs an ``embedding`` column (all-MiniLM-L6-v2 sentence embeddings,
+  which the AI-text detector computes once per post; ``chorus coord`` computes them when asked for
+  this type and the input has none). Posts without an embedding (null, NaN or all-zero) take no
+  part, and without the column the network is empty, so asking for it never fails. Similar
+  embeddings are found with SimHash LSH plus exact cosine verification (see :mod:`.paraphrase`).
 
   Deliberate differences: ``co_link`` never links posts through an empty url (QUT's CSV loader
   turns an empty ``urls`` field into a shared url ``""``); ``co_similar`` finds similar token sets
   with MinHash/LSH plus exact Jaccard verification instead of comparing every pair, so it can miss
   a pair LSH did not propose (see :mod:`.minhash`), and posts with fewer than ``min_tokens``
   tokens never match (QUT's CLI default ``--min_document_size_similarity 1``; its Python default
-  divides by zero on an empty set).
+  divides by zero on an empty set). ``co_paraphrase`` has no QUT counterpart and shares
+  ``co_similar``'s semantics with "same object" read as "embeddings with cosine >= threshold".
 
 How it is computed, and why it stays fast at a one-day window: QUT self-joins all posts sharing
 an object and filters on time, which is quadratic in the posts per object and grows with the
@@ -44,9 +54,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from detectors.coordination.minhash import similar_set_pairs
+from detectors.coordination.paraphrase import (
+    DEFAULT_NUM_BITS,
+    embedding_matrix,
+    normalise_rows,
+    similar_vector_pairs,
+)
 from detectors.coordination.text import hashtag_set, normalised_text, token_set
 
 #: Chorus network type -> the QUT toolkit's name for the same network (where it has one).
@@ -58,11 +75,20 @@ QUT_NETWORK_NAMES: dict[str, str] = {
     "co_similar": "co_similar_tweet",
 }
 
+#: The types computed by default: they need only the post schema.
 NETWORK_TYPES: tuple[str, ...] = ("co_repost", "co_text", "co_reply", "co_link", "co_hashtag", "co_similar")
+#: Types computed only when asked for: ``co_paraphrase`` needs per-post sentence embeddings, which
+#: most inputs lack and which cost a model call per post to compute (see the module docstring).
+OPTIONAL_NETWORK_TYPES: tuple[str, ...] = ("co_paraphrase",)
+#: Every type the functions here accept.
+KNOWN_NETWORK_TYPES: tuple[str, ...] = NETWORK_TYPES + OPTIONAL_NETWORK_TYPES
+
+#: The posts column holding sentence embeddings (list or array of floats, one vector per post).
+EMBEDDING_COLUMN = "embedding"
 
 #: Default window per type, in seconds. 60 s is the window most coordination studies start from
 #: (Pacheco et al. 2021, CooRnet's data-driven windows land near it for reposts); hashtag sets and
-#: near-duplicate text are slower behaviours, so they get longer defaults.
+#: near-duplicate text and paraphrases are slower behaviours, so they get longer defaults.
 DEFAULT_WINDOWS_S: dict[str, float] = {
     "co_repost": 60.0,
     "co_text": 60.0,
@@ -70,6 +96,7 @@ DEFAULT_WINDOWS_S: dict[str, float] = {
     "co_link": 60.0,
     "co_hashtag": 300.0,
     "co_similar": 300.0,
+    "co_paraphrase": 300.0,
 }
 
 EVIDENCE_DTYPE = pl.Struct(
@@ -105,7 +132,21 @@ class CoActionConfig:
     ``windows_s`` overrides :data:`DEFAULT_WINDOWS_S` per type. ``min_weight`` drops edges with
     fewer matched posts (QUT's API default is 1, its CLI's 2). ``evidence_per_edge`` is how many
     matched post pairs each edge keeps (the earliest ones). ``similarity_threshold``,
-    ``min_tokens``, ``num_perm`` and ``seed`` configure co_similar.
+    ``min_tokens``, ``num_perm`` and ``seed`` configure co_similar; ``paraphrase_threshold``,
+    ``paraphrase_bits`` and ``seed`` configure co_paraphrase.
+
+    ``paraphrase_threshold`` (cosine of all-MiniLM-L6-v2 embeddings, default 0.9) is set where a
+    pair is a rewording of one message rather than two posts on one topic. Measured with the
+    encoder: the simulator's campaign paraphrases (word swaps, "Share" -> "Spread this", "covered
+    up" -> "hidden") score 0.95-0.99 and a reordered sentence ("The election was stolen and the
+    media is hiding it" / "Media is covering up that the election was stolen") 0.92, while a
+    free rewording ("Great game last night, the defence was unbelievable" / "What a match
+    yesterday, our defense was incredible") scores 0.78, two posts on one topic ("The harbour
+    scandal is being covered up" / "The harbour festival was great fun this year") 0.36 and
+    unrelated posts about 0. Organic posts on a trending topic land between 0.5 and 0.85, so 0.9
+    keeps them out; lower it (0.8) to catch freer rewordings at the price of more chance pairs.
+    Like every bag-of-meaning score it ignores negation ("Vote NO/YES on the tax plan": 0.94), so
+    opposite stances in the same words link, as they do in co_similar.
     """
 
     windows_s: Mapping[str, float] = field(default_factory=dict)
@@ -114,13 +155,15 @@ class CoActionConfig:
     similarity_threshold: float = 0.8
     min_tokens: int = 1
     num_perm: int = 96
+    paraphrase_threshold: float = 0.9
+    paraphrase_bits: int = DEFAULT_NUM_BITS
     seed: int = 0
     include_self_loops: bool = False
 
     def window_s(self, network: str) -> float:
         """The window for one network type, in seconds."""
-        if network not in NETWORK_TYPES:
-            raise ValueError(f"unknown network type {network!r}; known: {', '.join(NETWORK_TYPES)}")
+        if network not in KNOWN_NETWORK_TYPES:
+            raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
         return float(self.windows_s.get(network, DEFAULT_WINDOWS_S[network]))
 
     @classmethod
@@ -155,8 +198,12 @@ def post_actions(posts: pl.DataFrame, network: str) -> pl.DataFrame:
     """The posts taking part in one network type, each with the object it shares (``key``).
 
     Returns ``post_id, account_id, t_us, key`` (a post with several urls has one row per url).
-    For ``co_similar`` the key is the post's token set joined by spaces (identical sets).
+    For ``co_similar`` the key is the post's token set joined by spaces (identical sets); for
+    ``co_paraphrase`` the number of its distinct embedding (see :func:`paraphrase_actions`).
     """
+    if network == "co_paraphrase":
+        actions, _ = paraphrase_actions(posts)
+        return actions.with_columns(pl.col("key").cast(pl.String))
     base = _base(posts)
     if network == "co_repost":
         out = base.filter(pl.col("repost_of").is_not_null()).with_columns(key=pl.col("repost_of"))
@@ -180,12 +227,52 @@ def post_actions(posts: pl.DataFrame, network: str) -> pl.DataFrame:
             key=token_set("text").list.join(" ")
         )
     else:
-        raise ValueError(f"unknown network type {network!r}; known: {', '.join(NETWORK_TYPES)}")
+        raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
     return (
         out.select("post_id", "account_id", "t_us", pl.col("key").cast(pl.String))
         .unique(["post_id", "key"], keep="first", maintain_order=True)
         .collect()
     )
+
+
+_PARAPHRASE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "post_id": pl.String(),
+    "account_id": pl.String(),
+    "t_us": pl.Int64(),
+    "key": pl.UInt32(),
+}
+
+
+def paraphrase_actions(posts: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """The posts taking part in co_paraphrase, keyed by their distinct embedding, and those embeddings.
+
+    Returns ``(actions, vectors)``: ``actions`` is ``post_id, account_id, t_us, key`` for the
+    non-reposts with a usable embedding (not null, finite, not all zero), ``key`` (UInt32) the row of
+    ``vectors`` ([distinct, dim] float32, L2-normalised) holding the post's embedding. Identical
+    embeddings (the same text) share one row, so a copied message is one vector for the index.
+    Without an ``embedding`` column there are no actions.
+    """
+    empty = pl.DataFrame(schema=_PARAPHRASE_ACTIONS_SCHEMA), np.zeros((0, 0), dtype=np.float32)
+    if EMBEDDING_COLUMN not in posts.columns:
+        return empty
+    base = (
+        _base(posts)
+        .filter(_not_repost() & pl.col(EMBEDDING_COLUMN).is_not_null())
+        .select("post_id", "account_id", "t_us", EMBEDDING_COLUMN)
+        .collect()
+    )
+    if base.height == 0:
+        return empty
+    valid, unit = normalise_rows(embedding_matrix(base[EMBEDDING_COLUMN]))
+    if not valid.any():
+        return empty
+    # One id per distinct vector: rows compared as raw bytes, ids in byte order (deterministic).
+    row_bytes = np.ascontiguousarray(unit).view(np.dtype((np.void, unit.shape[1] * unit.itemsize))).ravel()
+    _, first, inverse = np.unique(row_bytes, return_index=True, return_inverse=True)
+    actions = base.filter(pl.Series(valid)).select(
+        "post_id", "account_id", "t_us", key=pl.Series(inverse.reshape(-1).astype(np.uint32))
+    )
+    return actions, unit[first]
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +400,8 @@ def co_action_matches(posts: pl.DataFrame, network: str, config: CoActionConfig 
     """Post-level matches of one network type (the rows behind every edge)."""
     config = config or CoActionConfig()
     window_s = config.window_s(network)
+    if network == "co_paraphrase":
+        return _paraphrase_matches(posts, window_s, config)
     actions = post_actions(posts, network)
     if network != "co_similar":
         return match_actions(actions, window_s, include_self_loops=config.include_self_loops)
@@ -345,6 +434,34 @@ def _similar_matches(actions: pl.DataFrame, window_s: float, config: CoActionCon
         ]
     )
     return match_actions(keyed, window_s, related_keys=related, include_self_loops=config.include_self_loops)
+
+
+def _paraphrase_matches(posts: pl.DataFrame, window_s: float, config: CoActionConfig) -> pl.DataFrame:
+    """co_paraphrase: identical embeddings plus LSH-found similar ones, then the window match.
+
+    The index only pairs vectors occurring in the same or adjacent window-wide time slices: two
+    posts within ``±window`` always are, so this bounds the work without losing a match.
+    """
+    actions, vectors = paraphrase_actions(posts)
+    if actions.height == 0:
+        return pl.DataFrame(schema=MATCH_SCHEMA)
+    slice_us = max(_window_us(window_s), 1)
+    slices = actions.select(pl.col("key").alias("vector_id"), slice=pl.col("t_us") // slice_us)
+    similar = similar_vector_pairs(
+        vectors,
+        config.paraphrase_threshold,
+        slices=slices,
+        num_bits=config.paraphrase_bits,
+        seed=config.seed,
+    )
+    identity = pl.Series(np.arange(len(vectors), dtype=np.uint32))
+    related = pl.concat(
+        [
+            pl.DataFrame({"key": identity, "match_key": identity}),
+            similar.select(pl.col("vector_id").alias("key"), pl.col("match_vector_id").alias("match_key")),
+        ]
+    )
+    return match_actions(actions, window_s, related_keys=related, include_self_loops=config.include_self_loops)
 
 
 def co_action_edges(posts: pl.DataFrame, network: str, config: CoActionConfig | None = None) -> pl.DataFrame:
@@ -392,11 +509,20 @@ def co_similar(posts: pl.DataFrame, window_s: float = 300.0, **settings: Any) ->
     return _one("co_similar", posts, window_s, **settings)
 
 
+def co_paraphrase(posts: pl.DataFrame, window_s: float = 300.0, **settings: Any) -> pl.DataFrame:
+    """Accounts posting paraphrases (embedding cosine >= threshold) within the window (opt-in type)."""
+    return _one("co_paraphrase", posts, window_s, **settings)
+
+
 def co_action_networks(
     posts: pl.DataFrame,
     config: CoActionConfig | None = None,
     networks: Iterable[str] = NETWORK_TYPES,
 ) -> dict[str, pl.DataFrame]:
-    """Every requested network type for one batch of posts, as ``{type: edges}``."""
+    """Every requested network type for one batch of posts, as ``{type: edges}``.
+
+    The default is :data:`NETWORK_TYPES`; pass ``KNOWN_NETWORK_TYPES`` (or name ``co_paraphrase``)
+    to include the paraphrase network.
+    """
     config = config or CoActionConfig()
     return {network: co_action_edges(posts, network, config) for network in networks}
