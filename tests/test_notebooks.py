@@ -139,6 +139,10 @@ def _check_store(notebook: Any, out: Path, summary: dict[str, Any]) -> None:
     assert summary["labelled_decisions"] >= 1
     reviewers = [r for r in summary["agreement"] if r["who"].startswith("reviewers")]
     assert reviewers and reviewers[0]["precision"] == 1.0  # they decided by the simulator's truth
+    # The demo switches the example policy on: its label rule acted on the flagged posts, which
+    # reviewers decided (the decisions above are on flags).
+    rules = {r["rule_id"]: r for r in summary["policy_actions"] if r["mode"] == "active" and r["status"] == "emitted"}
+    assert rules["boilerplate-label"]["actions"] >= 1 and rules["boilerplate-label"]["reviewed"] >= 1
     folder = out / "03_working_from_the_store"
     for name in summary["exported"]:
         assert (folder / name).exists(), name
