@@ -159,3 +159,15 @@ def subject_id(param: str, *, title: str, hint: str) -> str:
         st.query_params[param] = entered.strip()
         st.rerun()
     st.stop()
+
+
+def decision_history(history: Any, *, per_case: bool = False) -> None:
+    """A case's decisions, reversals included, oldest first; ``per_case`` adds which case (a post's
+    page gathers the decisions of all its flags)."""
+    st.subheader("History")
+    if history.is_empty():
+        st.caption("No decisions yet.")
+        return
+    columns = ["decision_id", *(["subject_id"] if per_case else []), "decision", "reason_code", "statement",
+               "reviewer", "decided_at", "reverses_decision_id", "reversed_by"]  # fmt: skip
+    st.dataframe(history.select(columns), hide_index=True)

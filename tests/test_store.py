@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,49 +19,21 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
-from sqlalchemy.engine.url import make_url
 
 from stream import migrations
 from stream.store import Store
 from stream.store_schema import TABLES
-
-PG_URL = os.environ.get("CHORUS_TEST_PG_URL")
-PG_SKIP_REASON = (
-    'CHORUS_TEST_PG_URL is not set: start a server with `eval "$(bash .ci/postgres.sh)"` (as root on '
-    "Debian) or point it at postgresql+psycopg://USER:PASS@HOST:PORT/DB"
-)
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql",
-        id="postgresql",
-        marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=PG_SKIP_REASON)],
-    ),
-]
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 #: Tables whose rows a replay must leave exactly as they were.
 IDEMPOTENT_TABLES = ("posts", "detector_results", "flags", "dead_letters")
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database: a temp SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chorus.db'}"
-        return
-    assert PG_URL is not None
-    schema = f"chorus_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+@pytest.fixture
+def db_url(review_db_url: str) -> str:
+    """An empty database on each backend: conftest's ``review_db_url`` (SQLite, and PostgreSQL when
+    CHORUS_TEST_PG_URL is set; start one with `eval "$(bash .ci/postgres.sh)"`)."""
+    return review_db_url
 
 
 @pytest.fixture

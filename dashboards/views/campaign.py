@@ -168,21 +168,4 @@ if form.submitted:
         panels.reset_form("campaign")
     st.rerun()
 
-st.subheader("History")
-history = detail["decisions"]
-if history.is_empty():
-    st.caption("No decisions yet.")
-else:
-    st.dataframe(
-        history.select(
-            "decision_id",
-            "decision",
-            "reason_code",
-            "statement",
-            "reviewer",
-            "decided_at",
-            "reverses_decision_id",
-            "reversed_by",
-        ),
-        hide_index=True,
-    )
+panels.decision_history(detail["decisions"])

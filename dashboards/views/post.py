@@ -185,25 +185,8 @@ else:
                 go_next([current["flag_id"]])
         st.rerun()
 
-st.subheader("History")
-history = detail["decisions"]
-if history.is_empty():
-    st.caption("No decisions yet.")
-else:
-    st.dataframe(
-        history.select(
-            "decision_id",
-            "subject_id",
-            "decision",
-            "reason_code",
-            "statement",
-            "reviewer",
-            "decided_at",
-            "reverses_decision_id",
-            "reversed_by",
-        ),
-        hide_index=True,
-    )
+panels.decision_history(detail["decisions"], per_case=True)
+if not detail["decisions"].is_empty():
     st.caption("Reverse a decision on the Decisions & audit page.")
 with st.expander("Audit log of this post's cases"):
     for flag_id in flag_ids:
