@@ -1,5 +1,7 @@
 """One configuration object, read from a TOML file and the environment, passed down explicitly.
 
+Sections: ``[kafka]``, ``[topics]``, ``[worker]``, ``[validation]``, ``[store]``, ``[policy]`` and
+``[coordinator]`` (``chorus coordinator`` / ``chorus graph-stage``: :class:`CoordinatorSettings`).
 Precedence, lowest to highest: the defaults below, the TOML file (``--config`` or ``CHORUS_CONFIG``),
 environment variables ``CHORUS_<SECTION>__<FIELD>`` (e.g. ``CHORUS_KAFKA__BOOTSTRAP_SERVERS``), and
 finally command-line flags, which the CLI applies with :func:`dataclasses.replace`. Nothing reads
@@ -18,7 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detectors.coordination.coaction import NETWORK_TYPES, CoActionConfig
+from detectors.coordination.graph import (
+    DEFAULT_MIN_CAMPAIGN_SIZE,
+    DEFAULT_MIN_CO_ACTIONS,
+    DEFAULT_MIN_STRENGTH,
+    CampaignConfig,
+)
+from detectors.coordination.incremental import (
+    DEFAULT_HORIZON_S,
+    DEFAULT_MAX_POSTS_PER_OBJECT,
+    STREAM_NETWORK_TYPES,
+    IncrementalConfig,
+)
+
 ENV_PREFIX = "CHORUS_"
+#: Posts re-keyed by shared object (``chorus rekey``): what ``input = "actions"`` reads by default.
+BY_OBJECT_TOPIC = "chorus.posts.by-object"
+#: Where coordination workers (``chorus coordinator --input actions --emit-edges``) send their
+#: per-object match rows, and what ``chorus graph-stage`` reads.
+EDGES_TOPIC = "chorus.coordination.edges"
 
 
 class ConfigError(ValueError):
@@ -143,6 +164,120 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class CoordinatorSettings:
+    """The ``[coordinator]`` section: every knob of ``chorus coordinator`` and ``chorus graph-stage``.
+
+    Flat and simply typed, like every section (``CHORUS_COORDINATOR__HORIZON_S=3600`` works).
+    ``topic`` unset means the topic of the ``input``: the posts topic, ``chorus.posts.by-object``
+    or ``edges_topic``. ``windows`` are ``TYPE=SECONDS`` overrides of the co-action windows.
+    ``max_posts_per_object`` 0 means no cap. ``graph_interval_s`` is the most time between graph
+    runs while posts keep coming (the run happens at once when the stage is caught up and idle);
+    ``graph_in_background`` runs it in a thread over a snapshot of the horizon while consumption
+    goes on (off: the consumer loop waits for it). ``id_memory_s`` is how long a campaign that went
+    quiet keeps its id for a comeback (in event time).
+
+    Scale-out (``docs/coordination.md``): ``input = "actions"`` reads ``chorus.posts.by-object``
+    (``chorus rekey``); with ``emit_edges`` such a coordination worker runs no graph stage and
+    sends its per-object match rows and post activity to ``edges_topic``, which ONE ``chorus
+    graph-stage`` (``input = "edges"``) reads.
+    """
+
+    group_id: str = "chorus-coordinator"
+    topic: str | None = None
+    #: ``posts`` (the posts topic), ``actions`` (``chorus.posts.by-object``, written by ``chorus rekey``)
+    #: or ``edges`` (the coordination workers' match rows: the central graph stage).
+    input: str = "posts"
+    emit_edges: bool = False
+    edges_topic: str = EDGES_TOPIC
+    networks: tuple[str, ...] = STREAM_NETWORK_TYPES
+    windows: tuple[str, ...] = ()
+    horizon_s: float = DEFAULT_HORIZON_S
+    max_posts_per_object: int = DEFAULT_MAX_POSTS_PER_OBJECT
+    batch_max_posts: int = 20_000
+    batch_max_latency_ms: int = 500
+    graph_interval_s: float = 30.0
+    graph_in_background: bool = True
+    min_co_actions: int = DEFAULT_MIN_CO_ACTIONS
+    min_strength: float = DEFAULT_MIN_STRENGTH
+    min_size: int = DEFAULT_MIN_CAMPAIGN_SIZE
+    resolution: float = 1.0
+    seed: int = 0
+    evidence_per_edge: int = 5
+    summary_edges: int = 50
+    #: Detector whose per-post probability (``detector_results``) gives campaigns their machine share;
+    #: unset: none (the share stays null).
+    machine_detector: str | None = None
+    id_memory_s: float = 7 * 86_400.0
+    log_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.input not in ("posts", "actions", "edges"):
+            raise ConfigError(
+                f"coordinator.input = {self.input!r}: use 'posts' (the posts topic), 'actions' (after chorus "
+                "rekey) or 'edges' (the coordination workers' edges topic: the graph stage)"
+            )
+        if self.emit_edges and self.input == "edges":
+            raise ConfigError("coordinator.emit_edges: a graph stage (input = 'edges') cannot emit edges itself")
+        unsupported = [n for n in self.networks if n not in STREAM_NETWORK_TYPES]
+        if unsupported:
+            raise ConfigError(
+                f"coordinator.networks: {unsupported} are not computed in the stream; use some of "
+                f"{', '.join(STREAM_NETWORK_TYPES)}"
+            )
+        self.windows_s()
+
+    def windows_s(self) -> dict[str, float]:
+        """``windows`` parsed; a malformed entry is an error that names it."""
+        parsed: dict[str, float] = {}
+        for item in self.windows:
+            network, sep, seconds = item.partition("=")
+            try:
+                value = float(seconds)
+            except ValueError:
+                value = float("nan")
+            if not sep or network.strip() not in NETWORK_TYPES or not value >= 0:
+                raise ConfigError(
+                    f"coordinator.windows: {item!r}: expected TYPE=SECONDS (seconds >= 0) with TYPE one of "
+                    f"{', '.join(NETWORK_TYPES)}"
+                )
+            parsed[network.strip()] = value
+        return parsed
+
+    def input_topic(self, posts_topic: str) -> str:
+        """The topic this stage reads."""
+        if self.topic:
+            return self.topic
+        return {"posts": posts_topic, "actions": BY_OBJECT_TOPIC, "edges": self.edges_topic}[self.input]
+
+    def incremental_config(self) -> IncrementalConfig:
+        """The :class:`~detectors.coordination.incremental.IncrementalConfig` these settings describe."""
+        coaction = CoActionConfig(windows_s=self.windows_s(), evidence_per_edge=self.evidence_per_edge)
+        return IncrementalConfig(
+            coaction=coaction,
+            networks=tuple(self.networks),
+            horizon_s=self.horizon_s,
+            max_posts_per_object=self.max_posts_per_object or None,
+        )
+
+    def campaign_config(self) -> CampaignConfig:
+        """The graph stage's :class:`~detectors.coordination.graph.CampaignConfig`."""
+        return CampaignConfig(
+            coaction=self.incremental_config().coaction,
+            networks=tuple(self.networks),
+            min_co_actions=self.min_co_actions,
+            min_strength=self.min_strength,
+            resolution=self.resolution,
+            seed=self.seed,
+            min_size=self.min_size,
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "coordinator settings") -> CoordinatorSettings:
+        """From a parsed TOML table, as the main configuration reads its ``[coordinator]`` section."""
+        return _build_section(cls, "coordinator", values, source)
+
+
+@dataclass(frozen=True)
 class ChorusConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -150,6 +285,7 @@ class ChorusConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ChorusConfig:
@@ -215,7 +351,10 @@ def _build_section(section_type: type, section: str, values: Mapping[str, Any], 
             )
         default = getattr(section_type(), name)
         kwargs[name] = _coerce(raw, default, f"{section}.{name}", source)
-    return section_type(**kwargs)
+    try:
+        return section_type(**kwargs)
+    except ValueError as exc:  # a section that checks its values together (e.g. [coordinator])
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _coerce(raw: Any, default: Any, name: str, source: str) -> Any:

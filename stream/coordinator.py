@@ -13,6 +13,19 @@ graph run followed by these steps, in this order (quixstreams' checkpoint, as th
 3. record in the store which versions were announced (so a restart does not announce them again);
 4. only then commit the consumer offsets.
 
+**The graph run does not stop consumption** (``graph_in_background``, the default): it runs in a
+thread over a *snapshot* of the state (:meth:`CoActionState.copy`: the slices are immutable frames,
+so the copy costs a few dict copies), while the loop goes on polling, validating and adding posts
+to the live state. When the run is done, the loop does steps 1-4 for it, and commits the offsets
+*taken with the snapshot*: the low-water marks of the horizon the snapshot held (and its ``end``),
+never the live state's, which has moved on to posts no written campaign reflects yet. Those
+offsets are older than or equal to the live ones, so a restart from them re-reads at least the
+horizon the live state needs. One run at a time; a rebalance while a run is in flight discards its
+result (the state starts over; the next run writes). The graph run shares the GIL with the loop
+(Louvain is Python), so consumption slows during a run but never stops, and the poll loop keeps
+the consumer within ``max_poll_interval_ms`` whatever the run's length (kafka-python heartbeats in
+its own thread).
+
 **Restart safety: the horizon is rebuilt from the posts topic, and the committed offset is where
 that rebuild starts.** The offset a coordinator commits for a partition is not "everything below is
 done" but "nothing below is still needed": the first offset of the oldest micro-batch whose posts
@@ -33,7 +46,12 @@ at start (measured: 40,000 posts/s validated and matched, ``bench/bench_coordina
 Invalid messages are the workers' business (they dead-letter them): the coordinator skips them and
 counts them. One coordinator owns all partitions of the posts topic (posts are keyed by account, so
 two coordinators would each miss the co-actions across their partitions); to scale out, re-key the
-posts by object (``chorus rekey``, ``stream/rekey.py``).
+posts by object (``chorus rekey``, ``stream/rekey.py``) and run M coordination workers
+(``input = "actions"``, ``emit_edges``: no graph stage; they send their per-object match rows to
+the edges topic, flush, and commit as above) and ONE graph stage (``chorus graph-stage``, ``input
+= "edges"``: the same class, whose horizon is an
+:class:`~detectors.coordination.incremental.ObjectMatchLedger` fed from the edges topic, with the
+same checkpoint and restart scheme); see ``stream/graph_stage.py``.
 """
 
 from __future__ import annotations
@@ -48,7 +66,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -58,20 +77,11 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from detectors.coordination.coaction import NETWORK_TYPES, CoActionConfig
-from detectors.coordination.graph import (
-    DEFAULT_MIN_CAMPAIGN_SIZE,
-    DEFAULT_MIN_CO_ACTIONS,
-    DEFAULT_MIN_STRENGTH,
-    CampaignConfig,
-    CampaignResult,
-)
+from detectors.coordination.graph import CampaignConfig, CampaignResult
 from detectors.coordination.incremental import (
-    DEFAULT_HORIZON_S,
-    DEFAULT_MAX_POSTS_PER_OBJECT,
-    STREAM_NETWORK_TYPES,
+    CoActionDelta,
     CoActionState,
-    IncrementalConfig,
+    ObjectMatchLedger,
     campaigns_from_state,
 )
 from stream.campaign_store import (
@@ -81,12 +91,16 @@ from stream.campaign_store import (
     machine_shares,
     write_campaigns,
 )
-from stream.config import ChorusConfig
+from stream.config import ChorusConfig, CoordinatorSettings
+from stream.graph_stage import decode_edges, encode_edges
 from stream.kafka_clients import make_consumer, make_producer
 from stream.rekey import decode_actions
 from stream.retry import StopRequested, retry_transient
 from stream.schema import PostValidator, RawMessage
 from stream.store import Store
+
+__all__ = ["CAMPAIGN_FLAG_SCHEMA", "MODEL_VERSION", "Coordinator", "CoordinatorSettings", "CoordinatorStats",
+           "campaign_flag", "campaign_records"]  # fmt: skip
 
 log = logging.getLogger("chorus.coordinator")
 
@@ -96,82 +110,9 @@ CAMPAIGN_FLAG_SCHEMA = "chorus.campaign_flag/1"
 #: Bumped when what the coordinator computes changes meaning (it is in every flag and summary).
 MODEL_VERSION = "coaction-stream/1"
 
-
-@dataclass(frozen=True)
-class CoordinatorSettings:
-    """Every knob of the coordinator, flat and simply typed (a TOML section can hold it as is).
-
-    ``topic`` empty means the configuration's posts topic. ``windows`` are ``TYPE=SECONDS``
-    overrides of the co-action windows. ``max_posts_per_object`` 0 means no cap.
-    ``graph_interval_s`` is the most time between graph runs while posts keep coming (the run
-    happens at once when the coordinator is caught up and idle). ``id_memory_s`` is how long a
-    campaign that went quiet keeps its id for a comeback (in event time).
-    """
-
-    group_id: str = "chorus-coordinator"
-    topic: str = ""
-    #: ``posts`` (the posts topic) or ``actions`` (``chorus.posts.by-object``, written by ``chorus rekey``).
-    input: str = "posts"
-    networks: tuple[str, ...] = STREAM_NETWORK_TYPES
-    windows: tuple[str, ...] = ()
-    horizon_s: float = DEFAULT_HORIZON_S
-    max_posts_per_object: int = DEFAULT_MAX_POSTS_PER_OBJECT
-    batch_max_posts: int = 20_000
-    batch_max_latency_ms: int = 500
-    graph_interval_s: float = 30.0
-    min_co_actions: int = DEFAULT_MIN_CO_ACTIONS
-    min_strength: float = DEFAULT_MIN_STRENGTH
-    min_size: int = DEFAULT_MIN_CAMPAIGN_SIZE
-    resolution: float = 1.0
-    seed: int = 0
-    evidence_per_edge: int = 5
-    summary_edges: int = 50
-    #: Detector whose per-post probability (``detector_results``) gives campaigns their machine share;
-    #: empty: none (the share stays null).
-    machine_detector: str = ""
-    id_memory_s: float = 7 * 86_400.0
-    log_interval_s: float = 10.0
-
-    def windows_s(self) -> dict[str, float]:
-        """``windows`` parsed; a malformed entry is an error that names it."""
-        parsed: dict[str, float] = {}
-        for item in self.windows:
-            network, sep, seconds = item.partition("=")
-            if not sep or network.strip() not in NETWORK_TYPES:
-                raise ValueError(f"window {item!r}: expected TYPE=SECONDS with TYPE one of {', '.join(NETWORK_TYPES)}")
-            parsed[network.strip()] = float(seconds)
-        return parsed
-
-    def incremental_config(self) -> IncrementalConfig:
-        if self.input not in ("posts", "actions"):
-            raise ValueError(f"input {self.input!r}: use 'posts' (the posts topic) or 'actions' (after chorus rekey)")
-        coaction = CoActionConfig(windows_s=self.windows_s(), evidence_per_edge=self.evidence_per_edge)
-        return IncrementalConfig(
-            coaction=coaction,
-            networks=tuple(self.networks),
-            horizon_s=self.horizon_s,
-            max_posts_per_object=self.max_posts_per_object or None,
-        )
-
-    def campaign_config(self) -> CampaignConfig:
-        return CampaignConfig(
-            coaction=self.incremental_config().coaction,
-            networks=tuple(self.networks),
-            min_co_actions=self.min_co_actions,
-            min_strength=self.min_strength,
-            resolution=self.resolution,
-            seed=self.seed,
-            min_size=self.min_size,
-        )
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> CoordinatorSettings:
-        """From a parsed TOML table; unknown keys are an error, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown coordinator settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+#: The graph stage: (horizon, campaign config, previous ids) -> result. Tests slow it down.
+FindCampaigns = Callable[..., CampaignResult]
+Horizon = CoActionState | ObjectMatchLedger
 
 
 @dataclass
@@ -184,15 +125,30 @@ class CoordinatorStats:
     duplicates: int = 0
     late: int = 0
     checkpoints: int = 0
+    graph_runs: int = 0
+    graph_runs_discarded: int = 0
     campaigns: int = 0
     campaigns_written: int = 0
     flags: int = 0
+    edge_messages: int = 0
     retries: int = 0
     rebuilt_at_messages: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def add_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+@dataclass
+class _GraphRun:
+    """A graph run over a snapshot of the horizon, and what its checkpoint may commit once it is written."""
+
+    generation: int
+    #: The snapshot's low-water marks (and ends): committed only after its campaigns are written.
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    watermark_us: int | None
+    future: Future[list[CampaignRecord]]
+    started: float
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -211,35 +167,50 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class Coordinator:
-    """The coordination stage of the stream: one process, one member of its own consumer group."""
+    """The coordination stage of the stream: one process, one member of its own consumer group.
+
+    ``settings`` default to the configuration's ``[coordinator]`` section. The same class is a
+    coordination worker of the scale-out path (``emit_edges``: no store, no graph stage) and its
+    central graph stage (``input = "edges"``). ``find_campaigns`` is the graph stage
+    (:func:`campaigns_from_state`; a test may slow it down).
+    """
 
     def __init__(
         self,
         config: ChorusConfig,
-        store: Store,
+        store: Store | None,
         settings: CoordinatorSettings | None = None,
         *,
         coordinator_id: str | None = None,
+        find_campaigns: FindCampaigns = campaigns_from_state,
     ) -> None:
         self.config = config
+        self.settings = settings or config.coordinator
+        if store is None and not self.settings.emit_edges:
+            raise ValueError("a coordinator that writes campaigns needs a store (only emit_edges runs without)")
         self.store = store
-        self.settings = settings or CoordinatorSettings()
         self.coordinator_id = coordinator_id or f"{socket.gethostname()}-{os.getpid()}-coordinator"
-        self.topic = self.settings.topic or config.topics.posts
+        self.topic = self.settings.input_topic(config.topics.posts)
+        self.find_campaigns = find_campaigns
         self.validator = PostValidator(
             max_text_bytes=config.validation.max_text_bytes,
             max_message_bytes=config.validation.max_message_bytes,
             future_skew_s=config.validation.future_skew_s,
         )
         self._incremental = self.settings.incremental_config()
-        self._campaign_config = self.settings.campaign_config()
-        self.state = CoActionState(self._incremental)
+        self._campaign_config: CampaignConfig = self.settings.campaign_config()
+        self.state: Horizon = self._new_state()
         self.stats = CoordinatorStats()
         self._stop = threading.Event()
         self._buffer: list[Any] = []
         self._consumer: Any = None
         self._producer: Any = None
         self._assignment_changed = False
+        # Bumped at every (re)assignment: a graph run of an older generation is not written.
+        self._generation = 0
+        self._graph_run: _GraphRun | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._edge_sends: list[Any] = []
         # Per partition: (first offset, newest post time) of each micro-batch still possibly in the horizon.
         self._segments: dict[TopicPartition, deque[tuple[int, int]]] = {}
         self._next_offset: dict[TopicPartition, int] = {}
@@ -252,6 +223,11 @@ class Coordinator:
         self._known: dict[str, frozenset[str]] = {}
         self._known_seen: dict[str, dt.datetime | None] = {}
         self._announced: dict[str, str | None] = {}
+
+    def _new_state(self) -> Horizon:
+        if self.settings.input == "edges":
+            return ObjectMatchLedger(self._incremental)
+        return CoActionState(self._incremental)
 
     # -- lifecycle -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -267,10 +243,16 @@ class Coordinator:
         """Whether the horizon is rebuilt (graph runs and commits happen only then)."""
         return self._rebuilt
 
+    @property
+    def graph_running(self) -> bool:
+        """Whether a graph run is in flight (in the background)."""
+        return self._graph_run is not None
+
     def run(self, *, idle_exit_s: float | None = None) -> CoordinatorStats:
         """Consume until stopped (or, with ``idle_exit_s``, until caught up and idle that long)."""
         cfg, s = self.config, self.settings
-        self._load_known()
+        if not s.emit_edges:
+            self._load_known()
         self._consumer = make_consumer(
             cfg,
             client_id=f"{cfg.kafka.client_id_prefix}-{self.coordinator_id}",
@@ -278,11 +260,15 @@ class Coordinator:
             max_poll_records=s.batch_max_posts,
         )
         self._producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.coordinator_id}-out")
+        if s.graph_in_background and not s.emit_edges:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.coordinator_id}-graph")
         self._consumer.subscribe([self.topic], listener=_Rebalance(self))
         log.info(
-            "%s: joined group %r on %r (horizon %.0f s, networks %s, graph every %.0f s)",
-            self.coordinator_id, s.group_id, self.topic, s.horizon_s, ",".join(s.networks), s.graph_interval_s,
-        )
+            "%s: joined group %r on %r (input %s, horizon %.0f s, networks %s, %s every %.0f s)",
+            self.coordinator_id, s.group_id, self.topic, s.input, s.horizon_s, ",".join(s.networks),
+            f"edges to {s.edges_topic!r}" if s.emit_edges else
+            "graph stage in the background" if s.graph_in_background else "graph stage", s.graph_interval_s,
+        )  # fmt: skip
         last_data = time.monotonic()
         try:
             while not self.stopping:
@@ -295,29 +281,34 @@ class Coordinator:
                 caught_up = self._caught_up()
                 idle = not records
                 due = time.monotonic() - self._last_checkpoint >= s.graph_interval_s
-                if caught_up and self._dirty and (idle or due):
-                    try:
-                        self._checkpoint()
-                    except StopRequested:
-                        log.warning("%s: stopped while retrying; the uncommitted horizon will be re-read",
-                                    self.coordinator_id)
-                        break
+                try:
+                    self._finish_graph_run(wait=False)
+                    if caught_up and self._dirty and (idle or due) and self._graph_run is None:
+                        self._checkpoint(wait=not s.graph_in_background)
+                except StopRequested:
+                    log.warning("%s: stopped while retrying; the uncommitted horizon will be re-read",
+                                self.coordinator_id)
+                    break
                 if not self._consumer.assignment():
                     last_data = time.monotonic()
-                elif idle_exit_s is not None and caught_up and not self._dirty and (
+                elif idle_exit_s is not None and caught_up and not self._dirty and self._graph_run is None and (
                     time.monotonic() - last_data > idle_exit_s
                 ):
                     log.info("%s: idle for %.0f s, stopping", self.coordinator_id, idle_exit_s)
                     break
                 self._maybe_log()
-            if self.stopping and self._rebuilt and self._dirty:
+            if self.stopping and self._rebuilt:
                 with contextlib.suppress(StopRequested):
-                    self._checkpoint()
+                    self._finish_graph_run(wait=True)
+                    if self._dirty:
+                        self._checkpoint(wait=True)
         finally:
             self._shutdown()
         return self.stats
 
     def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if self._producer is not None:
             self._producer.close(timeout=10)
         if self._consumer is not None:
@@ -326,7 +317,8 @@ class Coordinator:
 
     def _load_known(self) -> None:
         """Campaigns of the last ``id_memory_s`` keep their ids; their announced versions are not re-sent."""
-        stored = self._retry("load campaigns", lambda: load_campaigns(self.store))
+        store = self._need_store()
+        stored = self._retry("load campaigns", lambda: load_campaigns(store))
         newest = max((c.last_seen for c in stored.values() if c.last_seen is not None), default=None)
         since = newest - dt.timedelta(seconds=self.settings.id_memory_s) if newest is not None else None
         for campaign in stored.values():
@@ -338,10 +330,16 @@ class Coordinator:
         if stored:
             log.info("%s: %d campaigns in the store, %d carried on", self.coordinator_id, len(stored), len(self._known))
 
+    def _need_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("this coordinator has no store (emit_edges)")
+        return self.store
+
     def _start_over(self) -> None:
         """A (re)assignment: empty state, rebuilt from the committed offsets (each partition's horizon start)."""
         self._assignment_changed = False
-        self.state = CoActionState(self._incremental)
+        self._generation += 1
+        self.state = self._new_state()
         self._segments.clear()
         self._next_offset.clear()
         self._rebuilt = False
@@ -376,7 +374,22 @@ class Coordinator:
     def _process(self, records: list[Any]) -> None:
         """Validate (skipping what is not a post) and feed the state; remember where each batch began."""
         started = time.perf_counter()
-        if self.settings.input == "actions":
+        delta: CoActionDelta | None = None
+        if self.settings.input == "edges":
+            assert isinstance(self.state, ObjectMatchLedger)
+            rows, actions, newest, bad = decode_edges([r.value for r in records])
+            invalid = len(bad)
+            rejected = set(bad)
+            partition = [r.partition for i, r in enumerate(records) if i not in rejected]
+            timed = pl.DataFrame({"source_partition": partition, "t_us": newest},
+                                 schema={"source_partition": pl.Int64(), "t_us": pl.Int64()})  # fmt: skip
+            validated_at = time.perf_counter()
+            late = self.state.apply(rows, actions)
+            self.stats.accepted += actions.height
+            self.stats.late += late
+            self._dirty = self._dirty or rows.height + actions.height > late
+        elif self.settings.input == "actions":
+            assert isinstance(self.state, CoActionState)
             actions, bad = decode_actions([r.value for r in records])
             invalid = len(bad)
             rejected = set(bad)
@@ -385,6 +398,7 @@ class Coordinator:
             validated_at = time.perf_counter()
             delta = self.state.add_actions(actions) if actions.height else None
         else:
+            assert isinstance(self.state, CoActionState)
             raws = [
                 RawMessage(r.topic, r.partition, r.offset, r.key, r.value, getattr(r, "timestamp", None))
                 for r in records
@@ -395,6 +409,8 @@ class Coordinator:
             timed = posts.select("source_partition", t_us=pl.col("created_at").dt.epoch("us"))
             validated_at = time.perf_counter()
             delta = self.state.add(posts) if posts.height else None
+        if delta is not None and self.settings.emit_edges:
+            self._send_edges(delta)
         added_at = time.perf_counter()
         newest_by_partition = dict(timed.group_by("source_partition").agg(pl.col("t_us").max()).rows())
         first: dict[TopicPartition, int] = {}
@@ -415,6 +431,14 @@ class Coordinator:
             self._dirty = self._dirty or delta.accepted > 0
         self.stats.add_stage("validate", validated_at - started)
         self.stats.add_stage("coaction", added_at - validated_at)
+
+    def _send_edges(self, delta: CoActionDelta) -> None:
+        """A coordination worker's output: the micro-batch's new per-object rows and actions (sent
+        asynchronously; flushed and checked before the next commit)."""
+        key = self.coordinator_id.encode()
+        for value in encode_edges(delta.object_matches, delta.actions, source=self.coordinator_id):
+            self._edge_sends.append(self._producer.send(self.settings.edges_topic, key=key, value=value))
+            self.stats.edge_messages += 1
 
     def _drop_old_segments(self) -> None:
         """Forget the micro-batches whose posts are all older than anything the state still holds."""
@@ -454,63 +478,129 @@ class Coordinator:
                 return False
         self._rebuilt = True
         self.stats.rebuilt_at_messages = self.stats.messages
-        log.info("%s: horizon rebuilt from %d messages (%d posts held); graph runs resume",
-                 self.coordinator_id, self.stats.messages, self.state.held_rows()["actions"])
+        log.info("%s: horizon rebuilt from %d messages (%d actions held); %s resume",
+                 self.coordinator_id, self.stats.messages, self.state.held_rows()["actions"],
+                 "commits" if self.settings.emit_edges else "graph runs")  # fmt: skip
         return True
 
     # -- the checkpoint --------------------------------------------------------------------------
-    def _checkpoint(self) -> None:
-        """Graph stage, then store, flags, announced versions, offsets: see the module docstring."""
-        clock = time.perf_counter()
-        result = campaigns_from_state(self.state, self._campaign_config, previous=self._known)
-        if self.settings.machine_detector and result.members:
-            result = self._with_machine_shares(result)
-        records = campaign_records(result, self.settings, self._announced)
-        graph_at = time.perf_counter()
-        self.stats.add_stage("graph", graph_at - clock)
+    def _checkpoint(self, *, wait: bool = True) -> None:
+        """A worker that emits edges: flush them and commit. Otherwise: start a graph run over a
+        snapshot of the horizon (and, with ``wait``, write it and commit: see the module docstring)."""
+        if self.settings.emit_edges:
+            self._checkpoint_edges()
+            return
+        self._start_graph_run()
+        if wait:
+            self._finish_graph_run(wait=True)
 
-        outcome = self._retry("store write", lambda: write_campaigns(self.store, records))
+    def _checkpoint_edges(self) -> None:
+        started = time.perf_counter()
+        self._retry("produce edges", self._flush_edges)
+        self._commit(self._commit_offsets())
+        self.stats.checkpoints += 1
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        self.stats.add_stage("edges+commit", time.perf_counter() - started)
+
+    def _flush_edges(self) -> None:
+        timeout = self.config.kafka.request_timeout_ms / 1000
+        self._producer.flush(timeout=timeout)
+        for future in self._edge_sends:
+            future.get(timeout=timeout)
+        self._edge_sends = []
+
+    def _start_graph_run(self) -> None:
+        """Snapshot the horizon and what committing it would mean; run the graph stage over it."""
+        snapshot = self.state.copy()
+        offsets = self._commit_offsets()
+        known, announced = dict(self._known), dict(self._announced)
+        future: Future[list[CampaignRecord]]
+        if self._executor is not None:
+            future = self._executor.submit(self._graph, snapshot, known, announced)
+        else:
+            future = Future()
+            try:
+                future.set_result(self._graph(snapshot, known, announced))
+            except BaseException as exc:  # surfaces in _finish_graph_run, as from the thread
+                future.set_exception(exc)
+        self._graph_run = _GraphRun(self._generation, offsets, snapshot.watermark_us, future, time.perf_counter())
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        self.stats.graph_runs += 1
+
+    def _graph(self, state: Horizon, known: Mapping[str, frozenset[str]],
+               announced: Mapping[str, str | None]) -> list[CampaignRecord]:  # fmt: skip
+        """The graph stage over a snapshot (in the background thread): campaigns as store records."""
+        clock = time.perf_counter()
+        result = self.find_campaigns(state, self._campaign_config, previous=known)
+        if self.settings.machine_detector and result.members:
+            result = self._with_machine_shares(result, state)
+        records = campaign_records(result, self.settings, announced)
+        self.stats.add_stage("graph", time.perf_counter() - clock)
+        return records
+
+    def _finish_graph_run(self, *, wait: bool) -> None:
+        """If the graph run is done (or, with ``wait``, once it is): store, flags, announced, commit."""
+        run = self._graph_run
+        if run is None or (not wait and not run.future.done()):
+            return
+        self._graph_run = None
+        try:
+            records = run.future.result()
+        except BaseException:
+            self._dirty = True  # nothing was written for it: the next checkpoint must run
+            raise
+        if run.generation != self._generation:
+            self.stats.graph_runs_discarded += 1
+            self._dirty = True
+            log.info("%s: a graph run started before a rebalance is discarded", self.coordinator_id)
+            return
+        self._write(records, run)
+
+    def _write(self, records: list[CampaignRecord], run: _GraphRun) -> None:
+        clock = time.perf_counter()
+        store = self._need_store()
+        outcome = self._retry("store write", lambda: write_campaigns(store, records))
         to_announce = [r for r in records if self._announced.get(r.campaign_id) != r.version]
         if to_announce:
             self._retry("produce", lambda: self._produce(to_announce))
             announced = [r.flagged(r.version) for r in to_announce]
-            self._retry("store write", lambda: write_campaigns(self.store, announced))
+            self._retry("store write", lambda: write_campaigns(store, announced))
             for r in to_announce:
                 self._announced[r.campaign_id] = r.version
         store_at = time.perf_counter()
-        self.stats.add_stage("store+flags", store_at - graph_at)
+        self.stats.add_stage("store+flags", store_at - clock)
 
-        self._commit()
+        self._commit(run.offsets)
         self.stats.add_stage("commit", time.perf_counter() - store_at)
         for r in records:
             self._known[r.campaign_id] = frozenset(r.members)
             self._known_seen[r.campaign_id] = r.last_seen
-        self._forget_old_campaigns()
+        self._forget_old_campaigns(run.watermark_us)
         self.stats.checkpoints += 1
         self.stats.campaigns = len(records)
         self.stats.campaigns_written += outcome.campaigns_changed
         self.stats.flags += len(to_announce)
-        self._dirty = False
-        self._last_checkpoint = time.monotonic()
-        log.info("%s: checkpoint: %d campaigns (%d changed, %d flagged) in %.2f s",
+        log.info("%s: checkpoint: %d campaigns (%d changed, %d flagged) in %.2f s after the snapshot",
                  self.coordinator_id, len(records), outcome.campaigns_changed, len(to_announce),
-                 time.perf_counter() - clock)
+                 time.perf_counter() - run.started)
 
-    def _with_machine_shares(self, result: CampaignResult) -> CampaignResult:
+    def _with_machine_shares(self, result: CampaignResult, state: Horizon | None = None) -> CampaignResult:
         """Fill ``machine_share`` from the workers' detector results for the members' posts in the horizon."""
-        since_us = self.state.retained_since_us
+        since_us = (state or self.state).retained_since_us
+        store = self._need_store()
         shares = self._retry(
             "read machine shares",
             lambda: machine_shares(
-                self.store, result.members, detector=self.settings.machine_detector,
+                store, result.members, detector=self.settings.machine_detector or "",
                 since=_utc(since_us) if since_us is not None else None,
             ),
         )  # fmt: skip
         share = pl.col("campaign_id").replace_strict(shares, default=None, return_dtype=pl.Float64)
         return dataclasses.replace(result, campaigns=result.campaigns.with_columns(machine_share=share))
 
-    def _forget_old_campaigns(self) -> None:
-        newest = self.state.watermark_us
+    def _forget_old_campaigns(self, newest: int | None) -> None:
         if newest is None:
             return
         since = _utc(newest) - dt.timedelta(seconds=self.settings.id_memory_s)
@@ -528,7 +618,8 @@ class Coordinator:
         for future in futures:
             future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
 
-    def _commit(self) -> None:
+    def _commit_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per assigned partition: where the horizon starts now, with where consumption is (``end``)."""
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._consumer.assignment():
             start = self._horizon_start(tp)
@@ -537,10 +628,13 @@ class Coordinator:
                 continue
             metadata = msgspec.json.encode({"end": end, "watermark_us": self.state.watermark_us}).decode()
             offsets[tp] = OffsetAndMetadata(start, metadata, -1)
+        return offsets
+
+    def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         if not offsets:
             return
         try:
-            self._retry("commit", lambda: self._consumer.commit(offsets), give_up_on=(CommitFailedError,))
+            self._retry("commit", lambda: self._consumer.commit(dict(offsets)), give_up_on=(CommitFailedError,))
         except CommitFailedError as exc:
             # A rebalance: the state starts over from the last commit; the store writes were idempotent.
             log.warning("%s: commit refused after a rebalance (%s)", self.coordinator_id, exc)
@@ -565,12 +659,15 @@ class Coordinator:
         held = self.state.held_rows()
         st = self.stats
         log.info(
-            "%s: %d messages (%d invalid skipped), %d posts accepted, %d replays, %d late, %d capped; "
-            "held %d actions / %d matches; %d campaigns, %d flags, %d checkpoints%s",
+            "%s: %d messages (%d invalid skipped), %d accepted, %d replays, %d late, %d capped; "
+            "held %d actions / %d matches; %s%s",
             self.coordinator_id, st.messages, st.invalid, st.accepted, st.duplicates, st.late,
-            self.state.stats.capped, held["actions"], held["matches"], st.campaigns, st.flags, st.checkpoints,
+            self.state.stats.capped, held["actions"], held["matches"],
+            f"{st.edge_messages} edge messages, {st.checkpoints} commits" if self.settings.emit_edges else
+            f"{st.campaigns} campaigns, {st.flags} flags, {st.checkpoints} checkpoints"
+            + (" (graph run in flight)" if self._graph_run is not None else ""),
             "" if self._rebuilt else " (rebuilding the horizon)",
-        )
+        )  # fmt: skip
 
 
 def _end_from_metadata(committed: OffsetAndMetadata | int | None) -> int | None:

@@ -6,9 +6,9 @@ them. The rekey stage turns each post into one *action* message per object it sh
 target, normalised text, reply target, each url, its hashtag set: what
 :func:`detectors.coordination.coaction.post_actions` derives) on ``chorus.posts.by-object``,
 keyed by ``<type>:<object hash>``. Kafka's partitioner sends equal keys to one partition, so a
-consumer group of coordination workers over that topic (``chorus coordinator --input actions``)
-can split it: each worker sees *every* action on the objects routed to it, which is all that
-matching needs (a match is two posts on the same object). ::
+consumer group of coordination workers over that topic (``chorus coordinator --input actions
+--emit-edges``) can split it: each worker sees *every* action on the objects routed to it, which is
+all that matching needs (a match is two posts on the same object). ::
 
     posts topic ──► chorus rekey (group chorus-rekey, N processes) ──► chorus.posts.by-object
     (key: account)   validate, post -> actions, produce, commit         (key: type:object hash)
@@ -16,18 +16,23 @@ matching needs (a match is two posts on the same object). ::
                      ┌─────────────────────────────────────────────────────────┤
                      ▼                                                         ▼
           coordination worker 1  ...                              coordination worker M
-          CoActionState.add_actions (objects of its partitions)   (consumer group over by-object)
-                     │ per-object match rows (object_matches)                  │
-                     └──────────────► edges topic ◄────────────────────────────┘
-                                          │  (designed, not built: see docs/coordination.md)
+          chorus coordinator --input actions --emit-edges (one group over by-object):
+          CoActionState.add_actions on its partitions' objects; sends each micro-batch's
+          new/better per-object rows + accepted actions; flush, commit its horizon start
+                     │                                                         │
+                     └──────────────► chorus.coordination.edges ◄──────────────┘
+                                          │  (stream/graph_stage.py)
                                           ▼
-                         graph stage (one process): matches_from_object_rows
-                         -> account graph -> campaigns -> store + flags
+                         chorus graph-stage (one process): ObjectMatchLedger over the
+                         horizon -> account graph -> campaigns -> store + flags, commit
 
 Per-object rows merge exactly: :func:`~detectors.coordination.incremental.matches_from_object_rows`
 of the rows of all workers equals the batch's matches (``tests/test_coordination_stream_rekey.py``
-proves it through Tansu with two workers). With one coordinator over the by-object topic the
-graph stage is its own, and the path is complete today.
+proves it through Tansu with two workers), and so does an
+:class:`~detectors.coordination.incremental.ObjectMatchLedger` fed through the edges topic
+(``tests/test_coordination_stream_edges.py``: two workers in one group and the graph stage find
+the batch's campaigns). Without the workers, one ``chorus coordinator --input actions`` runs the
+whole stage over the by-object topic.
 
 At-least-once, like the worker: produce every action of a micro-batch, flush, then commit. A replay
 re-sends identical actions, which the coordination state recognises by (type, post, object).
@@ -55,13 +60,12 @@ from kafka.structs import OffsetAndMetadata
 
 from detectors.coordination.coaction import post_actions
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES
-from stream.config import ChorusConfig
+from stream.config import BY_OBJECT_TOPIC, ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
 from stream.schema import PostValidator, RawMessage
 
 log = logging.getLogger("chorus.rekey")
 
-BY_OBJECT_TOPIC = "chorus.posts.by-object"
 ACTION_SCHEMA = "chorus.action/1"
 #: Seed of the object hash in the routing key (any fixed value: it only has to be the same everywhere).
 ROUTING_SEED = 0x0B1EC7

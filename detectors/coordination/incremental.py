@@ -102,6 +102,15 @@ _MATCH_ROW_SCHEMA: dict[str, pl.DataType] = {
 _ACTIVITY_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String(), "n_posts": pl.Int64()}
 #: What :class:`CoActionDelta` reports per changed match.
 DELTA_SCHEMA: dict[str, pl.DataType] = {"network": pl.String(), **MATCH_SCHEMA, "new": pl.Boolean()}
+#: Per-object match rows as coordination workers pass them on (:attr:`CoActionDelta.object_matches`).
+OBJECT_MATCH_SCHEMA: dict[str, pl.DataType] = {"network": pl.String(), **MATCH_SCHEMA, "kh": pl.UInt64()}
+#: An accepted action without its object: what account activity and campaign scores count.
+ACTIVITY_ROW_SCHEMA: dict[str, pl.DataType] = {
+    "network": pl.String(),
+    "post_id": pl.String(),
+    "account_id": pl.String(),
+    "t_us": pl.Int64(),
+}
 _PAIR = ["post_id", "match_account_id"]
 
 
@@ -153,12 +162,19 @@ class CoActionDelta:
     post's first match with that account, so the edge's weight grows by one) or changed (a nearer
     post of that account arrived: the evidence changes, the weight does not). ``accepted``,
     ``duplicates`` and ``late`` count the batch's posts.
+
+    For the scale-out path (a graph stage fed by several coordination workers): ``object_matches``
+    are the per-object rows (``OBJECT_MATCH_SCHEMA``) the batch made better or new, and
+    ``actions`` the accepted actions without their objects (``ACTIVITY_ROW_SCHEMA``). An
+    :class:`ObjectMatchLedger` fed with them from every worker holds what one state would.
     """
 
     matches: pl.DataFrame
     accepted: int = 0
     duplicates: int = 0
     late: int = 0
+    object_matches: pl.DataFrame = field(default_factory=lambda: _empty(OBJECT_MATCH_SCHEMA))
+    actions: pl.DataFrame = field(default_factory=lambda: _empty(ACTIVITY_ROW_SCHEMA))
 
     def edge_increments(self) -> pl.DataFrame:
         """``network, user_1, user_2, new_weight``: how much each touched edge's weight grew."""
@@ -258,20 +274,31 @@ class CoActionState:
 
     def _apply(self, actions: Mapping[str, pl.DataFrame], accepted: int, duplicates: int, late: int) -> CoActionDelta:
         """Match each type's admitted actions, advance the watermark, evict, and report the changes."""
-        changed = [
-            self._add_actions(network, frame).with_columns(network=pl.lit(network))
-            for network, frame in actions.items()
-            if frame.height
-        ]
+        changed, improved = [], []
+        for network, frame in actions.items():
+            if frame.height:
+                post_level, object_level = self._add_actions(network, frame)
+                changed.append(post_level.with_columns(network=pl.lit(network)))
+                improved.append(object_level.with_columns(network=pl.lit(network)).select(list(OBJECT_MATCH_SCHEMA)))
         newest = max((int(f.get_column("t_us").max()) for f in actions.values() if f.height), default=None)  # type: ignore[arg-type]
         if newest is not None:
             self.watermark_us = newest if self.watermark_us is None else max(self.watermark_us, newest)
             self._evict()
         matches = pl.concat(changed).select(list(DELTA_SCHEMA)) if changed else _empty(DELTA_SCHEMA)
+        object_matches = pl.concat(improved) if improved else _empty(OBJECT_MATCH_SCHEMA)
+        accepted_actions = [
+            f.select(network=pl.lit(network), post_id="post_id", account_id="account_id", t_us="t_us")
+            for network, f in actions.items()
+            if f.height
+        ]
+        activity = pl.concat(accepted_actions) if accepted_actions else _empty(ACTIVITY_ROW_SCHEMA)
         self.stats.posts += accepted
         self.stats.duplicates += duplicates
         self.stats.late += late
-        return CoActionDelta(matches, accepted=accepted, duplicates=duplicates, late=late)
+        return CoActionDelta(
+            matches, accepted=accepted, duplicates=duplicates, late=late,
+            object_matches=object_matches, actions=activity,
+        )  # fmt: skip
 
     def _admit(self, frame: pl.DataFrame, identity: list[str], t_us: pl.Expr) -> tuple[pl.DataFrame, int, int]:
         """Drop late rows and replays; remember the identities of the rest. Returns (fresh, duplicates, late)."""
@@ -295,8 +322,11 @@ class CoActionState:
             self._seen[s] = _append(self._seen.get(s), part)
         return fresh.drop("_t", "_h", "_s"), duplicates, late
 
-    def _add_actions(self, network: str, actions: pl.DataFrame) -> pl.DataFrame:
-        """Match one type's new actions with the stored ones; update the stored matches; return changes."""
+    def _add_actions(self, network: str, actions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Match one type's new actions with the stored ones; update the stored matches.
+
+        Returns the changed post-level matches (``MATCH_SCHEMA`` + ``new``) and the new or better
+        per-object rows (``MATCH_SCHEMA`` + ``kh``)."""
         window, width = self._window_us[network], self._slice_us[network]
         seed = self.config.hash_seed
         new = actions.select(
@@ -361,7 +391,7 @@ class CoActionState:
         for (b,), part in new.filter(pl.col("_keep")).drop("_keep").partition_by("b", as_dict=True).items():
             self._actions[network][b] = _append(self._actions[network].get(b), part)
         if candidates.height == 0:
-            return _empty(MATCH_SCHEMA).with_columns(new=pl.lit(True))
+            return _empty(MATCH_SCHEMA).with_columns(new=pl.lit(True)), _empty({**MATCH_SCHEMA, "kh": pl.UInt64()})
 
         held = _gather(self._matches[network], touched, _MATCH_ROW_SCHEMA)
         keys = candidates.select("pk").unique()
@@ -381,7 +411,7 @@ class CoActionState:
         improved = merged.join(affected.select(version), on=version, how="anti")
         for (b,), part in improved.partition_by("b", as_dict=True).items():
             self._matches[network][b] = _append(self._matches[network].get(b), part, compact=_compact_matches)
-        return changed
+        return changed, improved.select(*MATCH_SCHEMA, "kh")
 
     def _evict(self) -> None:
         """Drop every slice whose posts are all more than ``horizon + window`` behind the watermark."""
@@ -544,6 +574,147 @@ class MatchLedger:
         }
 
 
+class ObjectMatchLedger:
+    """The horizon of the scale-out path's central graph stage: per-object match rows and accepted
+    actions, from any number of coordination workers, each of which holds some of the objects.
+
+    Feed it every worker's :attr:`CoActionDelta.object_matches` and :attr:`CoActionDelta.actions`
+    (in any order, any number of times): per (type, post, other account, object) it keeps the best
+    row under the as-of join's order, so a replay, a worker's rebuild after a restart, or rows that
+    a better partner superseded change nothing. Each object's actions all reach one worker, whose
+    row for the object only ever improves, so :meth:`matches` (:func:`matches_from_object_rows` of
+    what is held) are the matches one :class:`CoActionState` over every post would give, and
+    :meth:`activity` / :meth:`posts` (actions counted once per type and post, although a post's
+    urls may reach several workers) are its activity and posts: :func:`campaigns_from_state`
+    works on a ledger as on a state.
+
+    Time-based eviction, like the state's: the watermark is the newest ``t_us`` seen; rows are
+    kept in time buckets ``bucket_s`` wide (default: the widest window, at least a second) and a
+    bucket is dropped once all its rows are more than ``horizon_s`` behind the watermark; a row
+    arriving more than ``horizon_s`` behind it is late (counted in ``stats.late``, ignored).
+    """
+
+    def __init__(self, config: IncrementalConfig | None = None, *, bucket_s: float | None = None) -> None:
+        self.config = config or IncrementalConfig()
+        coaction = self.config.coaction
+        widest = max((coaction.window_s(n) for n in self.config.networks), default=0.0)
+        self._bucket_us = max(round((bucket_s if bucket_s is not None else widest) * 1_000_000), MIN_SLICE_US)
+        self._horizon_us = round(self.config.horizon_s * 1_000_000)
+        self._rows: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
+        self._actions: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
+        self.watermark_us: int | None = None
+        self.stats = StateStats()
+
+    def copy(self) -> ObjectMatchLedger:
+        """An independent snapshot, cheap: buckets are immutable frames that the copy shares."""
+        twin = ObjectMatchLedger(self.config, bucket_s=self._bucket_us / 1_000_000)
+        twin._rows = {n: dict(b) for n, b in self._rows.items()}
+        twin._actions = {n: dict(b) for n, b in self._actions.items()}
+        twin.watermark_us = self.watermark_us
+        twin.stats = StateStats(**vars(self.stats))
+        return twin
+
+    def apply(self, object_matches: pl.DataFrame, actions: pl.DataFrame) -> int:
+        """Add per-object rows (``OBJECT_MATCH_SCHEMA``) and actions (``ACTIVITY_ROW_SCHEMA``);
+        returns how many of them were late (and ignored)."""
+        rows = object_matches.select(list(OBJECT_MATCH_SCHEMA))
+        acts = actions.select(list(ACTIVITY_ROW_SCHEMA))
+        late = 0
+        if self.watermark_us is not None:
+            cutoff = self.watermark_us - self._horizon_us
+            kept_rows, kept_acts = rows.filter(pl.col("t_us") >= cutoff), acts.filter(pl.col("t_us") >= cutoff)
+            late = rows.height - kept_rows.height + acts.height - kept_acts.height
+            rows, acts = kept_rows, kept_acts
+        width = self._bucket_us
+        for table, frame, compact in (
+            (self._rows, rows.with_columns(gap=(pl.col("match_t_us") - pl.col("t_us")).abs()), _compact_matches),
+            (self._actions, acts, _compact_actions),
+        ):
+            frame = frame.filter(pl.col("network").is_in(list(table))).with_columns(b=pl.col("t_us") // width)
+            for (network, b), part in frame.partition_by("network", "b", as_dict=True).items():
+                table[str(network)][int(b)] = _append(table[str(network)].get(int(b)), part.drop("network", "b"),
+                                                      compact=compact)  # fmt: skip
+        newest = max((int(f.get_column("t_us").max()) for f in (rows, acts) if f.height), default=None)  # type: ignore[arg-type]
+        if newest is not None:
+            self.watermark_us = newest if self.watermark_us is None else max(self.watermark_us, newest)
+            limit = self.watermark_us - self._horizon_us
+            for table in (*self._rows.values(), *self._actions.values()):
+                for b in [b for b in table if (b + 1) * width <= limit]:
+                    del table[b]
+                    self.stats.evicted_slices += 1
+        self.stats.posts += acts.height
+        self.stats.late += late
+        return late
+
+    def matches(self, network: str | None = None) -> pl.DataFrame:
+        """Post-level matches (``MATCH_SCHEMA``; with a ``network`` column when ``network`` is None)."""
+        if network is not None:
+            slices = self._rows[network]
+            rows = _gather(slices, sorted(slices), {**MATCH_SCHEMA, "kh": pl.UInt64(), "gap": pl.Int64()})
+            return matches_from_object_rows(rows)
+        frames = [self.matches(n).with_columns(network=pl.lit(n)) for n in self.config.networks]
+        return pl.concat(frames) if frames else _empty({**MATCH_SCHEMA, "network": pl.String()})
+
+    def edges(self, networks: Iterable[str] | None = None) -> dict[str, pl.DataFrame]:
+        """``{type: edges}`` of the held matches."""
+        coaction = self.config.coaction
+        return {
+            network: edges_from_matches(
+                self.matches(network), min_weight=coaction.min_weight, evidence_per_edge=coaction.evidence_per_edge
+            )
+            for network in (networks or self.config.networks)
+        }
+
+    def _distinct_actions(self, network: str) -> pl.DataFrame:
+        slices = self._actions[network]
+        schema = {k: v for k, v in ACTIVITY_ROW_SCHEMA.items() if k != "network"}
+        return _gather(slices, sorted(slices), schema).unique("post_id", keep="first", maintain_order=True)
+
+    def activity(self) -> pl.DataFrame:
+        """``account_id, network, n_posts``: posts per account that took part in each type."""
+        frames = [
+            self._distinct_actions(network)
+            .group_by("account_id")
+            .agg(n_posts=pl.len().cast(pl.Int64))
+            .with_columns(network=pl.lit(network))
+            for network in self.config.networks
+        ]
+        return pl.concat(frames).select("account_id", "network", "n_posts")
+
+    def posts(self) -> pl.DataFrame:
+        """``post_id, account_id, created_at`` of the posts held (what campaign scores read)."""
+        frames = [self._distinct_actions(network) for network in self.config.networks]
+        return (
+            pl.concat(frames)
+            .unique("post_id", keep="first")
+            .select(
+                "post_id",
+                "account_id",
+                pl.from_epoch("t_us", time_unit="us").dt.replace_time_zone("UTC").alias("created_at"),
+            )
+            .sort("created_at", "post_id")
+        )
+
+    @property
+    def retained_since_us(self) -> int | None:
+        """No row older than this is held any more (buckets are dropped whole)."""
+        if self.watermark_us is None:
+            return None
+        return self.watermark_us - self._horizon_us - self._bucket_us
+
+    def held_rows(self) -> dict[str, int]:
+        """Rows held now: per-object matches and actions."""
+        return {
+            "matches": sum(f.height for slices in self._rows.values() for f in slices.values()),
+            "actions": sum(f.height for slices in self._actions.values() for f in slices.values()),
+        }
+
+
+def _compact_actions(rows: pl.DataFrame) -> pl.DataFrame:
+    """One bucket of actions with each post once (a replay or a second worker repeats it)."""
+    return rows.unique("post_id", keep="first", maintain_order=True).rechunk()
+
+
 def pruned_account_graph(
     networks: Mapping[str, pl.DataFrame],
     activity: pl.DataFrame,
@@ -606,14 +777,15 @@ def pruned_account_graph(
 
 
 def campaigns_from_state(
-    state: CoActionState,
+    state: CoActionState | ObjectMatchLedger,
     config: CampaignConfig | None = None,
     previous: Mapping[str, frozenset[str]] | None = None,
 ) -> CampaignResult:
     """The graph stage of :func:`~.graph.detect_campaigns`, over the state's horizon instead of a frame.
 
     Same steps and knobs (account graph, pruning, Louvain with a seed, stable ids from
-    ``previous``, scores); on a state holding every post of a batch it gives the batch's result.
+    ``previous``, scores); on a state holding every post of a batch it gives the batch's result. An
+    :class:`ObjectMatchLedger` fed by coordination workers serves as well as a state.
     ``machine_share`` is null: the stream's posts carry no machine-written probability (the
     coordinator can fill it in from the store).
     """
