@@ -10,7 +10,10 @@ NaN, is never flagged, and its evidence says ``scored: False`` with the reason. 
 languages the models do not cover are scored and carry a flag saying so.
 
 ``detect`` featurises a batch once; :meth:`AiTextDetector.score_posts` also returns the MiniLM
-embeddings so the campaign detector can reuse them rather than running the encoder again.
+embeddings so the campaign detector can reuse them rather than running the encoder again. The head
+names the fine-tuned encoder adapter it was trained with (``artifacts/aitext_encoder_adapter.safetensors``);
+the same MiniLM call gives the frozen embedding and the adapter's logit (see
+:mod:`detectors.aitext.finetune`).
 """
 
 from __future__ import annotations
@@ -74,7 +77,10 @@ class AiTextDetector(ScoringDetector):
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = FeatureExtractor.load(device=self.device, backend=self.backend)
+            # the head names the encoder adapter it was trained with (None: frozen encoder only)
+            self._extractor = FeatureExtractor.load(
+                device=self.device, backend=self.backend, adapter=self.head.adapter_path
+            )
         return self._extractor
 
     def score_posts(self, posts: pl.DataFrame) -> AiTextScores:
@@ -82,8 +88,9 @@ class AiTextDetector(ScoringDetector):
         texts = posts.get_column("text").to_list() if posts.height else []
         langs = posts.get_column("lang").to_list() if "lang" in posts.columns else None
         features = self.extractor.extract(texts, langs)
-        score = self.head.decision_function(features.values, features.embedding)
-        probability = self.head.predict_proba(features.values, features.embedding)
+        values = features.values[:, [features.names.index(n) for n in self.head.feature_names]]
+        score = self.head.decision_function(values, features.embedding)
+        probability = self.head.predict_proba(values, features.embedding)
         return AiTextScores(features, score, probability)
 
     def decision_function(self, posts: pl.DataFrame) -> np.ndarray:

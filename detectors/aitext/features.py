@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,7 +43,12 @@ MAX_ENCODER_TOKENS = 128
 ENCODER_TOKEN_BUDGET = 8192
 EMBEDDING_DIM = 384
 
-FEATURE_NAMES: tuple[str, ...] = LM_FEATURE_NAMES + STYLE_FEATURE_NAMES
+#: The fine-tuned encoder's classifier logit (:mod:`detectors.aitext.finetune`); NaN when the
+#: extractor runs the frozen encoder alone (as training does, before the adapter exists).
+ADAPTER_FEATURE_NAMES: tuple[str, ...] = ("enc_adapter_logit",)
+#: Features that do not depend on a learnt adapter (what the training feature cache stores).
+BASE_FEATURE_NAMES: tuple[str, ...] = LM_FEATURE_NAMES + STYLE_FEATURE_NAMES
+FEATURE_NAMES: tuple[str, ...] = BASE_FEATURE_NAMES + ADAPTER_FEATURE_NAMES
 #: Runtimes for the two models: transformers, or ONNX Runtime over cached exports.
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
@@ -54,7 +60,11 @@ class LogitsBackend(Protocol):
 
 
 class HiddenStatesBackend(Protocol):
-    """Something that turns a padded batch of token ids into the encoder's last hidden states."""
+    """Something that turns a padded batch of token ids into the encoder's last hidden states.
+
+    An encoder with the fine-tuned adapter returns ``(last_hidden_state, adapter_logit)`` instead:
+    the frozen states (for the embedding) and the classifier logit, from one call.
+    """
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any: ...
 
@@ -184,7 +194,11 @@ class TorchCausalLM:
 
 
 class TorchEncoder:
-    """:class:`HiddenStatesBackend` over a transformers encoder (hidden states stay on its device)."""
+    """:class:`HiddenStatesBackend` over a transformers encoder (hidden states stay on its device).
+
+    ``model`` is a transformers encoder, or :func:`detectors.aitext.finetune.adapted_encoder`'s
+    module, which returns ``(last_hidden_state, adapter_logit)``; either is passed through.
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -198,7 +212,7 @@ class TorchEncoder:
                 input_ids=torch.from_numpy(input_ids).to(self.device),
                 attention_mask=torch.from_numpy(attention_mask).to(self.device),
             )
-        return out.last_hidden_state
+        return out if isinstance(out, tuple) else out.last_hidden_state
 
 
 class SentenceEncoder:
@@ -227,21 +241,31 @@ class SentenceEncoder:
         self.max_batch = max_batch
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings ``[n, EMBEDDING_DIM]``."""
+        return self.encode_with_logit(texts)[0]
+
+    def encode_with_logit(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and the adapter's classifier logit per text (NaN without an adapter), one call per batch."""
         import torch
 
         out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        logits = np.full(len(texts), np.nan)
         if not texts:
-            return out
+            return out, logits
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
         for batch in length_batches([len(e) for e in encoded], self.token_budget, self.max_batch):
             ids, mask = pad_batch([encoded[i] for i in batch], self.tokenizer.pad_token_id or 0)
             with torch.inference_mode():
-                hidden = torch.as_tensor(self.forward(ids, mask)).float()
+                result = self.forward(ids, mask)
+                if isinstance(result, tuple | list):
+                    result, logit = result
+                    logits[batch] = torch.as_tensor(logit).double().cpu().numpy()
+                hidden = torch.as_tensor(result).float()
                 mask_t = torch.from_numpy(mask).to(hidden.device)
             pooled = (hidden * mask_t.unsqueeze(-1)).sum(1) / mask_t.sum(1, keepdim=True).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[batch] = pooled.cpu().numpy()
-        return out
+        return out, logits
 
 
 @dataclass
@@ -277,28 +301,43 @@ class FeatureExtractor:
         self.normalise = normalise
 
     @classmethod
-    def load(cls, device: str = "cpu", normalise: bool = True, backend: str = "torch") -> FeatureExtractor:
+    def load(
+        cls,
+        device: str = "cpu",
+        normalise: bool = True,
+        backend: str = "torch",
+        adapter: Path | str | None = "default",
+    ) -> FeatureExtractor:
         """Extractor over the offline models (cached per process).
 
         ``backend="torch"`` runs transformers; ``backend="onnx"`` runs ONNX Runtime sessions over the
         exports in the cache (:func:`detectors.aitext.onnx_backend.ensure_exports` builds them on
         first use) and loads only the tokenizers, not the torch weights.
+
+        ``adapter``: the fine-tuned encoder adapter (:mod:`detectors.aitext.finetune`) whose logit
+        fills ``enc_adapter_logit``: ``"default"`` is the committed one when present, ``None`` runs
+        the frozen encoder alone (that column is then NaN).
         """
         from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, load_encoder, load_language_model
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        adapter_path = _resolve_adapter(adapter)
         if backend == "onnx":
             from detectors.aitext.models import load_encoder_tokenizer, load_language_tokenizer
             from detectors.aitext.onnx_backend import load_onnx_models
 
-            lm_forward, enc_forward = load_onnx_models(device)
+            lm_forward, enc_forward = load_onnx_models(device, adapter=adapter_path)
             lm = LanguageModelScorer(load_language_tokenizer(), lm_forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
             return cls(lm, SentenceEncoder(load_encoder_tokenizer(), forward=enc_forward), normalise=normalise)
         tokenizer, model = load_language_model(device)
         forward: LogitsBackend = TorchCausalLM(model)
         lm = LanguageModelScorer(tokenizer, forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
         enc_tok, enc_model = load_encoder(device)
+        if adapter_path is not None:
+            from detectors.aitext.finetune import load_adapted_encoder
+
+            enc_model = load_adapted_encoder(device, adapter_path)
         return cls(lm, SentenceEncoder(enc_tok, enc_model), normalise=normalise)
 
     def extract(
@@ -325,11 +364,26 @@ class FeatureExtractor:
                 surprisal[i] = result.surprisal[j]
                 if result.truncated[j]:
                     triaged[i] = TriagedPost(triaged[i].text, None, (*triaged[i].flags, "truncated_tokens"))
+        k_base = len(BASE_FEATURE_NAMES)
         for i in rows:
-            values[i, k_lm:] = stylometric_features(triaged[i].text)
+            values[i, k_lm:k_base] = stylometric_features(triaged[i].text)
         if rows and self.encoder is not None:
-            embedding[rows] = self.encoder.encode(texts_ok)
+            embedding[rows], values[rows, k_base] = self.encoder.encode_with_logit(texts_ok)
         return FeatureBatch(triaged, values, embedding, token_ids, surprisal)
+
+
+def _resolve_adapter(adapter: Path | str | None) -> Path | None:
+    """``"default"`` -> the committed adapter if there is one; a path must exist; None stays None."""
+    if adapter is None:
+        return None
+    if adapter == "default":
+        from detectors.aitext.finetune import DEFAULT_ADAPTER
+
+        return DEFAULT_ADAPTER if DEFAULT_ADAPTER.is_file() else None
+    path = Path(adapter)
+    if not path.is_file():
+        raise FileNotFoundError(f"no encoder adapter at {path}; train one with: chorus train-aitext")
+    return path
 
 
 def top_surprisal_tokens(

@@ -41,6 +41,11 @@ class AiTextHead:
     thresholds_: dict[str, dict[str, Any]]
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    #: File name (beside the head JSON) of the fine-tuned encoder adapter that computes the
+    #: ``enc_adapter_logit`` feature, with its SHA-256; None for a head without that feature.
+    encoder_adapter: dict[str, str] | None = None
+    #: Where the head was loaded from (not saved), to find the adapter beside it.
+    path: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         width = len(self.feature_names) + self.embedding_dim
@@ -89,9 +94,27 @@ class AiTextHead:
         """Named thresholds on the ``decision_function`` (log-odds) scale."""
         return {name: float(t["log_odds"]) for name, t in self.thresholds_.items()}
 
+    @property
+    def adapter_path(self) -> Path | None:
+        """The encoder adapter this head was trained with, checked against its recorded hash."""
+        if not self.encoder_adapter:
+            return None
+        base = self.path.parent if self.path is not None else DEFAULT_ARTIFACT.parent
+        path = base / self.encoder_adapter["file"]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"aitext head {self.version} needs its encoder adapter {path}; re-run chorus train-aitext"
+            )
+        if file_sha256(path) != self.encoder_adapter["sha256"]:
+            raise ValueError(
+                f"{path} is not the adapter head {self.version} was trained with; re-run chorus train-aitext"
+            )
+        return path
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
+        data.pop("path")
         for name in ("mean_", "scale_", "coef_"):
             data[name] = [float(f"{v:.7g}") for v in data[name]]
         path.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
@@ -101,4 +124,10 @@ class AiTextHead:
         path = Path(path) if path is not None else DEFAULT_ARTIFACT
         if not path.is_file():
             raise FileNotFoundError(f"no AI-text head at {path}; train one with: chorus train-aitext --out {path}")
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        return cls(**json.loads(path.read_text(encoding="utf-8")), path=path)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

