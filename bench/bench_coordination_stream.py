@@ -189,8 +189,8 @@ def stream(n: int, rate: float, seed: int, chunk_posts: int = 100_000) -> list[p
     return out
 
 
-def state_config(horizon_s: float) -> IncrementalConfig:
-    return IncrementalConfig(coaction=CoActionConfig(), networks=STREAM_NETWORK_TYPES, horizon_s=horizon_s)
+def state_config(horizon_s: float, networks: tuple[str, ...] = STREAM_NETWORK_TYPES) -> IncrementalConfig:
+    return IncrementalConfig(coaction=CoActionConfig(), networks=networks, horizon_s=horizon_s)
 
 
 def feed(state: CoActionState, posts: pl.DataFrame, batch: int) -> float:
@@ -208,7 +208,7 @@ def throughput(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     posts = pl.concat(parts)
     warm, measured = posts[:warm_posts], posts[warm_posts:]
     rows, notes = [], []
-    full = CoActionState(state_config(args.horizon_s))
+    full = CoActionState(state_config(args.horizon_s, args.networks))
     feed(full, warm, 10_000)
     for batch in args.batches:
         rates = []
@@ -239,7 +239,7 @@ def throughput(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     rows.append(["validate + state.add", f"{batch:,}", f"{len(messages):,}", median_spread(rates),
                  f"{held['actions']:,} / {held['matches']:,}", f"{state.stats.capped:,}"])  # fmt: skip
     started = time.perf_counter()
-    result = campaigns_from_state(state, CampaignConfig(networks=STREAM_NETWORK_TYPES))
+    result = campaigns_from_state(state, CampaignConfig(networks=args.networks))
     graph_s = time.perf_counter() - started
     found = sum(1 for members in result.members.values() if any(m.startswith("c") for m in members))
     notes.append(
@@ -253,7 +253,7 @@ def scale_run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     """Generate and add posts chunk by chunk; sample RSS and held rows."""
     process = psutil.Process()
     rng = np.random.default_rng(7)
-    state = CoActionState(state_config(args.horizon_s))
+    state = CoActionState(state_config(args.horizon_s, args.networks))
     made, clock, chunk_posts = 0, 0.0, 100_000
     samples: list[tuple[int, float, float, dict[str, int], float]] = []
     every = max(1, args.scale_posts // chunk_posts // 12)
@@ -302,8 +302,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--scale-posts", type=int, default=10_000_000)
     parser.add_argument("--scale-budget-s", type=float, default=900.0, help="stop the scale run after this long")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--networks", default=",".join(STREAM_NETWORK_TYPES),
+                        help=f"co-action types of the state (default {','.join(STREAM_NETWORK_TYPES)})")
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in str(args.batches).split(",")]
+    args.networks = tuple(n.strip() for n in str(args.networks).split(",") if n.strip())
     if args.quick:
         args.horizon_s, args.measure_posts, args.repeats = 600.0, 60_000, 1
         args.batches, args.scale_posts = [5000], 600_000
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> str:
         ["stage", "micro-batch", "posts timed", "posts/s median (min-max)", "held actions / matches", "capped"],
         rows,
         [
-            f"Five co-action types (co_repost, co_text, co_reply, co_link, co_hashtag) at the default windows; "
+            f"Co-action types {', '.join(args.networks)} at the default windows; "
             f"a stream of {args.rate:,.0f} posts/s of event time from {N_ACCOUNTS:,} accounts with Zipf-popular "
             f"objects and {N_CAMPAIGNS} injected campaigns; horizon {args.horizon_s / 3600:.1f} h, filled before "
             f"timing ({int(args.rate * args.horizon_s):,} posts); {args.repeats} runs.",

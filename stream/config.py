@@ -30,6 +30,7 @@ from detectors.coordination.graph import (
 from detectors.coordination.incremental import (
     DEFAULT_HORIZON_S,
     DEFAULT_MAX_POSTS_PER_OBJECT,
+    INCREMENTAL_NETWORK_TYPES,
     STREAM_NETWORK_TYPES,
     IncrementalConfig,
 )
@@ -218,11 +219,11 @@ class CoordinatorSettings:
             )
         if self.emit_edges and self.input == "edges":
             raise ConfigError("coordinator.emit_edges: a graph stage (input = 'edges') cannot emit edges itself")
-        unsupported = [n for n in self.networks if n not in STREAM_NETWORK_TYPES]
+        unsupported = [n for n in self.networks if n not in INCREMENTAL_NETWORK_TYPES]
         if unsupported:
             raise ConfigError(
                 f"coordinator.networks: {unsupported} are not computed in the stream; use some of "
-                f"{', '.join(STREAM_NETWORK_TYPES)}"
+                f"{', '.join(INCREMENTAL_NETWORK_TYPES)}"
             )
         self.windows_s()
 

@@ -5,7 +5,8 @@ Posts arrive keyed by account, which keeps an account's posts in order but scatt
 them. The rekey stage turns each post into one *action* message per object it shares (its repost
 target, normalised text, reply target, each url, its hashtag set: what
 :func:`detectors.coordination.coaction.post_actions` derives) on ``chorus.posts.by-object``,
-keyed by ``<type>:<object hash>``. Kafka's partitioner sends equal keys to one partition, so a
+keyed by ``<type>:<object hash>`` (co_similar: one message per LSH *band code* of the post's
+token set, keyed ``co_similar:band:<code>``, see below). Kafka's partitioner sends equal keys to one partition, so a
 consumer group of coordination workers over that topic (``chorus coordinator --input actions
 --emit-edges``) can split it: each worker sees *every* action on the objects routed to it, which is
 all that matching needs (a match is two posts on the same object). ::
@@ -25,6 +26,18 @@ all that matching needs (a match is two posts on the same object). ::
                                           ▼
                          chorus graph-stage (one process): ObjectMatchLedger over the
                          horizon -> account graph -> campaigns -> store + flags, commit
+
+co_similar relates *different* objects (near-duplicate token sets), so routing by the set would
+split a pair over two workers. Its actions are routed by band instead: a post's token set has
+``bands`` MinHash band codes (the batch's:
+:func:`~detectors.coordination.incremental_similar.set_band_codes`) and goes to the owner of each.
+Two sets the batch can relate share a code, so one worker sees both; and a worker holding a post
+of a set holds all posts of that set (each is sent to every owner of each of its codes), so its
+per-object rows are exact, and the graph stage's best-row merge makes the repeats harmless. The
+price is one message per band code for each post with text (19 at the default threshold 0.8 and
+96 permutations). Posts whose set is too short to match are routed by the set, once, for the
+activity counts. The rekey stage must use the coordinator's co-action settings (threshold,
+``num_perm``, seed, ``min_tokens``): it takes them from ``[coordinator]``.
 
 Per-object rows merge exactly: :func:`~detectors.coordination.incremental.matches_from_object_rows`
 of the rows of all workers equals the batch's matches (``tests/test_coordination_stream_rekey.py``
@@ -58,8 +71,9 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
-from detectors.coordination.coaction import post_actions
+from detectors.coordination.coaction import CoActionConfig, post_actions
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES
+from detectors.coordination.incremental_similar import eligible_sets, set_band_codes
 from stream.config import BY_OBJECT_TOPIC, ChorusConfig
 from stream.kafka_clients import make_consumer, make_producer
 from stream.schema import PostValidator, RawMessage
@@ -93,14 +107,45 @@ ACTION_FRAME_SCHEMA: dict[str, pl.DataType] = {
 _DECODER = msgspec.json.Decoder(ActionV1)
 
 
-def object_actions(posts: pl.DataFrame, networks: Sequence[str] = STREAM_NETWORK_TYPES) -> pl.DataFrame:
-    """``network, post_id, account_id, t_us, key, route``: one row per post and shared object."""
-    frames = [post_actions(posts, n).with_columns(network=pl.lit(n)) for n in networks]
+def object_actions(
+    posts: pl.DataFrame, networks: Sequence[str] = STREAM_NETWORK_TYPES, coaction: CoActionConfig | None = None
+) -> pl.DataFrame:
+    """``network, post_id, account_id, t_us, key, route``: one row per post and shared object.
+
+    co_similar: one row per post and band code of its token set (``route`` = ``co_similar:band:<code>``),
+    with the band codes of ``coaction`` (the coordinator's co-action settings; default ones when None).
+    """
+    by_object = [post_actions(posts, n).with_columns(network=pl.lit(n)) for n in networks if n != "co_similar"]
+    frames = [
+        f.select(
+            *ACTION_FRAME_SCHEMA,
+            route=pl.format("{}:{}", "network", pl.col("key").hash(ROUTING_SEED).cast(pl.String)),
+        )
+        for f in by_object
+    ]
+    if "co_similar" in networks:
+        frames.append(_similar_actions(posts, coaction or CoActionConfig()))
     if not frames:
         return pl.DataFrame(schema={**ACTION_FRAME_SCHEMA, "route": pl.String()})
-    return pl.concat(frames).select(
-        *ACTION_FRAME_SCHEMA,
-        route=pl.format("{}:{}", "network", pl.col("key").hash(ROUTING_SEED).cast(pl.String)),
+    return pl.concat(frames)
+
+
+def _similar_actions(posts: pl.DataFrame, coaction: CoActionConfig) -> pl.DataFrame:
+    """co_similar actions routed by band code; sets too short to match, once, by the set."""
+    actions = post_actions(posts, "co_similar").with_columns(network=pl.lit("co_similar"))
+    can_match = eligible_sets(pl.col("key"), coaction.min_tokens)
+    banded = actions.filter(can_match).join(
+        set_band_codes(actions.filter(can_match).get_column("key"), coaction), on="key", maintain_order="left"
+    )
+    return pl.concat(
+        [
+            banded.select(*ACTION_FRAME_SCHEMA, route=pl.format("co_similar:band:{}", pl.col("code").cast(pl.String)))
+            .unique(["post_id", "route"], keep="first", maintain_order=True),
+            actions.filter(~can_match).select(
+                *ACTION_FRAME_SCHEMA,
+                route=pl.format("{}:{}", "network", pl.col("key").hash(ROUTING_SEED).cast(pl.String)),
+            ),
+        ]
     )
 
 
@@ -201,7 +246,9 @@ class Rekeyer:
     def _handle(self, records: list[Any], consumer: Any, producer: Any) -> None:
         raws = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
         validated = self.validator.validate(raws)
-        actions = object_actions(validated.posts, self.settings.networks)
+        actions = object_actions(
+            validated.posts, self.settings.networks, self.config.coordinator.incremental_config().coaction
+        )
         futures = [producer.send(self.settings.topic, key=k, value=v) for k, v in encode_actions(actions)]
         producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
         for future in futures:
@@ -253,7 +300,9 @@ def _rekey(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.partitions:
         ensure_topics(config, {args.topic: args.partitions})
-    rekeyer = Rekeyer(config, RekeySettings(group_id=args.group, topic=args.topic))
+    # The coordinator's types: co_similar is opt-in there, and then the rekey stage must route it too.
+    networks = tuple(config.coordinator.networks)
+    rekeyer = Rekeyer(config, RekeySettings(group_id=args.group, topic=args.topic, networks=networks))
 
     def stop(signum: int, _frame: object) -> None:
         rekeyer.request_stop()

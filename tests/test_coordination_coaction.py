@@ -14,8 +14,10 @@ import pytest
 
 from detectors.base import POST_COLUMNS
 from detectors.coordination import (
+    NETWORK_TYPES,
     CoActionConfig,
     co_action_edges,
+    co_action_matches,
     co_action_networks,
     co_hashtag,
     co_link,
@@ -24,8 +26,11 @@ from detectors.coordination import (
     co_similar,
     co_text,
     coerce_posts,
+    match_actions,
+    post_actions,
     posts_to_qut,
 )
+from detectors.coordination.coaction import prepare_posts
 from detectors.coordination.generate import generate_stream
 from detectors.coordination.minhash import TARGET_RECALL_AT_THRESHOLD, choose_bands, similar_set_pairs
 
@@ -251,3 +256,66 @@ def test_lsh_finds_similar_sets_and_reports_exact_jaccard() -> None:
     assert found <= expected  # verification is exact: nothing below the threshold
     assert len(found) / len(expected) >= 0.95
     assert pairs["jaccard"].min() == pytest.approx(18 / 22)
+
+
+# ------------------------------------------------------------------------------------------------
+# Prepared posts: derived once, reused across windows and types, same edges
+# ------------------------------------------------------------------------------------------------
+
+
+def test_prepared_posts_give_the_same_edges_at_every_window_and_type() -> None:
+    posts = generate_stream(n_organic=120, n_campaigns=2, seed=4).posts
+    prepared = prepare_posts(posts, NETWORK_TYPES)
+    for window in (0, 30, 600):
+        config = CoActionConfig(windows_s=dict.fromkeys(NETWORK_TYPES, window), evidence_per_edge=2)
+        for network in NETWORK_TYPES:
+            assert co_action_edges(prepared, network, config).equals(co_action_edges(posts, network, config)), network
+        together, alone = co_action_networks(prepared, config), co_action_networks(posts, config)
+        assert all(together[n].equals(alone[n]) for n in NETWORK_TYPES)
+
+
+def test_a_type_that_was_not_prepared_is_an_error_naming_the_fix() -> None:
+    posts = make_posts([{"id": "1", "account": "a", "t": 0, "repost_of": "x"}])
+    prepared = prepare_posts(posts, ["co_repost"])
+    with pytest.raises(ValueError, match="prepare_posts"):
+        co_action_edges(prepared, "co_text")
+    with pytest.raises(ValueError, match="unknown network type"):
+        prepare_posts(posts, ["co_like"])
+
+
+def test_match_actions_on_post_actions_equals_the_network_matches() -> None:
+    posts = generate_stream(n_organic=80, n_campaigns=2, seed=8).posts
+    for network in ("co_repost", "co_link"):
+        config = CoActionConfig(windows_s={network: 90})
+        direct = match_actions(post_actions(posts, network), 90).sort("post_id", "match_account_id")
+        assert direct.equals(co_action_matches(posts, network, config).sort("post_id", "match_account_id")), network
+
+
+def test_ties_go_to_the_later_post_then_the_higher_post_id() -> None:
+    posts = make_posts(
+        [
+            {"id": "b1", "account": "b", "t": 90, "repost_of": "x"},
+            {"id": "a1", "account": "a", "t": 100, "repost_of": "x"},
+            {"id": "b2", "account": "b", "t": 110, "repost_of": "x"},  # as near as b1, later: chosen
+            {"id": "b3", "account": "b", "t": 110, "repost_of": "x"},  # same time as b2, higher id: chosen
+        ]
+    )
+    edges = co_repost(posts, 60)
+    evidence = edges.filter(pl.col("user_1") == "a")["evidence"][0]
+    assert [(e["post_1"], e["post_2"]) for e in evidence] == [("a1", "b3")]
+
+
+def test_lsh_time_slices_only_drop_pairs_that_are_never_in_one_window() -> None:
+    rng = np.random.default_rng(3)
+    sets, slices = [], []
+    for i in range(200):
+        base = [f"w{j}" for j in rng.choice(3000, size=15, replace=False)]
+        sets += [sorted(set(base)), sorted(set([*base[:14], f"z{i}"]))]  # Jaccard 14/16 with its base
+        slices += [(2 * i, i % 7), (2 * i + 1, i % 7 + (i % 3))]  # same, next, or two slices later
+    frame = pl.DataFrame({"set_id": np.arange(len(sets)), "tokens": sets})
+    sliced = pl.DataFrame(slices, schema={"set_id": pl.Int64, "slice": pl.Int64}, orient="row")
+    everything = similar_set_pairs(frame, 0.8, seed=2)
+    within = similar_set_pairs(frame, 0.8, seed=2, slices=sliced)
+    near = {i for i in range(200) if i % 3 < 2}
+    expected = everything.filter((pl.col("set_id") // 2).is_in(list(near)))
+    assert within.equals(expected)

@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from detectors.coordination.paraphrase import (
     exact_similar_pairs,
     normalise_rows,
     similar_vector_pairs,
+    slice_plan,
 )
 from stream import coord_cli
 
@@ -375,3 +377,50 @@ def test_real_minilm_embeddings_through_the_library() -> None:
     edges = co_paraphrase(embedded, 300)
     assert edge_set(edges) == {("a", "b", 1), ("b", "a", 1)}
     assert edge_set(co_paraphrase(embedded, 86_400)) >= {("a", "e", 1), ("e", "b", 1)}
+
+
+# ------------------------------------------------------------------------------------------------
+# The hybrid: sparse slices compared exactly, dense ones through the index
+# ------------------------------------------------------------------------------------------------
+
+
+def brute_force_adjacent(vectors: np.ndarray, slice_of: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    sims = vectors @ vectors.T
+    i, j = np.nonzero((sims >= threshold) & (np.abs(slice_of[:, None] - slice_of[None, :]) <= 1))
+    return {(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a < b}
+
+
+def test_slice_plan_compares_a_slice_exactly_when_that_is_cheaper() -> None:
+    occurrences = pl.DataFrame(
+        {"vector_id": np.arange(3130, dtype=np.uint32), "slice": np.repeat([0, 1, 2, 5], [3000, 100, 20, 10])}
+    )
+    plan = slice_plan(occurrences, lsh_cost=1000)
+    assert plan.select("slice", "vectors", "next_vectors", "exact").rows() == [
+        (0, 3000, 100, False),  # 1,500 + 100 comparisons per vector: the index is cheaper
+        (1, 100, 20, True),
+        (2, 20, 0, True),
+        (5, 10, 0, True),
+    ]
+
+
+def test_sparse_slices_find_every_pair_and_dense_ones_still_meet_the_recall_target() -> None:
+    rng = np.random.default_rng(12)
+    sources = unit(rng, 400)
+    # Copies just over the threshold, where the index alone misses the most.
+    copies = near(rng, sources, rng.uniform(0.9, 0.92, 400))
+    vectors = np.concatenate([sources, copies, unit(rng, 2600)])
+    # 100 sources in the dense slices 0-1 (with 2,600 others), 300 in the sparse slices 2-31 (10
+    # each); each copy in its source's slice or the next.
+    source_slice = np.concatenate([rng.integers(0, 2, 100), np.repeat(np.arange(2, 32), 10)])
+    copy_slice = source_slice + np.concatenate([np.zeros(100, dtype=int), rng.integers(0, 2, 300)])
+    slice_of = np.concatenate([source_slice, copy_slice, rng.integers(0, 2, 2600)])
+    slices = pl.DataFrame({"vector_id": np.arange(len(vectors)), "slice": slice_of})
+    truth = brute_force_adjacent(vectors, slice_of, 0.9)
+    hybrid = pair_set(similar_vector_pairs(vectors, 0.9, slices=slices, seed=4))
+    assert hybrid <= truth
+    sparse = {(a, b) for a, b in truth if min(slice_of[a], slice_of[b]) >= 2}
+    assert sparse and sparse <= hybrid  # exact where sparse: nothing missed
+    assert len(hybrid) / len(truth) >= 0.95
+    assert pair_set(similar_vector_pairs(vectors, 0.9, slices=slices, lsh_cost=math.inf)) == truth
+    index_only = pair_set(similar_vector_pairs(vectors, 0.9, slices=slices, seed=4, lsh_cost=0))
+    assert index_only <= truth and len(hybrid & sparse) >= len(index_only & sparse)

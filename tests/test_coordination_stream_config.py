@@ -72,7 +72,7 @@ graph_in_background = false
         ("", {"CHORUS_COORDINATOR__GRAPH_INTERVAL": "5"}, "unknown setting coordinator.graph_interval"),
         ("[coordinator]\nhorizon_s = 'six hours'\n", {}, "coordinator.horizon_s = 'six hours' is not a valid float"),
         ("[coordinator]\ninput = 'tweets'\n", {}, "coordinator.input = 'tweets'"),
-        ("[coordinator]\nnetworks = ['co_similar']\n", {}, r"coordinator.networks: \['co_similar'\]"),
+        ("[coordinator]\nnetworks = ['co_paraphrase']\n", {}, r"coordinator.networks: \['co_paraphrase'\]"),
         ("[coordinator]\nwindows = ['co_link:60']\n", {}, "coordinator.windows: 'co_link:60'"),
         ("[coordinator]\ninput = 'edges'\nemit_edges = true\n", {}, "coordinator.emit_edges"),
     ],

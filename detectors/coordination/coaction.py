@@ -42,15 +42,27 @@ two can be compared edge for edge:
 
 How it is computed, and why it stays fast at a one-day window: QUT self-joins all posts sharing
 an object and filters on time, which is quadratic in the posts per object and grows with the
-window. Here each post is joined only to the *accounts* that share its object (``posts x
-accounts`` per object, not ``posts x posts``), and an as-of join finds, for each (post, account),
-that account's nearest post on the object; it matches when the gap is within the window. The
-cost does not depend on the window, and the nearest post is the evidence for the edge.
+window. Here each post is paired only with the *accounts* that share its object (``posts x
+accounts`` per object, not ``posts x posts``), and for each (post, account) that account's nearest
+post on the object is found by binary search (an as-of join); it matches when the gap is within
+the window. The cost does not depend on the window, and the nearest post is the evidence for the
+edge.
+
+Two steps, so that several windows and types of one batch do not repeat work:
+:func:`prepare_posts` derives once what the QUT toolkit derives while loading its database (or
+caches there on first use): the first row per post id, integer times, posts numbered in time
+order, integer account ids, and per type the shared objects (normalised texts, stripped urls,
+hashtag and token sets, distinct embeddings) as integer codes. The network step
+(``co_action_edges(prepared, ...)``) then works on integers only: objects shared by one account
+are dropped, the (object, account) groups are laid out as one sorted 64-bit key (group, time),
+every (post, other account on its object) is one ``searchsorted``, and edges are runs of one
+integer sort, in numpy; strings come back only for the edges and their evidence. Every function
+also takes a posts frame and prepares it itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +206,43 @@ def _not_repost() -> pl.Expr:
     return pl.col("repost_of").is_null()
 
 
+_POST_COLUMNS = ("post_id", "account_id", "t_us")
+#: The post columns the shared objects are derived from.
+_DERIVED_FROM = ("repost_of", "text", "reply_to", "urls", "hashtags")
+
+
+def _keyed(base: pl.LazyFrame, network: str, keep: Sequence[str]) -> pl.LazyFrame:
+    """``keep`` columns plus ``key`` (String): the rows of ``base`` taking part in one type, by the object shared.
+
+    Every type but ``co_paraphrase`` (see :func:`_embedding_keys`). A post with several urls has one
+    row per url; duplicates of a (post, key) are left to the caller.
+    """
+    if network == "co_repost":
+        out = base.filter(pl.col("repost_of").is_not_null()).select(*keep, key=pl.col("repost_of"))
+    elif network == "co_text":
+        out = base.filter(_not_repost() & pl.col("text").is_not_null()).select(*keep, key=normalised_text("text"))
+    elif network == "co_reply":
+        out = base.filter(_not_repost() & pl.col("reply_to").is_not_null()).select(*keep, key=pl.col("reply_to"))
+    elif network == "co_link":
+        out = (
+            base.filter(_not_repost())
+            .select(*keep, pl.col("urls").alias("key"))
+            .explode("key")
+            .with_columns(pl.col("key").str.strip_chars())
+            # No phantom link: a post without urls, or with an empty url, shares nothing.
+            .filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
+        )
+    elif network == "co_hashtag":
+        out = base.filter(_not_repost()).select(*keep, key=hashtag_set("hashtags")).filter(pl.col("key").is_not_null())
+    elif network == "co_similar":
+        out = base.filter(_not_repost() & pl.col("text").is_not_null()).select(
+            *keep, key=token_set("text").list.join(" ")
+        )
+    else:
+        raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
+    return out.with_columns(pl.col("key").cast(pl.String))
+
+
 def post_actions(posts: pl.DataFrame, network: str) -> pl.DataFrame:
     """The posts taking part in one network type, each with the object it shares (``key``).
 
@@ -204,32 +253,8 @@ def post_actions(posts: pl.DataFrame, network: str) -> pl.DataFrame:
     if network == "co_paraphrase":
         actions, _ = paraphrase_actions(posts)
         return actions.with_columns(pl.col("key").cast(pl.String))
-    base = _base(posts)
-    if network == "co_repost":
-        out = base.filter(pl.col("repost_of").is_not_null()).with_columns(key=pl.col("repost_of"))
-    elif network == "co_text":
-        out = base.filter(_not_repost() & pl.col("text").is_not_null()).with_columns(key=normalised_text("text"))
-    elif network == "co_reply":
-        out = base.filter(_not_repost() & pl.col("reply_to").is_not_null()).with_columns(key=pl.col("reply_to"))
-    elif network == "co_link":
-        out = (
-            base.filter(_not_repost())
-            .select("post_id", "account_id", "t_us", pl.col("urls").alias("key"))
-            .explode("key")
-            .with_columns(pl.col("key").str.strip_chars())
-            # No phantom link: a post without urls, or with an empty url, shares nothing.
-            .filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
-        )
-    elif network == "co_hashtag":
-        out = base.filter(_not_repost()).with_columns(key=hashtag_set("hashtags")).filter(pl.col("key").is_not_null())
-    elif network == "co_similar":
-        out = base.filter(_not_repost() & pl.col("text").is_not_null()).with_columns(
-            key=token_set("text").list.join(" ")
-        )
-    else:
-        raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
     return (
-        out.select("post_id", "account_id", "t_us", pl.col("key").cast(pl.String))
+        _keyed(_base(posts), network, _POST_COLUMNS)
         .unique(["post_id", "key"], keep="first", maintain_order=True)
         .collect()
     )
@@ -241,6 +266,24 @@ _PARAPHRASE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "t_us": pl.Int64(),
     "key": pl.UInt32(),
 }
+
+
+def _embedding_keys(base: pl.DataFrame, keep: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """``keep`` columns plus ``key`` (UInt32, the row of the returned vectors) for posts with a usable embedding.
+
+    ``base`` is a collected :func:`_base` frame with an ``embedding`` column. None when no post has one.
+    """
+    rows = base.filter(_not_repost() & pl.col(EMBEDDING_COLUMN).is_not_null())
+    if rows.height == 0:
+        return None
+    valid, unit = normalise_rows(embedding_matrix(rows[EMBEDDING_COLUMN]))
+    if not valid.any():
+        return None
+    # One id per distinct vector: rows compared as raw bytes, ids in byte order (deterministic).
+    row_bytes = np.ascontiguousarray(unit).view(np.dtype((np.void, unit.shape[1] * unit.itemsize))).ravel()
+    _, first, inverse = np.unique(row_bytes, return_index=True, return_inverse=True)
+    keyed = rows.filter(pl.Series(valid)).select(*keep, key=pl.Series(inverse.reshape(-1).astype(np.uint32)))
+    return keyed, unit[first]
 
 
 def paraphrase_actions(posts: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
@@ -255,24 +298,141 @@ def paraphrase_actions(posts: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
     empty = pl.DataFrame(schema=_PARAPHRASE_ACTIONS_SCHEMA), np.zeros((0, 0), dtype=np.float32)
     if EMBEDDING_COLUMN not in posts.columns:
         return empty
+    base = _base(posts).select(*_POST_COLUMNS, "repost_of", EMBEDDING_COLUMN).collect()
+    return _embedding_keys(base, _POST_COLUMNS) or empty
+
+
+# --------------------------------------------------------------------------------------------
+# Prepared posts: the per-post derivations, once per batch
+# --------------------------------------------------------------------------------------------
+
+_ROW_SCHEMA: dict[str, pl.DataType] = {"row": pl.UInt32(), "match_row": pl.UInt32()}
+_ACTION_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.UInt32(),
+    "account": pl.UInt32(),
+    "t_us": pl.Int64(),
+    "code": pl.UInt32(),
+}
+_TOKEN_SET_SCHEMA: dict[str, pl.DataType] = {"set_id": pl.UInt32(), "tokens": pl.List(pl.String)}
+
+
+@dataclass(frozen=True)
+class PreparedPosts:
+    """A batch of posts with what every window and type needs derived once (see :func:`prepare_posts`).
+
+    ``posts``: ``post_id, account, t_us``, one row per post id (first row wins) in ``(t_us,
+    post_id)`` order, so a post is its row number and a smaller number is an earlier post.
+    ``accounts``: the account ids in sorted order; ``account`` is a position in it, so integer
+    order is the ids' order. ``actions``: per prepared type, ``row, account, t_us, code`` (UInt32),
+    ``code`` numbering the shared object (normalised text, url, token set, ...), in ``(t_us,
+    row)`` order. ``token_sets`` (co_similar): ``set_id, tokens``, the distinct non-empty token
+    sets (``code`` of co_similar is a ``set_id``). ``vectors`` (co_paraphrase): the distinct
+    L2-normalised embeddings (``code`` is a row).
+    """
+
+    posts: pl.DataFrame
+    accounts: pl.Series
+    actions: Mapping[str, pl.DataFrame]
+    token_sets: pl.DataFrame
+    vectors: np.ndarray
+
+    def network_actions(self, network: str) -> pl.DataFrame:
+        """The prepared actions of one type; an error naming the fix when it was not prepared."""
+        if network not in self.actions:
+            if network not in KNOWN_NETWORK_TYPES:
+                raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
+            raise ValueError(
+                f"{network} was not prepared (prepared: {', '.join(self.actions) or 'none'}); "
+                f"pass it in prepare_posts(posts, networks=[..., {network!r}])"
+            )
+        return self.actions[network]
+
+
+def _takes_part(network: str, columns: Sequence[str]) -> pl.Expr:
+    """A cheap superset of the posts taking part in one type (the exact rule is :func:`_keyed`'s)."""
+    if network == "co_repost":
+        return pl.col("repost_of").is_not_null()
+    if network == "co_paraphrase" and EMBEDDING_COLUMN not in columns:
+        return pl.lit(False)
+    needs = {
+        "co_text": pl.col("text").is_not_null(),
+        "co_reply": pl.col("reply_to").is_not_null(),
+        "co_link": pl.col("urls").list.len() > 0,
+        "co_hashtag": pl.col("hashtags").list.len() > 0,
+        "co_similar": pl.col("text").is_not_null(),
+        "co_paraphrase": pl.col(EMBEDDING_COLUMN).is_not_null(),
+    }[network]
+    return _not_repost() & needs
+
+
+def prepare_posts(posts: pl.DataFrame, networks: Iterable[str] = NETWORK_TYPES) -> PreparedPosts:
+    """Derive, once, what the network step of each type reads from the posts.
+
+    What the QUT toolkit does while loading its database (or caches there on first use) happens
+    here: first row per post id, integer times, posts numbered in time order, integer account
+    ids, and per type the shared objects as integer codes (normalised texts, stripped urls,
+    hashtag sets, token sets, distinct embeddings). Reuse the result for every window and type:
+    ``co_action_edges(prepared, network, config)`` then only computes the network.
+    """
+    networks = tuple(dict.fromkeys(networks))
+    for network in networks:
+        if network not in KNOWN_NETWORK_TYPES:
+            raise ValueError(f"unknown network type {network!r}; known: {', '.join(KNOWN_NETWORK_TYPES)}")
+    used = [c for c in (*_POST_COLUMNS[:2], "created_at", *_DERIVED_FROM, EMBEDDING_COLUMN) if c in posts.columns]
+    # Only posts that can take part in a requested type are numbered (row numbers are compared
+    # within a type only). Collected before sorting: polars runs a lazy sort after a keep-first
+    # unique far slower.
+    taking_part = pl.any_horizontal(*(_takes_part(n, posts.columns) for n in networks)) if networks else pl.lit(False)
     base = (
-        _base(posts)
-        .filter(_not_repost() & pl.col(EMBEDDING_COLUMN).is_not_null())
-        .select("post_id", "account_id", "t_us", EMBEDDING_COLUMN)
+        _base(posts.select(used))
+        .filter(pl.col("account_id").is_not_null() & pl.col("t_us").is_not_null() & taking_part)
         .collect()
+        .sort("t_us", "post_id")
+        .with_row_index("row")
     )
-    if base.height == 0:
-        return empty
-    valid, unit = normalise_rows(embedding_matrix(base[EMBEDDING_COLUMN]))
-    if not valid.any():
-        return empty
-    # One id per distinct vector: rows compared as raw bytes, ids in byte order (deterministic).
-    row_bytes = np.ascontiguousarray(unit).view(np.dtype((np.void, unit.shape[1] * unit.itemsize))).ravel()
-    _, first, inverse = np.unique(row_bytes, return_index=True, return_inverse=True)
-    actions = base.filter(pl.Series(valid)).select(
-        "post_id", "account_id", "t_us", key=pl.Series(inverse.reshape(-1).astype(np.uint32))
+    accounts = base["account_id"].unique().sort()
+    base = base.with_columns(account=pl.col("account_id").cast(pl.Enum(accounts)).to_physical().cast(pl.UInt32))
+    keep = ("row", "account", "t_us")
+    exact = [n for n in networks if n not in ("co_similar", "co_paraphrase")]
+    plans = [
+        _keyed(base.lazy(), n, keep)
+        .unique(["row", "key"], keep="first", maintain_order=True)
+        # Dense codes from 0 (the network step indexes arrays by them).
+        .select(*keep, code=pl.col("key").cast(pl.Categorical).to_physical().rank("dense") - 1)
+        for n in exact
+    ]
+    if "co_similar" in networks:
+        plans.append(_keyed(base.lazy(), "co_similar", keep))
+    collected = pl.collect_all(plans)
+    actions = dict(zip(exact, collected, strict=False))
+    token_sets = pl.DataFrame(schema=_TOKEN_SET_SCHEMA)
+    if "co_similar" in networks:
+        keyed = collected[-1]
+        sets = (
+            keyed.select(set_key="key")
+            .unique()
+            .filter(pl.col("set_key") != "")
+            .sort("set_key")
+            .with_row_index("set_id")
+        )
+        actions["co_similar"] = keyed.join(sets, left_on="key", right_on="set_key", maintain_order="left").select(
+            *keep, code="set_id"
+        )
+        token_sets = sets.select("set_id", tokens=pl.col("set_key").str.split(" "))
+    vectors = np.zeros((0, 0), dtype=np.float32)
+    if "co_paraphrase" in networks:
+        found = _embedding_keys(base, keep) if EMBEDDING_COLUMN in base.columns else None
+        if found is None:
+            actions["co_paraphrase"] = pl.DataFrame(schema=_ACTION_SCHEMA)
+        else:
+            actions["co_paraphrase"], vectors = found[0].rename({"key": "code"}), found[1]
+    return PreparedPosts(
+        posts=base.select("post_id", "account", "t_us"),
+        accounts=accounts,
+        actions={n: actions[n].cast(_ACTION_SCHEMA) for n in networks},  # type: ignore[arg-type]
+        token_sets=token_sets,
+        vectors=vectors,
     )
-    return actions, unit[first]
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,6 +444,202 @@ def _window_us(window_s: float) -> int:
     if window_s < 0:
         raise ValueError(f"time window must be >= 0 seconds, got {window_s}")
     return round(window_s * 1_000_000)
+
+
+#: "No such post" as a time gap (larger than any window).
+_NO_GAP = np.iinfo(np.int64).max
+
+
+def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For consecutive segments of ``counts`` items: each item's segment and its position in it."""
+    counts = counts.astype(np.int64, copy=False)
+    segment = np.repeat(np.arange(len(counts)), counts)
+    within = np.arange(len(segment)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return segment, within
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """``True`` where a run of equal values starts in a sorted array."""
+    starts = np.ones(len(sorted_values), dtype=bool)
+    starts[1:] = sorted_values[1:] != sorted_values[:-1]
+    return starts
+
+
+def _match_rows(
+    actions: pl.DataFrame,
+    window_us: int,
+    *,
+    related: pl.DataFrame | None = None,
+    several_per_post: bool = False,
+    include_self_loops: bool = False,
+) -> pl.DataFrame:
+    """``row, match_row``: for each post and each other account, that account's nearest matching post.
+
+    ``actions`` is prepared (``row, account, t_us, code`` in ``(t_us, row)`` order, codes dense from
+    0). A post matches the posts with its own code, or with ``related`` codes (``key, match_key``,
+    identity pairs included) when given. The module docstring's as-of join, in numpy: the posts of
+    each (object, account) group lie one after the other in time order under one sorted 64-bit
+    key (group, time rank), so one binary search per (post, account on its object) finds the
+    nearest post at or before it and the first after it. The nearest wins; a tie goes to the later
+    post, and among posts at the same time to the last (highest post id), as the streaming state
+    does. When a post reaches an account through several codes (``several_per_post``: several
+    urls, or ``related``) the nearest wins, then the earlier post. Returns one row per (post,
+    matched account), in no particular order.
+    """
+    if actions.height == 0:
+        return pl.DataFrame(schema=_ROW_SCHEMA)
+    row, account = actions["row"].to_numpy(), actions["account"].to_numpy()
+    t, code = actions["t_us"].to_numpy(), actions["code"].to_numpy()
+    n_codes = int(code.max()) + 1
+    if related is not None:
+        rel_key = related["key"].cast(pl.Int64).to_numpy()
+        rel_match = related["match_key"].cast(pl.Int64).to_numpy()
+        n_codes = max(n_codes, int(rel_key.max(initial=0)) + 1, int(rel_match.max(initial=0)) + 1)
+    elif not include_self_loops:
+        # An object only one account shared links nobody: most objects, and the cheapest rows to drop.
+        some_account = np.zeros(n_codes, dtype=account.dtype)
+        some_account[code] = account  # any one of each object's accounts
+        shared = np.bincount(code, weights=account != some_account[code], minlength=n_codes)[code] > 0
+        row, account, t, code = row[shared], account[shared], t[shared], code[shared]
+        if len(row) == 0:
+            return pl.DataFrame(schema=_ROW_SCHEMA)
+    # Groups: one per (object, account), numbered in (code, account) order; their posts in time order.
+    n_accounts = int(account.max()) + 1
+    group_key = code.astype(np.int64) * n_accounts + account
+    by_group = np.argsort(group_key, kind="stable")
+    sorted_key = group_key[by_group]
+    group_first = _run_starts(sorted_key)
+    group_code, group_account = np.divmod(sorted_key[group_first], n_accounts)
+    time_rank = np.cumsum(_run_starts(t)) - 1  # t is in time order
+    n_times = int(time_rank[-1]) + 1
+    # One sorted integer per post: (group, time). Posts at one time in one group: the last one counts.
+    position = (np.cumsum(group_first) - 1) * n_times + time_rank[by_group]
+    same_time = np.flatnonzero(np.append(position[1:] != position[:-1], True))
+    last_at_time = same_time[np.cumsum(_run_starts(position)) - 1]
+    t_sorted = t[by_group]
+    # Candidates: every (group, post on an object the group's object matches), group by group and in
+    # time order within an object, so the binary searches below run over sorted queries.
+    by_code = np.argsort(code, kind="stable")
+    code_posts = np.zeros(n_codes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(code, minlength=n_codes), out=code_posts[1:])
+    if related is None:
+        group, source = np.arange(len(group_code)), group_code
+    else:
+        by_match = np.argsort(rel_match, kind="stable")
+        rel_key, rel_match = rel_key[by_match], rel_match[by_match]
+        match_starts = np.zeros(n_codes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rel_match, minlength=n_codes), out=match_starts[1:])
+        group, within = _segments(match_starts[group_code + 1] - match_starts[group_code])
+        source = rel_key[match_starts[group_code[group]] + within]
+    segment, within = _segments(code_posts[source + 1] - code_posts[source])
+    group, post = group[segment], by_code[code_posts[source[segment]] + within]
+    if not include_self_loops:
+        other = group_account[group] != account[post]
+        post, group = post[other], group[other]
+    # Nearest post of the group: the last at or before the post's time, or the last of the first time after.
+    lowest = group * n_times
+    query = lowest + time_rank[post]
+    after = np.searchsorted(position, query, side="right")
+    before = np.maximum(after - 1, 0)
+    has_before = (after > 0) & (position[before] >= lowest)
+    after = np.minimum(after, len(position) - 1)  # the clamped one is not after the query: no later post
+    has_after = (position[after] > query) & (position[after] < lowest + n_times)
+    after = last_at_time[after]
+    t_post = t[post]
+    gap_before = np.where(has_before, t_post - t_sorted[before], _NO_GAP)
+    gap_after = np.where(has_after, t_sorted[after] - t_post, _NO_GAP)
+    take_after = gap_after <= gap_before
+    gap = np.where(take_after, gap_after, gap_before)
+    nearest = np.where(take_after, after, before)
+    found = gap <= window_us
+    post_row = row[post[found]]
+    match_row = row[by_group[nearest[found]]]
+    match_account, gap = group_account[group[found]], gap[found]
+    if several_per_post or related is not None:
+        order = np.lexsort((match_row, gap, match_account, post_row))
+        post_row, match_row, match_account = post_row[order], match_row[order], match_account[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (post_row[1:] != post_row[:-1]) | (match_account[1:] != match_account[:-1])
+        post_row, match_row = post_row[first], match_row[first]
+    return pl.DataFrame({"row": post_row, "match_row": match_row}, schema=_ROW_SCHEMA)
+
+
+def _as_time(column: str) -> pl.Expr:
+    return pl.from_epoch(pl.col(column), time_unit="us").dt.replace_time_zone("UTC")
+
+
+def _edges_from_rows(
+    prepared: PreparedPosts, matched: pl.DataFrame, *, min_weight: int = 1, evidence_per_edge: int = 5
+) -> pl.DataFrame:
+    """:func:`edges_from_matches` on ``row, match_row`` pairs of prepared posts (integers until the end).
+
+    Account codes sort like the ids and rows like ``(time, post id)``, so sorting the pairs by
+    (account, matched account, row) is ``edges_from_matches``'s order; an edge is a run of pairs.
+    """
+    if matched.height == 0:
+        return pl.DataFrame(schema=EDGE_SCHEMA)
+    row, match_row = matched["row"].to_numpy(), matched["match_row"].to_numpy()
+    account = prepared.posts["account"].to_numpy()
+    n_accounts = len(prepared.accounts)
+    pair = account[row].astype(np.int64) * n_accounts + account[match_row]
+    n_rows = prepared.posts.height
+    # One integer key where it fits (faster than a lexsort; pairs are distinct, so any sort is stable).
+    order = np.argsort(pair * n_rows + row) if n_accounts**2 * n_rows < 2**62 else np.lexsort((row, pair))
+    pair, row, match_row = pair[order], row[order], match_row[order]
+    starts = np.flatnonzero(_run_starts(pair))
+    weight = np.diff(np.append(starts, len(pair)))
+    strong = weight >= min_weight
+    starts, weight = starts[strong], weight[strong]
+    user_1, user_2 = np.divmod(pair[starts], n_accounts)
+    edge, within = _segments(np.minimum(weight, max(evidence_per_edge, 0)))
+    shown = starts[edge] + within
+    posts = prepared.posts
+    first, second = posts[row[shown]], posts[match_row[shown]]
+    evidence = (
+        pl.DataFrame(
+            {
+                "edge": edge,
+                "post_1": first["post_id"],
+                "t_1": first["t_us"],
+                "post_2": second["post_id"],
+                "t_2": second["t_us"],
+            }
+        )
+        .group_by("edge", maintain_order=True)
+        .agg(evidence=pl.struct("post_1", time_1=_as_time("t_1"), post_2="post_2", time_2=_as_time("t_2")))
+    )
+    edges = pl.DataFrame(
+        {
+            "edge": np.arange(len(starts)),
+            "user_1": prepared.accounts.gather(user_1),
+            "user_2": prepared.accounts.gather(user_2),
+            "weight": weight.astype(np.int64),
+        }
+    )
+    return (
+        edges.join(evidence, on="edge", how="left", maintain_order="left")
+        .select("user_1", "user_2", "weight", pl.col("evidence").fill_null([]))
+        .cast(EDGE_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def _matches_from_rows(prepared: PreparedPosts, matched: pl.DataFrame) -> pl.DataFrame:
+    """``row, match_row`` pairs of prepared posts as post-level matches (:data:`MATCH_SCHEMA`)."""
+    posts, names = prepared.posts, prepared.accounts
+    account = posts["account"]
+    matched = matched.with_columns(match_account=account.gather(matched["match_row"])).sort("row", "match_account")
+    first, second = posts[matched["row"]], posts[matched["match_row"]]
+    return pl.DataFrame(
+        {
+            "post_id": first["post_id"],
+            "account_id": names.gather(first["account"]),
+            "t_us": first["t_us"],
+            "match_post_id": second["post_id"],
+            "match_account_id": names.gather(second["account"]),
+            "match_t_us": second["t_us"],
+        },
+        schema=MATCH_SCHEMA,
+    )
 
 
 def match_actions(
@@ -301,68 +657,47 @@ def match_actions(
     Returns one row per (post, matched account) with the nearest matched post (ties broken by
     post id): ``post_id, account_id, t_us, match_post_id, match_account_id, match_t_us``.
     """
+    window_us = _window_us(window_s)
     if actions.height == 0:
         return pl.DataFrame(schema=MATCH_SCHEMA)
-    tolerance = _window_us(window_s)
-    if related_keys is None and not include_self_loops:
-        # An object only one account shared links nobody: most objects, and the cheapest rows to drop.
-        actions = actions.filter(pl.col("account_id").n_unique().over("key") > 1)
-    # Work on integers: a number in (time, post id) order stands for the post, and accounts and
-    # string keys become dictionary codes, so every sort and join below is over integers.
-    rows = actions.sort("t_us", "post_id").with_columns(
-        # One number per post (a post with several urls has several rows, all with its number).
-        row=(pl.col("post_id") != pl.col("post_id").shift()).fill_null(True).cum_sum().cast(pl.UInt32) - 1,
-        account=pl.col("account_id").cast(pl.Categorical).to_physical(),
-        code=(
-            pl.col("key").cast(pl.Categorical).to_physical()
-            if related_keys is None and actions.schema["key"] == pl.String
-            else pl.col("key")
-        ),
+    # Encode as prepared posts: rows in (time, post id) order, account and key codes.
+    rows = actions.sort("t_us", "post_id")
+    posts = rows.unique("post_id", keep="first", maintain_order=True).with_row_index("row")
+    accounts = posts["account_id"].unique().sort()
+    keys = [actions.select("key")]
+    if related_keys is not None:
+        keys += [related_keys.select("key"), related_keys.select(key="match_key")]
+    codes = pl.concat(keys).unique().with_row_index("code")
+    encoded = (
+        rows.join(posts.select("post_id", "row"), on="post_id", maintain_order="left")
+        .join(codes, on="key", maintain_order="left")
+        .select("row", account=pl.col("account_id").cast(pl.Enum(accounts)).to_physical(), t_us="t_us", code="code")
+        .cast(_ACTION_SCHEMA)  # type: ignore[arg-type]
     )
-    slim = rows.lazy().select("row", "account", "t_us", "code")
-    key_accounts = slim.select(match_code="code", match_account="account").unique()
-    if related_keys is None:
-        targets = key_accounts.with_columns(code=pl.col("match_code"))
-    else:
-        relation = related_keys.lazy().select(code="key", match_code="match_key")
-        targets = relation.join(key_accounts, on="match_code")
-    candidates = slim.join(targets, on="code")
-    if not include_self_loops:
-        candidates = candidates.filter(pl.col("account") != pl.col("match_account"))
-    right = slim.select(match_code="code", match_account="account", match_t_us="t_us", match_row="row")
-    matched = (
-        candidates.sort("t_us", "row")
-        .join_asof(
-            right,  # already in (time, row) order
-            left_on="t_us",
-            right_on="match_t_us",
-            by=["match_code", "match_account"],
-            strategy="nearest",
-            tolerance=tolerance,
-            check_sortedness=False,
+    related = None
+    if related_keys is not None:
+        related = (
+            related_keys.join(codes, on="key")
+            .join(codes.rename({"key": "match_key", "code": "match_code"}), on="match_key")
+            .select(key="code", match_key="match_code")
         )
-        .filter(pl.col("match_row").is_not_null())
-        .with_columns(gap=(pl.col("match_t_us") - pl.col("t_us")).abs())
-        # A post can reach one account through several keys (several urls): keep the closest.
-        .sort("row", "match_account", "gap", "match_row")
-        .unique(["row", "match_account"], keep="first", maintain_order=True)
-        .select("row", "match_row")
-        .collect()
+    matched = _match_rows(
+        encoded,
+        window_us,
+        related=related,
+        several_per_post=encoded["row"].n_unique() < encoded.height,
+        include_self_loops=include_self_loops,
     )
-    posts = rows.unique("row", keep="first", maintain_order=True).select("post_id", "account_id", "t_us")
-    left = posts[matched["row"]]
-    matched_posts = posts[matched["match_row"]]
-    return pl.DataFrame(
-        {
-            "post_id": left["post_id"],
-            "account_id": left["account_id"],
-            "t_us": left["t_us"],
-            "match_post_id": matched_posts["post_id"],
-            "match_account_id": matched_posts["account_id"],
-            "match_t_us": matched_posts["t_us"],
-        },
-        schema=MATCH_SCHEMA,
+    prepared = PreparedPosts(
+        posts=posts.select(
+            "post_id", account=pl.col("account_id").cast(pl.Enum(accounts)).to_physical().cast(pl.UInt32), t_us="t_us"
+        ),
+        accounts=accounts,
+        actions={},
+        token_sets=pl.DataFrame(schema=_TOKEN_SET_SCHEMA),
+        vectors=np.zeros((0, 0), dtype=np.float32),
     )
+    return _matches_from_rows(prepared, matched)
 
 
 def edges_from_matches(matches: pl.DataFrame, *, min_weight: int = 1, evidence_per_edge: int = 5) -> pl.DataFrame:
@@ -373,12 +708,11 @@ def edges_from_matches(matches: pl.DataFrame, *, min_weight: int = 1, evidence_p
     """
     if matches.height == 0:
         return pl.DataFrame(schema=EDGE_SCHEMA)
-    as_time = lambda c: pl.from_epoch(pl.col(c), time_unit="us").dt.replace_time_zone("UTC")  # noqa: E731
     evidence = pl.struct(
         pl.col("post_id").alias("post_1"),
-        as_time("t_us").alias("time_1"),
+        _as_time("t_us").alias("time_1"),
         pl.col("match_post_id").alias("post_2"),
-        as_time("match_t_us").alias("time_2"),
+        _as_time("match_t_us").alias("time_2"),
     )
     return (
         matches.lazy()
@@ -396,79 +730,98 @@ def edges_from_matches(matches: pl.DataFrame, *, min_weight: int = 1, evidence_p
 # --------------------------------------------------------------------------------------------
 
 
-def co_action_matches(posts: pl.DataFrame, network: str, config: CoActionConfig | None = None) -> pl.DataFrame:
-    """Post-level matches of one network type (the rows behind every edge)."""
-    config = config or CoActionConfig()
-    window_s = config.window_s(network)
+def _prepared(posts: pl.DataFrame | PreparedPosts, networks: Iterable[str]) -> PreparedPosts:
+    return posts if isinstance(posts, PreparedPosts) else prepare_posts(posts, networks)
+
+
+def _network_rows(prepared: PreparedPosts, network: str, config: CoActionConfig) -> pl.DataFrame:
+    """The network step of one type on prepared posts: ``row, match_row`` pairs."""
+    window_us = _window_us(config.window_s(network))
+    actions = prepared.network_actions(network)
+    loops = config.include_self_loops
+    if network == "co_similar":
+        return _similar_rows(prepared, actions, window_us, config)
     if network == "co_paraphrase":
-        return _paraphrase_matches(posts, window_s, config)
-    actions = post_actions(posts, network)
-    if network != "co_similar":
-        return match_actions(actions, window_s, include_self_loops=config.include_self_loops)
-    return _similar_matches(actions, window_s, config)
+        return _paraphrase_rows(prepared, actions, window_us, config)
+    return _match_rows(actions, window_us, several_per_post=network == "co_link", include_self_loops=loops)
 
 
-def _similar_matches(actions: pl.DataFrame, window_s: float, config: CoActionConfig) -> pl.DataFrame:
+def _similar_rows(
+    prepared: PreparedPosts, actions: pl.DataFrame, window_us: int, config: CoActionConfig
+) -> pl.DataFrame:
     """co_similar: exact token-set identity plus LSH-found similar sets, then the window match."""
-    sets = (
-        actions.select(pl.col("key").alias("set_key"))
-        .unique()
-        .with_columns(tokens=pl.col("set_key").str.split(" "))
-        .filter((pl.col("set_key") != "") & (pl.col("tokens").list.len() >= max(config.min_tokens, 1)))
-        .sort("set_key")
-        .with_row_index("set_id")
-    )
-    keyed = actions.join(sets.select("set_key", "set_id"), left_on="key", right_on="set_key").select(
-        "post_id", "account_id", "t_us", pl.col("set_id").alias("key")
-    )
+    sets = prepared.token_sets.filter(pl.col("tokens").list.len() >= max(config.min_tokens, 1))
+    if sets.height < prepared.token_sets.height:
+        actions = actions.join(sets.select(code="set_id"), on="code", how="semi", maintain_order="left")
+    if actions.height == 0:
+        return pl.DataFrame(schema=_ROW_SCHEMA)
+    # Only sets whose posts lie in the same or adjacent window-wide slices can match: no pair is lost.
+    slices = actions.select(set_id="code", slice=pl.col("t_us") // max(window_us, 1))
     similar = similar_set_pairs(
-        sets.select("set_id", "tokens"),
-        config.similarity_threshold,
-        num_perm=config.num_perm,
-        seed=config.seed,
+        sets, config.similarity_threshold, num_perm=config.num_perm, seed=config.seed, slices=slices
     )
     related = pl.concat(
         [
-            sets.select(pl.col("set_id").alias("key"), pl.col("set_id").alias("match_key")),
-            similar.select(pl.col("set_id").alias("key"), pl.col("match_set_id").alias("match_key")),
+            sets.select(key="set_id", match_key="set_id"),
+            similar.select(key="set_id", match_key="match_set_id"),
         ]
     )
-    return match_actions(keyed, window_s, related_keys=related, include_self_loops=config.include_self_loops)
+    return _match_rows(actions, window_us, related=related, include_self_loops=config.include_self_loops)
 
 
-def _paraphrase_matches(posts: pl.DataFrame, window_s: float, config: CoActionConfig) -> pl.DataFrame:
+def _paraphrase_rows(
+    prepared: PreparedPosts, actions: pl.DataFrame, window_us: int, config: CoActionConfig
+) -> pl.DataFrame:
     """co_paraphrase: identical embeddings plus LSH-found similar ones, then the window match.
 
     The index only pairs vectors occurring in the same or adjacent window-wide time slices: two
     posts within ``±window`` always are, so this bounds the work without losing a match.
     """
-    actions, vectors = paraphrase_actions(posts)
     if actions.height == 0:
-        return pl.DataFrame(schema=MATCH_SCHEMA)
-    slice_us = max(_window_us(window_s), 1)
-    slices = actions.select(pl.col("key").alias("vector_id"), slice=pl.col("t_us") // slice_us)
+        return pl.DataFrame(schema=_ROW_SCHEMA)
+    vectors = prepared.vectors
+    slice_us = max(window_us, 1)
+    slices = actions.select(vector_id="code", slice=pl.col("t_us") // slice_us)
     similar = similar_vector_pairs(
-        vectors,
-        config.paraphrase_threshold,
-        slices=slices,
-        num_bits=config.paraphrase_bits,
-        seed=config.seed,
+        vectors, config.paraphrase_threshold, slices=slices, num_bits=config.paraphrase_bits, seed=config.seed
     )
     identity = pl.Series(np.arange(len(vectors), dtype=np.uint32))
     related = pl.concat(
         [
             pl.DataFrame({"key": identity, "match_key": identity}),
-            similar.select(pl.col("vector_id").alias("key"), pl.col("match_vector_id").alias("match_key")),
+            similar.select(key="vector_id", match_key="match_vector_id"),
         ]
     )
-    return match_actions(actions, window_s, related_keys=related, include_self_loops=config.include_self_loops)
+    return _match_rows(actions, window_us, related=related, include_self_loops=config.include_self_loops)
 
 
-def co_action_edges(posts: pl.DataFrame, network: str, config: CoActionConfig | None = None) -> pl.DataFrame:
-    """Directed, weighted edges of one network type with evidence (see the module docstring)."""
+def co_action_matches(
+    posts: pl.DataFrame | PreparedPosts, network: str, config: CoActionConfig | None = None
+) -> pl.DataFrame:
+    """Post-level matches of one network type (the rows behind every edge).
+
+    ``posts`` is a posts frame or, to compute several windows or types of one batch, the result
+    of :func:`prepare_posts` (the derivations are then not repeated).
+    """
     config = config or CoActionConfig()
-    return edges_from_matches(
-        co_action_matches(posts, network, config),
+    config.window_s(network)  # unknown types: the error names the known ones
+    prepared = _prepared(posts, [network])
+    return _matches_from_rows(prepared, _network_rows(prepared, network, config))
+
+
+def co_action_edges(
+    posts: pl.DataFrame | PreparedPosts, network: str, config: CoActionConfig | None = None
+) -> pl.DataFrame:
+    """Directed, weighted edges of one network type with evidence (see the module docstring).
+
+    ``posts`` is a posts frame or the result of :func:`prepare_posts` (see :func:`co_action_matches`).
+    """
+    config = config or CoActionConfig()
+    config.window_s(network)
+    prepared = _prepared(posts, [network])
+    return _edges_from_rows(
+        prepared,
+        _network_rows(prepared, network, config),
         min_weight=config.min_weight,
         evidence_per_edge=config.evidence_per_edge,
     )
@@ -515,14 +868,18 @@ def co_paraphrase(posts: pl.DataFrame, window_s: float = 300.0, **settings: Any)
 
 
 def co_action_networks(
-    posts: pl.DataFrame,
+    posts: pl.DataFrame | PreparedPosts,
     config: CoActionConfig | None = None,
     networks: Iterable[str] = NETWORK_TYPES,
 ) -> dict[str, pl.DataFrame]:
     """Every requested network type for one batch of posts, as ``{type: edges}``.
 
     The default is :data:`NETWORK_TYPES`; pass ``KNOWN_NETWORK_TYPES`` (or name ``co_paraphrase``)
-    to include the paraphrase network.
+    to include the paraphrase network. The posts are prepared once for all of them.
     """
     config = config or CoActionConfig()
-    return {network: co_action_edges(posts, network, config) for network in networks}
+    networks = tuple(networks)
+    for network in networks:
+        config.window_s(network)
+    prepared = _prepared(posts, networks)
+    return {network: co_action_edges(prepared, network, config) for network in networks}

@@ -39,8 +39,11 @@ state small); two different objects colliding in the same three slices has a pro
 the same post with the same ``created_at``) are recognised by a hash of the id in one-minute slices
 and ignored, so a replay changes nothing; an id that comes back with another time is a new post.
 
-``co_similar`` is not incremental yet (its MinHash bands would be the objects; see
-``docs/coordination.md``); the five exact types are.
+``co_similar`` is incremental too, and exact, but opt-in (:data:`OPTIONAL_STREAM_NETWORK_TYPES`):
+its objects are token sets, and a new post looks for partners on every held set *related* to its
+own (identical, or sharing a MinHash band with Jaccard >= the threshold), which
+:class:`~.incremental_similar.SimilarSetIndex` finds with the batch's very signatures and bands,
+so the candidate sets and hence the edges are the batch's. ``co_paraphrase`` is batch only.
 """
 
 from __future__ import annotations
@@ -65,9 +68,16 @@ from detectors.coordination.graph import (
     pair_strengths,
     score_campaigns,
 )
+from detectors.coordination.incremental_similar import SimilarSetIndex
 
-#: The network types the incremental state computes (exactly as the batch does).
+#: The network types the stream computes by default (exactly as the batch does).
 STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_repost", "co_text", "co_reply", "co_link", "co_hashtag")
+#: Types the state also computes exactly, but only when asked for: co_similar costs several times
+#: the five exact types together (MinHash per post, a band index of ``bands`` rows per held set;
+#: ``bench/bench_coordination_stream.py --networks``), so a deployment opts in.
+OPTIONAL_STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_similar",)
+#: Every type :class:`CoActionState` accepts.
+INCREMENTAL_NETWORK_TYPES: tuple[str, ...] = STREAM_NETWORK_TYPES + OPTIONAL_STREAM_NETWORK_TYPES
 
 #: Default horizon: six hours of event time. Long enough for a campaign's repeated bursts to add up
 #: to the graph stage's ``min_co_actions`` (the generator's campaigns burst about twice an hour),
@@ -130,10 +140,10 @@ class IncrementalConfig:
     hash_seed: int = 0x0C0A
 
     def __post_init__(self) -> None:
-        unsupported = [n for n in self.networks if n not in STREAM_NETWORK_TYPES]
+        unsupported = [n for n in self.networks if n not in INCREMENTAL_NETWORK_TYPES]
         if unsupported:
             raise ValueError(
-                f"network types {unsupported} are not incremental; use some of {', '.join(STREAM_NETWORK_TYPES)}"
+                f"network types {unsupported} are not incremental; use some of {', '.join(INCREMENTAL_NETWORK_TYPES)}"
             )
         if self.horizon_s < 0:
             raise ValueError(f"horizon_s must be >= 0 seconds, got {self.horizon_s}")
@@ -151,6 +161,7 @@ class StateStats:
     duplicates: int = 0
     late: int = 0
     capped: int = 0
+    capped_bands: int = 0
     evicted_slices: int = 0
 
 
@@ -230,6 +241,11 @@ class CoActionState:
         self._matches: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
         self._activity: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
         self._seen: dict[int, pl.DataFrame] = {}
+        self._similar = (
+            SimilarSetIndex(coaction, self._slice_us["co_similar"], self.config.max_posts_per_object)
+            if "co_similar" in self.config.networks
+            else None
+        )
         self.watermark_us: int | None = None
         self.stats = StateStats()
 
@@ -239,6 +255,7 @@ class CoActionState:
         for name in ("_actions", "_matches", "_activity"):
             setattr(twin, name, {n: dict(slices) for n, slices in getattr(self, name).items()})
         twin._seen = dict(self._seen)
+        twin._similar = self._similar.copy() if self._similar is not None else None
         twin.watermark_us = self.watermark_us
         twin.stats = StateStats(**vars(self.stats))
         return twin
@@ -326,7 +343,14 @@ class CoActionState:
         """Match one type's new actions with the stored ones; update the stored matches.
 
         Returns the changed post-level matches (``MATCH_SCHEMA`` + ``new``) and the new or better
-        per-object rows (``MATCH_SCHEMA`` + ``kh``)."""
+        per-object rows (``MATCH_SCHEMA`` + ``kh``).
+
+        A new action on object ``kh`` looks for partners on the objects ``okh`` related to it: for
+        the exact types only itself; for co_similar itself and the near-duplicate token sets
+        (:class:`~.incremental_similar.SimilarSetIndex`). A forward row's object is the partner's
+        (``okh``), the reverse row's the new action's (``kh``): per-object rows are keyed by the
+        matched post's object, as the batch's groups are.
+        """
         window, width = self._window_us[network], self._slice_us[network]
         seed = self.config.hash_seed
         new = actions.select(
@@ -336,6 +360,12 @@ class CoActionState:
             kh=pl.col("key").hash(seed),
             b=pl.col("t_us") // width,
         )
+        if network == "co_similar":
+            assert self._similar is not None
+            related = self._similar.relate(new.with_columns(key=actions.get_column("key")))
+            self.stats.capped_bands = self._similar.capped
+        else:
+            related = None
         activity = new.group_by("b", "account_id").agg(n_posts=pl.col("post_id").n_unique().cast(pl.Int64))
         for (b,), part in activity.partition_by("b", as_dict=True).items():
             self._activity[network][b] = _append(self._activity[network].get(b), part.drop("b"))
@@ -358,11 +388,13 @@ class CoActionState:
         partners = pl.concat(
             [stored.with_columns(_fresh=pl.lit(False)), new.drop("_keep").with_columns(_fresh=pl.lit(True))]
         ).rename({"post_id": "match_post_id", "account_id": "match_account_id", "t_us": "match_t_us"})
+        queries = new.lazy().with_columns(okh="kh") if related is None else new.lazy().join(related.lazy(), on="kh")
         pairs = (
-            new.lazy()
-            .select("post_id", "account_id", "t_us", "kh", nb=pl.concat_list(pl.col("b") - 1, "b", pl.col("b") + 1))
+            queries.select(
+                "post_id", "account_id", "t_us", "kh", "okh", nb=pl.concat_list(pl.col("b") - 1, "b", pl.col("b") + 1)
+            )
             .explode("nb")
-            .join(partners.lazy(), left_on=["kh", "nb"], right_on=["kh", "b"])
+            .join(partners.lazy().rename({"kh": "okh"}), left_on=["okh", "nb"], right_on=["okh", "b"])
             .filter(
                 (pl.col("account_id") != pl.col("match_account_id"))
                 & ((pl.col("t_us") - pl.col("match_t_us")).abs() <= window)
@@ -370,6 +402,7 @@ class CoActionState:
             .collect()
         )
         columns = ["post_id", "account_id", "t_us", "kh", "match_account_id", "match_post_id", "match_t_us"]
+        forward = pairs.select(*columns[:3], pl.col("okh").alias("kh"), *columns[4:])
         # A new action is also a candidate partner for the stored ones it matched (the other direction).
         reverse = pairs.filter(~pl.col("_fresh")).select(
             pl.col("match_post_id").alias("post_id"),
@@ -381,7 +414,7 @@ class CoActionState:
             pl.col("t_us").alias("match_t_us"),
         )
         candidates = _per_object_best(
-            pl.concat([pairs.select(columns), reverse]).with_columns(
+            pl.concat([forward, reverse]).with_columns(
                 gap=(pl.col("match_t_us") - pl.col("t_us")).abs(),
                 b=pl.col("t_us") // width,
                 pk=pl.struct(_PAIR).hash(seed),
@@ -423,6 +456,8 @@ class CoActionState:
                 for b in [b for b in table if (b + 1) * width <= limit]:
                     del table[b]
                     self.stats.evicted_slices += 1
+            if network == "co_similar" and self._similar is not None:
+                self.stats.evicted_slices += self._similar.evict(limit)
         for s in [s for s in self._seen if (s + 1) * SEEN_SLICE_US <= cutoff]:
             del self._seen[s]
 
@@ -495,6 +530,7 @@ class CoActionState:
             "matches": sum(f.height for slices in self._matches.values() for f in slices.values()),
             "activity": sum(f.height for slices in self._activity.values() for f in slices.values()),
             "seen": sum(f.height for f in self._seen.values()),
+            **(self._similar.held_rows() if self._similar is not None else {}),
         }
 
 

@@ -21,10 +21,18 @@ cosine 0.9 and 1,024 bits that is 64 bands of 16 bits: a pair at 0.9 is proposed
 SimHash's curve is soft (bits are coin flips, not min-hashes), so what bounds the cost is *time*:
 co-action pairs must lie within ``±window``, so each vector is bucketed also by its time slice
 (``t // window``) and only meets vectors of its own and the next slice; the candidates then grow
-with the posts per window, not with the batch. Hashing costs ``n * dim * num_bits`` multiply-adds
-(one matrix product), the same as comparing each vector with ``num_bits`` others, so the index
-pays off once a window holds thousands of posts; :func:`exact_similar_pairs` is the blocked
-brute force it is tested and benchmarked against.
+with the posts per window, not with the batch.
+
+The index only pays off in dense slices. Hashing costs ``n * dim * num_bits`` multiply-adds (one
+matrix product), the same as comparing each vector with ``num_bits`` others, and its band joins
+and verification about as much again (:data:`LSH_COST_PER_VECTOR`, measured: ~1,000
+comparisons). So :func:`similar_vector_pairs` is a hybrid: per slice, :func:`slice_plan` compares
+the cost of comparing its vectors exactly with those of its own slice and the next (``n_s *
+(n_s / 2 + n_next)`` comparisons) against the index's (``n_s * 1,000``); sparse slices are compared
+exactly by blocked matrix products (nothing missed there), dense ones go through the index. A
+short window or a quiet stream is then as fast as brute force and exact, a long window over a
+busy stream as fast as the index. :func:`exact_similar_pairs` is the blocked brute force over
+time (no slices) it is tested and benchmarked against.
 
 Everything is numpy (one matrix product per block of vectors, one gather per block of candidates)
 and polars joins; no Python loop runs per vector or per pair.
@@ -47,6 +55,14 @@ _PROJECT_BLOCK = 16_384
 _VERIFY_BLOCK = 32_768
 #: A band's bits are packed into one 64-bit integer.
 _MAX_ROWS = 64
+#: What the index costs per vector, in exact comparisons (dot products of two embeddings): hashing
+#: is one projection onto 1,024 hyperplanes (as many multiply-adds as 1,024 comparisons, but one
+#: well-shaped matrix product: measured ~450 comparisons' time), and its 64 band rows go through
+#: two joins, then candidates are verified (~500 more in sparse slices, more in dense ones). A
+#: slice is compared exactly when that costs less per vector (see :func:`slice_plan`).
+LSH_COST_PER_VECTOR = 1_000.0
+#: Rows per matrix product when sparse slices are compared exactly.
+_EXACT_BLOCK = 512
 
 PAIR_SCHEMA: dict[str, pl.DataType] = {
     "vector_id": pl.UInt32(),
@@ -149,16 +165,23 @@ def simhash_bands(vectors: np.ndarray, bands: int, rows: int, *, seed: int = 0) 
     return codes
 
 
-def _band_buckets(codes: np.ndarray, slices: pl.DataFrame | None) -> pl.LazyFrame:
-    """``vector_id, band, code, slice`` rows: one per vector, band and time slice it occurs in."""
-    n, bands = codes.shape
+def slice_occurrences(slices: pl.DataFrame | None, n: int) -> pl.DataFrame:
+    """``vector_id`` (UInt32), ``slice`` (Int64): the distinct (vector, time slice) occurrences.
+
+    Without ``slices`` every vector is in slice 0.
+    """
     if slices is None:
-        vector_ids, slice_ids = np.arange(n, dtype=np.uint32), np.zeros(n, dtype=np.int64)
-    else:
-        occurrences = slices.select(pl.col("vector_id").cast(pl.UInt32), pl.col("slice").cast(pl.Int64)).unique()
-        vector_ids, slice_ids = occurrences["vector_id"].to_numpy(), occurrences["slice"].to_numpy()
-        if len(vector_ids) and int(vector_ids.max()) >= n:
-            raise ValueError(f"slices name vector_id {int(vector_ids.max())}, but there are only {n} vectors")
+        return pl.DataFrame({"vector_id": np.arange(n, dtype=np.uint32), "slice": np.zeros(n, dtype=np.int64)})
+    occurrences = slices.select(pl.col("vector_id").cast(pl.UInt32), pl.col("slice").cast(pl.Int64)).unique()
+    if occurrences.height and int(occurrences["vector_id"].max()) >= n:  # type: ignore[arg-type]
+        raise ValueError(f"slices name vector_id {occurrences['vector_id'].max()}, but there are only {n} vectors")
+    return occurrences.sort("slice", "vector_id")
+
+
+def _band_buckets(codes: np.ndarray, occurrences: pl.DataFrame) -> pl.LazyFrame:
+    """``vector_id, band, code, slice`` rows: one per vector occurrence and band (``codes`` by vector id)."""
+    bands = codes.shape[1]
+    vector_ids, slice_ids = occurrences["vector_id"].to_numpy(), occurrences["slice"].to_numpy()
     return pl.DataFrame(
         {
             "vector_id": np.repeat(vector_ids, bands),
@@ -169,29 +192,96 @@ def _band_buckets(codes: np.ndarray, slices: pl.DataFrame | None) -> pl.LazyFram
     ).lazy()
 
 
-def candidate_pairs(codes: np.ndarray, slices: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Distinct ``vector_id < match_vector_id`` pairs sharing a band code in the same or adjacent slice."""
-    buckets = _band_buckets(codes, slices)
+def _owned_candidates(codes: np.ndarray, owners: pl.DataFrame, successors: pl.DataFrame) -> pl.DataFrame:
+    """Distinct ``vector_id < match_vector_id`` pairs sharing a band code: within an owner slice, or
+    between an owner slice ``s`` (``owners``) and slice ``s + 1`` (``successors``)."""
+    left = _band_buckets(codes, owners)
+    right = _band_buckets(codes, successors)
     same = (
-        buckets.join(buckets, on=["band", "code", "slice"], suffix="_2")
+        left.join(left, on=["band", "code", "slice"], suffix="_2")
         .filter(pl.col("vector_id") < pl.col("vector_id_2"))
         .select("vector_id", "vector_id_2")
     )
-    if slices is None:
-        pairs = same
-    else:
-        nxt = (
-            buckets.with_columns(pl.col("slice") + 1)
-            .join(buckets, on=["band", "code", "slice"], suffix="_2")
-            .filter(pl.col("vector_id") != pl.col("vector_id_2"))
-            .select(
-                pl.min_horizontal("vector_id", "vector_id_2").alias("vector_id"),
-                pl.max_horizontal("vector_id", "vector_id_2").alias("vector_id_2"),
-            )
+    nxt = (
+        left.with_columns(pl.col("slice") + 1)
+        .join(right, on=["band", "code", "slice"], suffix="_2")
+        .filter(pl.col("vector_id") != pl.col("vector_id_2"))
+        .select(
+            pl.min_horizontal("vector_id", "vector_id_2").alias("vector_id"),
+            pl.max_horizontal("vector_id", "vector_id_2").alias("vector_id_2"),
         )
-        pairs = pl.concat([same, nxt])
+    )
     # Unordered: callers sort what they keep (see _both_orientations).
-    return pairs.unique().select("vector_id", pl.col("vector_id_2").alias("match_vector_id")).collect()
+    pairs = pl.concat([same, nxt]).unique()
+    return pairs.select("vector_id", pl.col("vector_id_2").alias("match_vector_id")).collect()
+
+
+def candidate_pairs(codes: np.ndarray, slices: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Distinct ``vector_id < match_vector_id`` pairs sharing a band code in the same or adjacent slice."""
+    occurrences = slice_occurrences(slices, len(codes))
+    return _owned_candidates(codes, occurrences, occurrences)
+
+
+def slice_plan(occurrences: pl.DataFrame, lsh_cost: float = LSH_COST_PER_VECTOR) -> pl.DataFrame:
+    """``slice, vectors, next_vectors, exact``: which time slices are compared exactly.
+
+    A slice ``s`` owns the pairs within it and those with slice ``s + 1``. Comparing them exactly
+    costs ``vectors * (vectors / 2 + next_vectors)`` comparisons, the index about ``vectors *
+    lsh_cost`` (:data:`LSH_COST_PER_VECTOR`), so a slice is ``exact`` when ``vectors / 2 +
+    next_vectors <= lsh_cost``: sparse slices (a short window, a quiet hour) are compared exactly,
+    dense ones go through the index.
+    """
+    counts = occurrences.group_by("slice").agg(vectors=pl.len().cast(pl.Int64))
+    following = counts.select(pl.col("slice") - 1, next_vectors="vectors")
+    return (
+        counts.join(following, on="slice", how="left")
+        .with_columns(pl.col("next_vectors").fill_null(0))
+        .with_columns(exact=pl.col("vectors") / 2 + pl.col("next_vectors") <= lsh_cost)
+        .sort("slice")
+    )
+
+
+def _exact_slice_pairs(
+    vectors: np.ndarray, threshold: float, rows: pl.DataFrame, targets: pl.DataFrame
+) -> pl.DataFrame:
+    """Every pair with cosine >= ``threshold`` between a vector of ``rows`` and one of ``targets`` in its
+    own slice or the next, by blocked matrix products.
+
+    ``rows`` and ``targets`` are ``vector_id, slice`` sorted by ``(slice, vector_id)``, ``rows`` a
+    subset of ``targets``. A block of rows is compared with the targets from its own first row to
+    the end of the slice after its last: each pair within a slice once, as the cost estimate of
+    :func:`slice_plan` counts it.
+    """
+    t_vec, t_slice = targets["vector_id"].to_numpy(), targets["slice"].to_numpy()
+    first = (
+        rows.join(targets.with_row_index("position"), on=["vector_id", "slice"], maintain_order="left")["position"]
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+    r_vec, r_slice = rows["vector_id"].to_numpy(), rows["slice"].to_numpy()
+    found_left, found_right, found_cos = [], [], []
+    for start in range(0, len(r_vec), _EXACT_BLOCK):
+        stop = min(start + _EXACT_BLOCK, len(r_vec))
+        low = int(first[start])
+        high = int(np.searchsorted(t_slice, r_slice[stop - 1] + 1, side="right"))
+        sims = vectors[r_vec[start:stop]] @ vectors[t_vec[low:high]].T
+        i, j = np.nonzero(sims >= threshold)
+        step = t_slice[low + j] - r_slice[start + i]
+        left, right = r_vec[start + i], t_vec[low + j]
+        keep = (step >= 0) & (step <= 1) & (left != right)
+        found_left.append(np.minimum(left, right)[keep])
+        found_right.append(np.maximum(left, right)[keep])
+        found_cos.append(sims[i[keep], j[keep]])
+    if not found_left:
+        return pl.DataFrame(schema=PAIR_SCHEMA)
+    return pl.DataFrame(
+        {
+            "vector_id": np.concatenate(found_left),
+            "match_vector_id": np.concatenate(found_right),
+            "cosine": np.concatenate(found_cos),
+        },
+        schema=PAIR_SCHEMA,
+    ).unique(["vector_id", "match_vector_id"], keep="first", maintain_order=True)
 
 
 def pair_cosines(vectors: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -218,15 +308,21 @@ def similar_vector_pairs(
     num_bits: int = DEFAULT_NUM_BITS,
     bands: int | None = None,
     seed: int = 0,
+    lsh_cost: float = LSH_COST_PER_VECTOR,
 ) -> pl.DataFrame:
-    """Pairs of distinct rows of ``vectors`` with exact cosine >= ``threshold``, found via SimHash LSH.
+    """Pairs of distinct rows of ``vectors`` with exact cosine >= ``threshold``: SimHash LSH for dense
+    time slices, exact comparison for sparse ones.
 
     ``vectors`` is ``[n, dim]``, rows L2-normalised (see :func:`normalise_rows`); a row's index is
     its ``vector_id``. ``slices`` (``vector_id, slice``, a vector may occur in several slices)
-    restricts candidates to vectors occurring in the same or adjacent slices; with window-wide
-    slices (``t // window``) no pair within the window is lost by it. Returns ``vector_id,
-    match_vector_id, cosine`` with both orientations of each pair, so it can be used directly as a
-    key relation (like :func:`.minhash.similar_set_pairs`). Deterministic for a given ``seed``.
+    restricts pairs to vectors occurring in the same or adjacent slices; with window-wide
+    slices (``t // window``) no pair within the window is lost by it. Without ``slices`` all
+    vectors are one slice. Per slice, :func:`slice_plan` chooses by its cost estimate: a sparse
+    slice is compared exactly (all its pairs found), a dense one through the index (a pair is
+    missed only when no band proposes it). ``lsh_cost=0`` uses the index everywhere,
+    ``math.inf`` compares everything exactly. Returns ``vector_id, match_vector_id, cosine``
+    with both orientations of each pair, so it can be used directly as a key relation (like
+    :func:`.minhash.similar_set_pairs`). Deterministic for a given ``seed``.
     """
     n = len(vectors)
     if n < 2:
@@ -237,15 +333,33 @@ def similar_vector_pairs(
         rows = num_bits // bands
         if rows < 1:
             raise ValueError(f"bands={bands} needs num_bits >= bands, got num_bits={num_bits}")
-    codes = simhash_bands(vectors, bands, min(rows, _MAX_ROWS), seed=seed)
-    candidates = candidate_pairs(codes, slices)
-    left = candidates["vector_id"].to_numpy()
-    right = candidates["match_vector_id"].to_numpy()
-    cosine = pair_cosines(vectors, left, right)
-    keep = cosine >= threshold
-    verified = pl.DataFrame(
-        {"vector_id": left[keep], "match_vector_id": right[keep], "cosine": cosine[keep]}, schema=PAIR_SCHEMA
-    )
+    occurrences = slice_occurrences(slices, n)
+    plan = slice_plan(occurrences, lsh_cost)
+    exact_slices = plan.filter("exact")["slice"]
+    indexed_slices = plan.filter(~pl.col("exact"))["slice"]
+    found = []
+    if exact_slices.len():
+        owners = occurrences.filter(pl.col("slice").is_in(exact_slices.implode()))
+        targets = occurrences.filter(pl.col("slice").is_in(pl.concat([exact_slices, exact_slices + 1]).implode()))
+        found.append(_exact_slice_pairs(vectors, threshold, owners, targets))
+    if indexed_slices.len():
+        owners = occurrences.filter(pl.col("slice").is_in(indexed_slices.implode()))
+        successors = occurrences.filter(pl.col("slice").is_in((indexed_slices + 1).implode()))
+        # Only the vectors the index meets are hashed (codes of the others are never read).
+        hashed = np.unique(np.concatenate([owners["vector_id"].to_numpy(), successors["vector_id"].to_numpy()]))
+        codes = np.empty((n, bands), dtype=np.int64)
+        codes[hashed] = simhash_bands(vectors[hashed], bands, min(rows, _MAX_ROWS), seed=seed)
+        candidates = _owned_candidates(codes, owners, successors)
+        left = candidates["vector_id"].to_numpy()
+        right = candidates["match_vector_id"].to_numpy()
+        cosine = pair_cosines(vectors, left, right)
+        keep = cosine >= threshold
+        found.append(
+            pl.DataFrame(
+                {"vector_id": left[keep], "match_vector_id": right[keep], "cosine": cosine[keep]}, schema=PAIR_SCHEMA
+            )
+        )
+    verified = pl.concat(found).unique(["vector_id", "match_vector_id"], keep="first", maintain_order=True)
     return _both_orientations(verified)
 
 
