@@ -11,9 +11,12 @@ median (min-max) of those runs. Posts are synthetic tweet-length sentences (no d
 ``--input`` names a JSONL/CSV/Parquet file with a ``text`` column.
 
 ``--onnx`` adds the same stages through ONNX Runtime (exports from the cache, built on first use:
-``chorus export-aitext``) and a head-to-head of the SmolLM2 stage, torch vs ONNX on the same posts,
-interleaved ``--compare-reps`` times (median wall and CPU seconds: CPU time is the fairer number on a
-machine shared with other jobs).
+``chorus export-aitext``) and a head-to-head of the serving configurations (``--compare``: torch and
+ONNX Runtime float32 at 1 and 2 threads, ONNX Runtime with SmolLM2 in int8) on the same posts: the
+whole ``FeatureExtractor``, the configurations interleaved ``--compare-reps`` times so a neighbour's
+burst of CPU use hurts all alike. The table gives posts/s as median (min-max) and CPU microseconds
+per post (``time.process_time``: the fairer number on a machine shared with other jobs), and marks
+the default configuration.
 
 ``--random-weights`` builds SmolLM2-135M's and MiniLM-L6's architectures with random weights, for
 machines that do not have the model packages (a lent GPU): speed does not depend on the weights.
@@ -152,13 +155,16 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
     goals = GOALS["cuda" if args.device.startswith("cuda") else "cpu"]
     body = []
     for row in rows:
-        if "posts_per_s_runs" in row:
+        if row["stage"].startswith("compare_"):
+            what = COMPARE_TEXT[row["config"].split("@")[0]] + f", {row['threads']} thread(s)"
+            what += " — **default**" if row["default"] else ""
+            body.append([f"`{row['stage']}`", what, f"{row['posts']:,}",
+                         f"{median_spread(row['posts_per_s_runs'])}; {row['cpu_us_per_post']:,.0f} CPU µs/post",
+                         f"{goals['all_features']:,.0f}" if "all_features" in goals else ""])  # fmt: skip
+        elif "posts_per_s_runs" in row:
             goal = goals.get(row["stage"])
             body.append([f"`{row['stage']}`", STAGE_TEXT.get(row["stage"], ""), f"{row['posts']:,}",
                          median_spread(row["posts_per_s_runs"]), f"{goal:,.0f}" if goal else ""])  # fmt: skip
-        elif row["stage"].startswith("lm_compare_"):
-            body.append([f"`{row['stage']}`", "SmolLM2 statistics, torch vs ONNX interleaved (per CPU-second)",
-                         f"{row['posts']:,}", f"{row['posts_per_cpu_s']:.2f} per CPU-s", ""])  # fmt: skip
     weights = "random weights of the same architectures" if args.random_weights else "the real models"
     notes = [
         f"Device {info['device']}, {weights}; {info['posts']:,} "
@@ -169,10 +175,13 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         "The language-model statistics dominate `all_features`; triage and stylometry are single-threaded "
         "Python, which is what limits a GPU once the models are fast.",
     ]
-    speed = next((r for r in rows if r["stage"] == "onnx_speedup_lm"), None)
-    if speed:
-        notes.append(f"ONNX Runtime vs torch on the SmolLM2 stage: {speed['wall']}x wall, {speed['cpu']}x CPU time "
-                     f"(goal {speed['goal']}x).")  # fmt: skip
+    for speed in (r for r in rows if r["stage"] == "speedup_vs_torch"):
+        notes.append(f"`{speed['config']}` vs `{speed['baseline']}`, whole extractor on the same posts: "
+                     f"{speed['wall']}x wall, {speed['cpu']}x CPU time (goal {speed['goal']}x).")  # fmt: skip
+    if any(r["stage"].startswith("compare_onnx-int8") for r in rows):
+        notes.append("int8 serves SmolLM2 with dynamically quantised projections (opt-in: `quantize=True` or "
+                     "`CHORUS_AITEXT_QUANTIZE=1`); it moves the LM statistics the head was fitted on, see "
+                     "`detectors/aitext/onnx_backend.py` (`DEFAULT_QUANTIZE`) for the measured agreement.")  # fmt: skip
     title = "AI-text detector, per stage" + (" (GPU)" if args.device.startswith("cuda") else " (CPU)")
     return table(title, ["stage", "what", "posts", "posts/s median (min-max)", "goal posts/s"], body, notes)
 
@@ -206,70 +215,98 @@ def random_models(device: str, tokenizers: Path) -> tuple[Any, Any, Any, Any]:
     return lm_tok, lm, enc_tok, enc
 
 
+#: The serving configurations ``--compare`` can name (``KIND@THREADS``), for the table.
+COMPARE_TEXT = {
+    "torch": "whole extractor, transformers",
+    "onnx": "whole extractor, ONNX Runtime float32",
+    "onnx-int8": "whole extractor, ONNX Runtime, SmolLM2 int8",
+}
+
+
 def onnx_rows(
     args: argparse.Namespace, lm: Any, encoder: Any, clean: list[str], texts: list[str], sync: Callable[[], None]
 ) -> list[dict[str, Any]]:
-    """The ONNX Runtime path on the same posts and batching as the torch rows, and a head-to-head.
-
-    The head-to-head alternates torch and ONNX on the same SmolLM2 stage ``--compare-reps`` times and
-    reports medians, so a neighbour's burst of CPU use hurts both sides alike.
-    """
+    """The ONNX Runtime path on the same posts and batching as the torch rows, and a head-to-head of
+    the ``--compare`` configurations (each a whole :class:`FeatureExtractor`) interleaved."""
     import statistics
 
+    import torch
+
     from detectors.aitext import features as F
-    from detectors.aitext.onnx_backend import load_onnx_models
+    from detectors.aitext.models import DEFAULT_CPU_THREADS
+    from detectors.aitext.onnx_backend import DEFAULT_QUANTIZE, load_onnx_models
+
+    def onnx_extractor(threads: int | None, quantize: bool) -> Any:
+        lm_forward, enc_forward = load_onnx_models("cpu", threads=threads, quantize=quantize)
+        onnx_lm = F.LanguageModelScorer(lm.tokenizer, lm_forward, token_budget=lm.token_budget,
+                                        max_batch=lm.max_batch, chunk_tokens=lm.chunk_tokens,
+                                        document_start_id=lm.document_start_id)  # fmt: skip
+        onnx_encoder = F.SentenceEncoder(
+            encoder.tokenizer, forward=enc_forward, token_budget=encoder.token_budget, max_batch=encoder.max_batch
+        )
+        return F.FeatureExtractor(onnx_lm, onnx_encoder)
 
     t0 = time.perf_counter()
-    lm_forward, enc_forward = load_onnx_models("cpu", threads=args.ort_threads)
+    onnx = onnx_extractor(args.ort_threads, False)
     print(json.dumps({"stage": "load_onnx_sessions", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-    onnx_lm = F.LanguageModelScorer(
-        lm.tokenizer,
-        lm_forward,
-        token_budget=lm.token_budget,
-        max_batch=lm.max_batch,
-        chunk_tokens=lm.chunk_tokens,
-        document_start_id=lm.document_start_id,
-    )
-    onnx_encoder = F.SentenceEncoder(
-        encoder.tokenizer, forward=enc_forward, token_budget=encoder.token_budget, max_batch=encoder.max_batch
-    )
-    onnx_extractor = F.FeatureExtractor(onnx_lm, onnx_encoder)
-    onnx_extractor.extract(texts[: min(64, len(texts))])  # warm-up
+    onnx.extract(texts[: min(64, len(texts))])  # warm-up
     n = len(texts)
     rows = []
     for label, fn in (
-        ("lm_statistics_onnx", lambda: onnx_lm.score(clean)),
-        ("minilm_embeddings_onnx", lambda: onnx_encoder.encode(clean)),
-        ("all_features_onnx", lambda: onnx_extractor.extract(texts)),
+        ("lm_statistics_onnx", lambda: onnx.lm.score(clean)),
+        ("minilm_embeddings_onnx", lambda: onnx.encoder.encode(clean)),
+        ("all_features_onnx", lambda: onnx.extract(texts)),
     ):
         rows.append(timed(label, n, fn, sync, args.repeats)[1])
-    runs: dict[str, list[tuple[float, float]]] = {"torch": [], "onnx": []}
+
+    configs: dict[str, tuple[int, Any]] = {}
+    torch_extractor = F.FeatureExtractor(lm, encoder)
+    for config in args.compare.split(","):
+        kind, threads = config.split("@")
+        if kind not in COMPARE_TEXT:
+            raise SystemExit(f"unknown configuration {config!r}; kinds: {', '.join(COMPARE_TEXT)}")
+        extractor = torch_extractor if kind == "torch" else onnx_extractor(int(threads), kind == "onnx-int8")
+        configs[config] = (int(threads), extractor)
+    for threads, extractor in configs.values():  # warm-up, each at its thread count
+        torch.set_num_threads(threads)
+        extractor.extract(texts[: min(32, n)])
+    runs: dict[str, list[tuple[float, float]]] = {c: [] for c in configs}
     for _ in range(max(args.compare_reps, 1)):
-        for name, scorer in (("torch", lm), ("onnx", onnx_lm)):
+        for config, (threads, extractor) in configs.items():
+            torch.set_num_threads(threads)  # torch's own, and the statistics' threads on the ONNX path
             wall, cpu = time.perf_counter(), time.process_time()
-            scorer.score(clean)
-            runs[name].append((time.perf_counter() - wall, time.process_time() - cpu))
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
-    for name in ("torch", "onnx"):
+            extractor.extract(texts)
+            runs[config].append((time.perf_counter() - wall, time.process_time() - cpu))
+    torch.set_num_threads(args.threads)
+    default = f"torch@{DEFAULT_CPU_THREADS}"
+    med = {c: (statistics.median(w for w, _ in v), statistics.median(p for _, p in v)) for c, v in runs.items()}
+    for config, v in runs.items():
         row = {
-            "stage": f"lm_compare_{name}",
-            "posts": len(clean),
-            "median_seconds": round(med[name][0], 3),
-            "median_cpu_seconds": round(med[name][1], 3),
-            "posts_per_s": round(len(clean) / med[name][0], 2),
-            "posts_per_cpu_s": round(len(clean) / med[name][1], 2),
-            "reps": len(runs[name]),
+            "stage": f"compare_{config}",
+            "config": config,
+            "threads": configs[config][0],
+            "default": config == default,
+            "posts": n,
+            "posts_per_s_runs": [round(n / w, 2) for w, _ in v],
+            "cpu_us_per_post": round(1e6 * med[config][1] / n),
+            "reps": len(v),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    speedup = {
-        "stage": "onnx_speedup_lm",
-        "wall": round(med["torch"][0] / med["onnx"][0], 2),
-        "cpu": round(med["torch"][1] / med["onnx"][1], 2),
-        "goal": 1.5,
-    }
-    print(json.dumps(speedup), flush=True)
-    rows.append(speedup)
+    baseline = default if default in med else next(iter(med))
+    for config in med:
+        if config != baseline and not config.startswith("torch"):
+            speedup = {
+                "stage": "speedup_vs_torch",
+                "config": config,
+                "baseline": baseline,
+                "wall": round(med[baseline][0] / med[config][0], 2),
+                "cpu": round(med[baseline][1] / med[config][1], 2),
+                "goal": 1.5,
+                "int8_default": DEFAULT_QUANTIZE,
+            }
+            print(json.dumps(speedup), flush=True)
+            rows.append(speedup)
     return rows
 
 
@@ -286,18 +323,26 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--save-tokenizers", type=Path, help="save both tokenizers here and exit")
     parser.add_argument("--lm-token-budget", type=int, default=None, help="padded tokens per LM batch")
     parser.add_argument("--max-batch", type=int, default=None, help="posts per LM batch at most")
-    parser.add_argument("--chunk-tokens", type=int, default=None, help="tokens per statistics chunk")
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="statistics chunk, tokens (default: by device)")
     parser.add_argument("--profile", action="store_true", help="print torch profiler's top ops for the LM stage")
     parser.add_argument("--json-out", type=Path, help="also write the rows here")
     parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime path (real models only)")
     parser.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime intra-op threads (default 1)")
-    parser.add_argument("--compare-reps", type=int, default=3, help="interleaved torch/ONNX LM repetitions")
+    parser.add_argument(
+        "--compare",
+        default="torch@1,torch@2,onnx@1,onnx@2,onnx-int8@1,onnx-int8@2",
+        help="serving configurations KIND@THREADS compared interleaved with --onnx (kinds: torch, onnx, onnx-int8)",
+    )
+    parser.add_argument("--compare-reps", type=int, default=3, help="interleaved repetitions of --compare")
     args = parser.parse_args(argv)
     if args.quick:
         args.posts, args.repeats = min(args.posts, 64), 1
     if args.onnx and args.random_weights:
         parser.error("--onnx exports the real models; it does not combine with --random-weights")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # torch with 2 threads (the --compare rows) must not spin-wait on a shared 2-core machine; OpenMP
+    # reads this once, when torch is imported just below
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import numpy as np
     import torch
@@ -344,7 +389,7 @@ def main(argv: list[str] | None = None) -> str:
         F.TorchCausalLM(lm_model),
         token_budget=budget,
         max_batch=args.max_batch or (4096 if cuda else 256),
-        chunk_tokens=args.chunk_tokens or (16384 if cuda else 1024),
+        chunk_tokens=args.chunk_tokens or (16384 if cuda else None),  # None: the CPU default
     )
     encoder = F.SentenceEncoder(
         enc_tok, enc_model, token_budget=max(budget, F.ENCODER_TOKEN_BUDGET), max_batch=lm.max_batch

