@@ -503,16 +503,7 @@ class CoActionState:
             _gather(slices, sorted(slices), _ACTION_SCHEMA).select("post_id", "account_id", "t_us")
             for slices in self._actions.values()
         ]
-        return (
-            pl.concat(frames)
-            .unique("post_id", keep="first")
-            .select(
-                "post_id",
-                "account_id",
-                pl.from_epoch("t_us", time_unit="us").dt.replace_time_zone("UTC").alias("created_at"),
-            )
-            .sort("created_at", "post_id")
-        )
+        return _posts_of_actions(frames)
 
     @property
     def retained_since_us(self) -> int | None:
@@ -539,6 +530,20 @@ def matches_from_object_rows(rows: pl.DataFrame) -> pl.DataFrame:
     whether from one state or concatenated from several workers that each held some of the objects."""
     with_gap = rows.with_columns(gap=(pl.col("match_t_us") - pl.col("t_us")).abs())
     return _winners(_per_object_best(with_gap)).select(list(MATCH_SCHEMA)).collect()
+
+
+def _posts_of_actions(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """``post_id, account_id, created_at`` of every post in action frames (``t_us``), each once."""
+    return (
+        pl.concat(frames)
+        .unique("post_id", keep="first")
+        .select(
+            "post_id",
+            "account_id",
+            pl.from_epoch("t_us", time_unit="us").dt.replace_time_zone("UTC").alias("created_at"),
+        )
+        .sort("created_at", "post_id")
+    )
 
 
 def _append(
@@ -720,16 +725,7 @@ class ObjectMatchLedger:
     def posts(self) -> pl.DataFrame:
         """``post_id, account_id, created_at`` of the posts held (what campaign scores read)."""
         frames = [self._distinct_actions(network) for network in self.config.networks]
-        return (
-            pl.concat(frames)
-            .unique("post_id", keep="first")
-            .select(
-                "post_id",
-                "account_id",
-                pl.from_epoch("t_us", time_unit="us").dt.replace_time_zone("UTC").alias("created_at"),
-            )
-            .sort("created_at", "post_id")
-        )
+        return _posts_of_actions(frames)
 
     @property
     def retained_since_us(self) -> int | None:
