@@ -62,6 +62,7 @@ also takes a posts frame and prepares it itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,7 @@ import polars as pl
 from detectors.coordination.minhash import similar_set_pairs
 from detectors.coordination.paraphrase import (
     DEFAULT_NUM_BITS,
+    LSH_COST_PER_VECTOR,
     embedding_matrix,
     normalise_rows,
     similar_vector_pairs,
@@ -95,6 +97,10 @@ OPTIONAL_NETWORK_TYPES: tuple[str, ...] = ("co_paraphrase",)
 #: Every type the functions here accept.
 KNOWN_NETWORK_TYPES: tuple[str, ...] = NETWORK_TYPES + OPTIONAL_NETWORK_TYPES
 
+#: How co_paraphrase may search for pairs (``CoActionConfig.paraphrase_search``), and the index
+#: cost per vector each one hands to :func:`~.paraphrase.similar_vector_pairs` (0: always the
+#: index; infinite: always exact).
+PARAPHRASE_SEARCHES: dict[str, float] = {"hybrid": LSH_COST_PER_VECTOR, "lsh": 0.0, "exact": math.inf}
 #: The posts column holding sentence embeddings (list or array of floats, one vector per post).
 EMBEDDING_COLUMN = "embedding"
 
@@ -145,7 +151,14 @@ class CoActionConfig:
     fewer matched posts (QUT's API default is 1, its CLI's 2). ``evidence_per_edge`` is how many
     matched post pairs each edge keeps (the earliest ones). ``similarity_threshold``,
     ``min_tokens``, ``num_perm`` and ``seed`` configure co_similar; ``paraphrase_threshold``,
-    ``paraphrase_bits`` and ``seed`` configure co_paraphrase.
+    ``paraphrase_bits``, ``paraphrase_search`` and ``seed`` configure co_paraphrase.
+
+    ``paraphrase_search`` is how co_paraphrase finds its pairs: ``"hybrid"`` (the default: time
+    slices sparse enough are compared exactly, dense ones through the SimHash index, see
+    :func:`~.paraphrase.similar_vector_pairs`), ``"lsh"`` (the index everywhere: what the stream
+    does, since a stream cannot know how dense a slice will be; it finds the pairs a batch with
+    ``"lsh"`` finds, exactly) or ``"exact"`` (brute force within the window: every pair, slow on
+    long windows).
 
     ``paraphrase_threshold`` (cosine of all-MiniLM-L6-v2 embeddings, default 0.9) is set where a
     pair is a rewording of one message rather than two posts on one topic. Measured with the
@@ -169,8 +182,15 @@ class CoActionConfig:
     num_perm: int = 96
     paraphrase_threshold: float = 0.9
     paraphrase_bits: int = DEFAULT_NUM_BITS
+    paraphrase_search: str = "hybrid"
     seed: int = 0
     include_self_loops: bool = False
+
+    def __post_init__(self) -> None:
+        if self.paraphrase_search not in PARAPHRASE_SEARCHES:
+            raise ValueError(
+                f"paraphrase_search = {self.paraphrase_search!r}: use one of {', '.join(PARAPHRASE_SEARCHES)}"
+            )
 
     def window_s(self, network: str) -> float:
         """The window for one network type, in seconds."""
@@ -783,7 +803,12 @@ def _paraphrase_rows(
     slice_us = max(window_us, 1)
     slices = actions.select(vector_id="code", slice=pl.col("t_us") // slice_us)
     similar = similar_vector_pairs(
-        vectors, config.paraphrase_threshold, slices=slices, num_bits=config.paraphrase_bits, seed=config.seed
+        vectors,
+        config.paraphrase_threshold,
+        slices=slices,
+        num_bits=config.paraphrase_bits,
+        seed=config.seed,
+        lsh_cost=PARAPHRASE_SEARCHES[config.paraphrase_search],
     )
     identity = pl.Series(np.arange(len(vectors), dtype=np.uint32))
     related = pl.concat(

@@ -43,7 +43,12 @@ and ignored, so a replay changes nothing; an id that comes back with another tim
 its objects are token sets, and a new post looks for partners on every held set *related* to its
 own (identical, or sharing a MinHash band with Jaccard >= the threshold), which
 :class:`~.incremental_similar.SimilarSetIndex` finds with the batch's very signatures and bands,
-so the candidate sets and hence the edges are the batch's. ``co_paraphrase`` is batch only.
+so the candidate sets and hence the edges are the batch's. ``co_paraphrase`` is opt-in the same
+way: its objects are the posts' sentence embeddings (a column ``embedding``, which the stream's
+posts carry when the workers publish them, ``worker.publish_embeddings``), related when their
+cosine reaches the threshold, found by :class:`~.incremental_paraphrase.ParaphraseIndex` with the
+batch's SimHash bands; its edges are those of a batch run with ``paraphrase_search = "lsh"`` (the
+stream cannot use the batch's exact comparison of sparse slices, see that module).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from detectors.coordination.graph import (
     pair_strengths,
     score_campaigns,
 )
+from detectors.coordination.incremental_paraphrase import ParaphraseIndex, stream_paraphrase_actions
 from detectors.coordination.incremental_similar import SimilarSetIndex
 
 #: The network types the stream computes by default (exactly as the batch does).
@@ -75,7 +81,7 @@ STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_repost", "co_text", "co_reply", "co
 #: Types the state also computes exactly, but only when asked for: co_similar costs several times
 #: the five exact types together (MinHash per post, a band index of ``bands`` rows per held set;
 #: ``bench/bench_coordination_stream.py --networks``), so a deployment opts in.
-OPTIONAL_STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_similar",)
+OPTIONAL_STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_similar", "co_paraphrase")
 #: Every type :class:`CoActionState` accepts.
 INCREMENTAL_NETWORK_TYPES: tuple[str, ...] = STREAM_NETWORK_TYPES + OPTIONAL_STREAM_NETWORK_TYPES
 
@@ -201,6 +207,11 @@ def _empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict(schema))
 
 
+def _stream_actions(posts: pl.DataFrame, network: str) -> pl.DataFrame:
+    """A micro-batch's actions of one type; co_paraphrase keyed by the vector itself (stable across batches)."""
+    return stream_paraphrase_actions(posts) if network == "co_paraphrase" else post_actions(posts, network)
+
+
 def _per_object_best(rows: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     """Per (post, account, object) the partner the batch's as-of join picks: the nearest, and among
     equally near ones the latest (then the largest post id), which is what polars' ``join_asof``
@@ -246,6 +257,11 @@ class CoActionState:
             if "co_similar" in self.config.networks
             else None
         )
+        self._paraphrase = (
+            ParaphraseIndex(coaction, self._slice_us["co_paraphrase"], self.config.max_posts_per_object)
+            if "co_paraphrase" in self.config.networks
+            else None
+        )
         self.watermark_us: int | None = None
         self.stats = StateStats()
 
@@ -256,6 +272,7 @@ class CoActionState:
             setattr(twin, name, {n: dict(slices) for n, slices in getattr(self, name).items()})
         twin._seen = dict(self._seen)
         twin._similar = self._similar.copy() if self._similar is not None else None
+        twin._paraphrase = self._paraphrase.copy() if self._paraphrase is not None else None
         twin.watermark_us = self.watermark_us
         twin.stats = StateStats(**vars(self.stats))
         return twin
@@ -270,7 +287,7 @@ class CoActionState:
         if posts.height == 0:
             return CoActionDelta(_empty(DELTA_SCHEMA))
         fresh, duplicates, late = self._admit(posts, ["post_id"], pl.col("created_at").dt.epoch("us"))
-        actions = {network: post_actions(fresh, network) for network in self.config.networks} if fresh.height else {}
+        actions = {network: _stream_actions(fresh, network) for network in self.config.networks} if fresh.height else {}
         return self._apply(actions, fresh.height, duplicates, late)
 
     def add_actions(self, actions: pl.DataFrame) -> CoActionDelta:
@@ -360,10 +377,10 @@ class CoActionState:
             kh=pl.col("key").hash(seed),
             b=pl.col("t_us") // width,
         )
-        if network == "co_similar":
-            assert self._similar is not None
-            related = self._similar.relate(new.with_columns(key=actions.get_column("key")))
-            self.stats.capped_bands = self._similar.capped
+        index = {"co_similar": self._similar, "co_paraphrase": self._paraphrase}.get(network)
+        if index is not None:
+            related = index.relate(new.with_columns(key=actions.get_column("key")))
+            self.stats.capped_bands = sum(i.capped for i in (self._similar, self._paraphrase) if i is not None)
         else:
             related = None
         activity = new.group_by("b", "account_id").agg(n_posts=pl.col("post_id").n_unique().cast(pl.Int64))
@@ -456,8 +473,9 @@ class CoActionState:
                 for b in [b for b in table if (b + 1) * width <= limit]:
                     del table[b]
                     self.stats.evicted_slices += 1
-            if network == "co_similar" and self._similar is not None:
-                self.stats.evicted_slices += self._similar.evict(limit)
+            index = {"co_similar": self._similar, "co_paraphrase": self._paraphrase}.get(network)
+            if index is not None:
+                self.stats.evicted_slices += index.evict(limit)
         for s in [s for s in self._seen if (s + 1) * SEEN_SLICE_US <= cutoff]:
             del self._seen[s]
 
@@ -522,6 +540,7 @@ class CoActionState:
             "activity": sum(f.height for slices in self._activity.values() for f in slices.values()),
             "seen": sum(f.height for f in self._seen.values()),
             **(self._similar.held_rows() if self._similar is not None else {}),
+            **(self._paraphrase.held_rows() if self._paraphrase is not None else {}),
         }
 
 

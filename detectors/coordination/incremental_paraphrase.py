@@ -1,0 +1,233 @@
+"""co_paraphrase incrementally: which embeddings of a micro-batch are paraphrases of which held ones.
+
+The batch co_paraphrase (:func:`~.coaction.co_action_edges` with ``"co_paraphrase"``) relates two
+distinct post embeddings (L2-normalised, identical vectors are one object) when they are
+identical or when their exact cosine is at least ``paraphrase_threshold``; a post then matches,
+per other account, that account's nearest post on any related vector within ``±window``, exactly
+as co_similar does with token sets. The batch finds the pairs with a hybrid (exact comparison in
+sparse time slices, the SimHash index in dense ones); a stream cannot know how dense a slice will
+become, so it always uses the index: two vectors are candidates when they share a SimHash band
+code (the batch's :func:`~.paraphrase.simhash_bands`, with the same ``paraphrase_bits``, bands and
+``seed``) in the same or an adjacent window-wide slice, and a candidate is kept when its exact
+cosine (computed as the batch's :func:`~.paraphrase.pair_cosines` does) reaches the threshold.
+A vector's band codes depend on the vector alone, so the relation the stream finds is, whatever the
+order and the micro-batching, the one a batch run with ``paraphrase_search = "lsh"`` finds; next
+to the default hybrid it lacks only pairs the index never proposes (a pair *at* the threshold with
+probability 0.004 at the default 64 bands of 16 bits, a pair at cosine 0.95 with 1e-5), and it
+never reports a pair below the threshold.
+
+:class:`ParaphraseIndex` holds, per slice, the distinct vectors seen in it (float32, the exact
+bytes the batch would compare) and their band codes. Memory per held vector: its ``dim`` floats
+plus ``bands`` codes (all-MiniLM-L6-v2 at the defaults: 1,536 + 64 x 20 bytes, about 2.8 kB),
+so a horizon of a million embedded posts holds about 2.8 GB: choose ``horizon_s`` for the rate of
+embedded posts (the AI-text stage bounds it). A *band bucket* (one band code in one slice) is the
+hot object whose vectors are capped at ``max_posts_per_object``, as for co_similar (counted in
+``capped``; only then can the stream miss a pair the index would have proposed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from detectors.coordination.coaction import CoActionConfig
+from detectors.coordination.paraphrase import choose_bands, pair_cosines, simhash_bands
+
+#: One band code of one distinct vector held in one slice.
+_BAND_SCHEMA: dict[str, pl.DataType] = {"band": pl.Int32(), "code": pl.Int64(), "kh": pl.UInt64()}
+#: The relation returned per micro-batch: new vector ``kh`` is related to vector ``okh``.
+RELATED_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "okh": pl.UInt64()}
+
+
+def vector_keys(unit: np.ndarray) -> pl.Series:
+    """The object key of each row of ``unit`` (L2-normalised float32): its exact bytes, as Binary.
+
+    Identical vectors get identical keys (the batch's rule: one object per distinct vector), and
+    the index reads the vector back from its key, so a key is all a stream action needs to carry.
+    """
+    unit = np.ascontiguousarray(unit, dtype=np.float32)
+    width = unit.shape[1] * unit.itemsize
+    array = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(unit), [None, pa.py_buffer(unit.tobytes())])
+    return pl.Series("key", array).cast(pl.Binary)
+
+
+def key_vectors(keys: pl.Series) -> np.ndarray:
+    """The vectors behind :func:`vector_keys` keys, ``[rows, dim]`` float32."""
+    values = keys.to_list()
+    if not values:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(values), dtype=np.float32).reshape(len(values), -1)
+
+
+def stream_paraphrase_actions(posts: pl.DataFrame) -> pl.DataFrame:
+    """``post_id, account_id, t_us, key``: the posts taking part in co_paraphrase, keyed by their vector's bytes.
+
+    The batch's :func:`~.coaction.paraphrase_actions` numbers the distinct vectors of one batch;
+    a stream needs a key that means the same in every micro-batch, so here it is the normalised
+    vector itself (:func:`vector_keys`).
+    """
+    from detectors.coordination.coaction import paraphrase_actions
+
+    actions, vectors = paraphrase_actions(posts)
+    if actions.height == 0:
+        return actions.select("post_id", "account_id", "t_us", key=pl.lit(None, pl.Binary))
+    keys = vector_keys(vectors)
+    return actions.with_columns(key=keys.gather(actions.get_column("key")))
+
+
+class ParaphraseIndex:
+    """The held embeddings of co_paraphrase by slice and SimHash band; see the module docstring.
+
+    ``slice_us`` is the state's co_paraphrase slice width, ``max_vectors_per_band`` the cap per
+    band bucket (None: no cap). Pure: no I/O.
+    """
+
+    def __init__(self, coaction: CoActionConfig, slice_us: int, max_vectors_per_band: int | None) -> None:
+        self.coaction = coaction
+        self.threshold = coaction.paraphrase_threshold
+        self.bands, self.rows = choose_bands(coaction.paraphrase_threshold, coaction.paraphrase_bits)
+        self._slice_us = slice_us
+        self._cap = max_vectors_per_band
+        self._bands: dict[int, pl.DataFrame] = {}
+        # Per slice: the held distinct vectors, ``kh`` and ``key`` (the vector's bytes).
+        self._vectors: dict[int, pl.DataFrame] = {}
+        self.dim: int | None = None
+        self.capped = 0
+
+    def copy(self) -> ParaphraseIndex:
+        """An independent snapshot sharing the (immutable) slice frames and arrays."""
+        twin = ParaphraseIndex(self.coaction, self._slice_us, self._cap)
+        twin._bands, twin._vectors = dict(self._bands), dict(self._vectors)
+        twin.dim, twin.capped = self.dim, self.capped
+        return twin
+
+    def relate(self, new: pl.DataFrame) -> pl.DataFrame:
+        """``kh, okh`` (:data:`RELATED_SCHEMA`) for a micro-batch's actions (``kh, key, b``), and index them.
+
+        Each new vector is related to itself and to every held or new vector that shares a band
+        code with it in the same or an adjacent slice and has an exact cosine >= the threshold.
+        """
+        sets = new.select("kh", "key", "b").unique(["kh", "b"], keep="first", maintain_order=True)
+        if sets.height == 0:
+            return pl.DataFrame(schema=RELATED_SCHEMA)
+        distinct = sets.unique("kh", keep="first", maintain_order=True)
+        vectors = key_vectors(distinct.get_column("key"))
+        self._check_dim(vectors.shape[1])
+        kh = distinct.get_column("kh").to_numpy()
+        codes = simhash_bands(vectors, self.bands, self.rows, seed=self.coaction.seed)
+        band_rows = pl.DataFrame(
+            {
+                "kh": np.repeat(kh, self.bands),
+                "band": np.tile(np.arange(self.bands, dtype=np.int32), len(kh)),
+                "code": codes.reshape(-1),
+            },
+            schema={"kh": pl.UInt64(), "band": pl.Int32(), "code": pl.Int64()},
+        )
+        entries = sets.select("kh", "b").join(band_rows, on="kh")
+        touched = sorted({b + d for b in sets.get_column("b").unique().to_list() for d in (-1, 0, 1)})
+        held_entries = pl.concat(
+            [self._bands[b].with_columns(b=pl.lit(b, pl.Int64)) for b in touched if b in self._bands]
+            or [pl.DataFrame(schema={**_BAND_SCHEMA, "b": pl.Int64()})]
+        )
+        partners = pl.concat([held_entries, entries.select("band", "code", "kh", "b")]).rename({"kh": "okh"})
+        candidates = (
+            entries.lazy()
+            .select("kh", "band", "code", nb=pl.concat_list(pl.col("b") - 1, "b", pl.col("b") + 1))
+            .explode("nb")
+            .join(partners.lazy(), left_on=["band", "code", "nb"], right_on=["band", "code", "b"])
+            .filter(pl.col("kh") != pl.col("okh"))
+            .select("kh", "okh")
+            .unique()
+            .collect()
+        )
+        related = [distinct.select("kh", okh="kh")]
+        if candidates.height:
+            related.append(self._verified(candidates, distinct, touched))
+        self._index(sets.select("kh", "b"), distinct, entries)
+        return pl.concat(related).cast(RELATED_SCHEMA)  # type: ignore[arg-type]
+
+    def _check_dim(self, dim: int) -> None:
+        if self.dim is None:
+            self.dim = dim
+        elif dim != self.dim:
+            raise ValueError(
+                f"co_paraphrase: embeddings of length {dim} after embeddings of length {self.dim}; "
+                "all posts' embeddings must come from one model"
+            )
+
+    def _verified(self, candidates: pl.DataFrame, distinct: pl.DataFrame, touched: list[int]) -> pl.DataFrame:
+        """The candidate pairs whose exact cosine reaches the threshold (the batch's arithmetic:
+        :func:`~.paraphrase.pair_cosines` on the same float32 vectors)."""
+        needed = candidates.select(kh="okh").unique()
+        held = [self._vectors[b].join(needed, on="kh", how="semi") for b in touched if b in self._vectors]
+        lookup = pl.concat([distinct.select("kh", "key"), *held]).unique("kh", keep="first")
+        rows = candidates.join(lookup, on="kh").join(lookup.rename({"kh": "okh", "key": "okey"}), on="okh")
+        if rows.height == 0:
+            return pl.DataFrame(schema=RELATED_SCHEMA)
+        stacked = np.concatenate([key_vectors(rows.get_column("key")), key_vectors(rows.get_column("okey"))])
+        n = rows.height
+        cosine = pair_cosines(stacked, np.arange(n), np.arange(n, 2 * n))
+        return rows.filter(pl.Series(cosine >= self.threshold)).select("kh", "okh")
+
+    def _index(self, sets: pl.DataFrame, distinct: pl.DataFrame, entries: pl.DataFrame) -> None:
+        """Hold each (vector, slice) not held yet: its vector, and its band codes up to the bucket cap."""
+        slices = [int(b) for b in sets.get_column("b").unique().to_list()]
+        held = pl.concat(
+            [self._vectors[b].select("kh").with_columns(b=pl.lit(b, pl.Int64)) for b in slices if b in self._vectors]
+            or [pl.DataFrame(schema={"kh": pl.UInt64(), "b": pl.Int64()})]
+        )
+        fresh = sets.join(held, on=["kh", "b"], how="anti") if held.height else sets
+        if fresh.height == 0:
+            return
+        codes = entries.join(fresh, on=["kh", "b"]).select("band", "code", "kh", "b")
+        if self._cap is not None:
+            held_codes = pl.concat(
+                [self._bands[b].select("band", "code").with_columns(b=pl.lit(b, pl.Int64)) for b in slices
+                 if b in self._bands]
+                or [pl.DataFrame(schema={"band": pl.Int32(), "code": pl.Int64(), "b": pl.Int64()})]
+            )  # fmt: skip
+            counts = (
+                held_codes.join(codes.select("band", "code").unique(), on=["band", "code"], how="semi")
+                .group_by("band", "code", "b")
+                .agg(_n=pl.len().cast(pl.Int64))
+            )
+            kept = (
+                codes.join(counts, on=["band", "code", "b"], how="left", maintain_order="left")
+                .filter(pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("band", "code", "b") < self._cap)
+                .drop("_n")
+            )
+            self.capped += codes.height - kept.height
+            codes = kept
+        vectors = fresh.join(distinct.select("kh", "key"), on="kh")
+        for table, frame in ((self._vectors, vectors), (self._bands, codes)):
+            for (b,), part in frame.partition_by("b", as_dict=True).items():
+                table[int(b)] = _concat(table.get(int(b)), part.drop("b"))  # type: ignore[call-overload]
+
+    def evict(self, limit_us: int) -> int:
+        """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
+        dropped = 0
+        for table in (self._bands, self._vectors):
+            for b in [b for b in table if (b + 1) * self._slice_us <= limit_us]:
+                del table[b]
+                dropped += 1
+        return dropped
+
+    def held_rows(self) -> Mapping[str, int]:
+        """Rows held now: band entries and distinct vectors (per slice)."""
+        return {
+            "paraphrase_bands": sum(f.height for f in self._bands.values()),
+            "paraphrase_vectors": sum(f.height for f in self._vectors.values()),
+        }
+
+
+def _concat(existing: pl.DataFrame | None, part: pl.DataFrame) -> pl.DataFrame:
+    if existing is None:
+        return part
+    combined = pl.concat([existing, part], rechunk=False)
+    return combined.rechunk() if combined.n_chunks() > 32 else combined
+
+
+__all__ = ["RELATED_SCHEMA", "ParaphraseIndex", "key_vectors", "stream_paraphrase_actions", "vector_keys"]
