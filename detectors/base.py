@@ -51,12 +51,19 @@ class Detections:
     probability: np.ndarray
     flagged: np.ndarray
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-post sentence embeddings ``[n, dim]`` (float32, NaN rows where none), when the detector
+    #: computed them on the way: the AI-text detector's MiniLM vectors, which the coordination
+    #: stage's paraphrase network reuses instead of running the encoder again.
+    embeddings: np.ndarray | None = None
+    embedding_model: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.post_ids)
         for name in ("score", "probability", "flagged"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{self.detector}: {name} has {len(getattr(self, name))} rows, expected {n}")
+        if self.embeddings is not None and (self.embeddings.ndim != 2 or len(self.embeddings) != n):
+            raise ValueError(f"{self.detector}: embeddings have shape {self.embeddings.shape}, expected ({n}, dim)")
         if self.evidence and len(self.evidence) != n:
             raise ValueError(f"{self.detector}: evidence has {len(self.evidence)} rows, expected {n}")
 

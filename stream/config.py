@@ -43,6 +43,10 @@ BY_OBJECT_TOPIC = "chorus.posts.by-object"
 EDGES_TOPIC = "chorus.coordination.edges"
 
 
+#: What a coordinator can read (``coordinator.input``).
+COORDINATOR_INPUTS = ("posts", "embedded", "actions", "edges")
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type; the message names it."""
 
@@ -102,6 +106,9 @@ class TopicsConfig:
     posts: str = "chorus.posts"
     flags: str = "chorus.flags"
     dead_letter: str = "chorus.posts.dead-letter"
+    #: Valid posts with their sentence embeddings, republished by workers with
+    #: ``worker.publish_embeddings`` (what a coordinator with ``input = "embedded"`` reads).
+    embedded: str = "chorus.posts.embedded"
     #: Partitions used when Chorus creates the topics itself (demo, ``chorus topics``).
     partitions: int = 4
 
@@ -117,6 +124,11 @@ class WorkerConfig:
     max_poll_interval_ms: int = 300_000
     #: Names from ``stream.detector_registry``; every post goes through each of them.
     detectors: tuple[str, ...] = ("llm_boilerplate",)
+    #: Republish every valid post, with the sentence embedding a detector computed for it (the
+    #: ``aitext`` detector's MiniLM vector), to ``topics.embedded``, in the same checkpoint as the
+    #: flags: the coordination stage's paraphrase network reads them there (``coordinator.input =
+    #: "embedded"``) instead of running the encoder a second time.
+    publish_embeddings: bool = False
     #: How often a worker logs its throughput and lag line.
     log_interval_s: float = 10.0
     #: Back-off bounds when the broker or the store is unavailable (doubles up to the max).
@@ -169,8 +181,10 @@ class CoordinatorSettings:
     """The ``[coordinator]`` section: every knob of ``chorus coordinator`` and ``chorus graph-stage``.
 
     Flat and simply typed, like every section (``CHORUS_COORDINATOR__HORIZON_S=3600`` works).
-    ``topic`` unset means the topic of the ``input``: the posts topic, ``chorus.posts.by-object``
-    or ``edges_topic``. ``windows`` are ``TYPE=SECONDS`` overrides of the co-action windows.
+    ``topic`` unset means the topic of the ``input``: the posts topic, the embedded-posts topic
+    (``topics.embedded``, where workers with ``worker.publish_embeddings`` republish each post with
+    its sentence embedding: needed by ``co_paraphrase``), ``chorus.posts.by-object`` or
+    ``edges_topic``. ``windows`` are ``TYPE=SECONDS`` overrides of the co-action windows.
     ``max_posts_per_object`` 0 means no cap. ``graph_interval_s`` is the most time between graph
     runs while posts keep coming (the run happens at once when the stage is caught up and idle);
     ``graph_in_background`` runs it in a thread over a snapshot of the horizon while consumption
@@ -185,8 +199,9 @@ class CoordinatorSettings:
 
     group_id: str = "chorus-coordinator"
     topic: str | None = None
-    #: ``posts`` (the posts topic), ``actions`` (``chorus.posts.by-object``, written by ``chorus rekey``)
-    #: or ``edges`` (the coordination workers' match rows: the central graph stage).
+    #: ``posts`` (the posts topic), ``embedded`` (the same posts with their embeddings, for
+    #: co_paraphrase), ``actions`` (``chorus.posts.by-object``, written by ``chorus rekey``) or
+    #: ``edges`` (the coordination workers' match rows: the central graph stage).
     input: str = "posts"
     emit_edges: bool = False
     edges_topic: str = EDGES_TOPIC
@@ -212,10 +227,18 @@ class CoordinatorSettings:
     log_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.input not in ("posts", "actions", "edges"):
+        if self.input not in COORDINATOR_INPUTS:
             raise ConfigError(
-                f"coordinator.input = {self.input!r}: use 'posts' (the posts topic), 'actions' (after chorus "
-                "rekey) or 'edges' (the coordination workers' edges topic: the graph stage)"
+                f"coordinator.input = {self.input!r}: use 'posts' (the posts topic), 'embedded' (the workers' "
+                "posts with embeddings), 'actions' (after chorus rekey) or 'edges' (the coordination workers' "
+                "edges topic: the graph stage)"
+            )
+        if "co_paraphrase" in self.networks and self.input != "embedded":
+            raise ConfigError(
+                f"coordinator.networks: co_paraphrase needs each post's sentence embedding, which input = "
+                f"{self.input!r} does not carry: set coordinator.input = 'embedded' (one coordinator reading "
+                "topics.embedded) and worker.publish_embeddings = true with the aitext detector; "
+                "chorus rekey does not route it"
             )
         if self.emit_edges and self.input == "edges":
             raise ConfigError("coordinator.emit_edges: a graph stage (input = 'edges') cannot emit edges itself")
@@ -244,11 +267,12 @@ class CoordinatorSettings:
             parsed[network.strip()] = value
         return parsed
 
-    def input_topic(self, posts_topic: str) -> str:
+    def input_topic(self, topics: TopicsConfig) -> str:
         """The topic this stage reads."""
         if self.topic:
             return self.topic
-        return {"posts": posts_topic, "actions": BY_OBJECT_TOPIC, "edges": self.edges_topic}[self.input]
+        return {"posts": topics.posts, "embedded": topics.embedded, "actions": BY_OBJECT_TOPIC,
+                "edges": self.edges_topic}[self.input]  # fmt: skip
 
     def incremental_config(self) -> IncrementalConfig:
         """The :class:`~detectors.coordination.incremental.IncrementalConfig` these settings describe."""

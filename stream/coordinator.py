@@ -190,12 +190,13 @@ class Coordinator:
             raise ValueError("a coordinator that writes campaigns needs a store (only emit_edges runs without)")
         self.store = store
         self.coordinator_id = coordinator_id or f"{socket.gethostname()}-{os.getpid()}-coordinator"
-        self.topic = self.settings.input_topic(config.topics.posts)
+        self.topic = self.settings.input_topic(config.topics)
         self.find_campaigns = find_campaigns
         self.validator = PostValidator(
             max_text_bytes=config.validation.max_text_bytes,
             max_message_bytes=config.validation.max_message_bytes,
             future_skew_s=config.validation.future_skew_s,
+            embeddings=self.settings.input == "embedded",
         )
         self._incremental = self.settings.incremental_config()
         self._campaign_config: CampaignConfig = self.settings.campaign_config()

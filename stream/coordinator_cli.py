@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "then commit. A restart re-reads the last horizon of posts before it writes anything.",
     )
     _add_stage_arguments(p)
-    p.add_argument("--input", choices=("posts", "actions"), help="what the topic carries (default posts; "
-                   "actions: the by-object topic of chorus rekey)")
+    p.add_argument("--input", choices=("posts", "embedded", "actions"), help="what the topic carries (default "
+                   "posts; embedded: the posts the workers republish with their embeddings, needed by "
+                   "co_paraphrase; actions: the by-object topic of chorus rekey)")
     p.add_argument("--emit-edges", action="store_true", default=None,
                    help="scale-out worker: run no graph stage, send per-object match rows to the edges topic "
                    "for chorus graph-stage (with --input actions, several processes in one group)")

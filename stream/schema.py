@@ -54,6 +54,19 @@ class PostV1(msgspec.Struct, forbid_unknown_fields=False):
     schema_version: int = SCHEMA_VERSION
 
 
+class EmbeddedPostV1(PostV1, forbid_unknown_fields=False):
+    """A post as the workers republish it on the embedded-posts topic (``topics.embedded``): the post's
+    fields plus its sentence embedding, for the coordination stage's paraphrase network.
+
+    ``embedding`` is the vector as little-endian float32 bytes (base64 in JSON: 2 kB for MiniLM's 384
+    floats, exact, and decoded without a Python float per value); null when the post was not
+    embedded (not scored, or a repost). ``embedding_model`` names the encoder.
+    """
+
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+
+
 @dataclass(frozen=True)
 class RawMessage:
     """A Kafka record as it came off the wire, before any parsing."""
@@ -130,12 +143,17 @@ class PostValidator:
         max_text_bytes: int = 32_768,
         max_message_bytes: int = 1_048_576,
         future_skew_s: float = 300.0,
+        embeddings: bool = False,
     ) -> None:
+        """``embeddings``: read :class:`EmbeddedPostV1` and add an ``embedding`` column (list of float32,
+        null where none) to the frame: the coordination stage on the embedded-posts topic."""
         self.max_text_bytes = max_text_bytes
         self.max_message_bytes = max_message_bytes
         self.future_skew_s = future_skew_s
-        self._one = msgspec.json.Decoder(PostV1)
-        self._many = msgspec.json.Decoder(list[PostV1])
+        self.embeddings = embeddings
+        struct = EmbeddedPostV1 if embeddings else PostV1
+        self._one = msgspec.json.Decoder(struct)
+        self._many = msgspec.json.Decoder(list[struct])  # type: ignore[valid-type]
 
     def validate(self, messages: Sequence[RawMessage], now: dt.datetime | None = None) -> ValidatedBatch:
         now = now or dt.datetime.now(dt.UTC)
@@ -161,7 +179,11 @@ class PostValidator:
                     kept.append(message)
             candidates = kept
 
+        if self.embeddings:
+            decoded, candidates = _drop_bad_embeddings(decoded, candidates, rejected)
         frame = _to_frame(decoded, candidates)
+        if self.embeddings:
+            frame = frame.with_columns(embedding=_embedding_column(decoded))  # type: ignore[arg-type]
         frame, decoded, candidates, late = self._check_values(frame, decoded, candidates, now)
         rejected.extend(late)
         # A producer retry can put the same post twice in one batch; the last copy wins, as the
@@ -318,6 +340,40 @@ def _to_frame(posts: list[PostV1], messages: list[RawMessage]) -> pl.DataFrame:
     schema["created_at"] = pl.Int64()
     frame = pl.DataFrame(columns, schema=schema)
     return frame.with_columns(pl.col("created_at").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+
+
+def _drop_bad_embeddings(
+    decoded: list[PostV1], messages: list[RawMessage], rejected: list[Rejection]
+) -> tuple[list[PostV1], list[RawMessage]]:
+    """Reject posts whose embedding bytes are not whole float32 values (a truncated or foreign value)."""
+    kept_posts, kept_messages = [], []
+    for post, message in zip(decoded, messages, strict=True):
+        vector = getattr(post, "embedding", None)
+        if vector is not None and len(vector) % 4:
+            rejected.append(Rejection(message, "wrong_type", f"embedding must be little-endian float32 bytes "
+                                      f"(a multiple of 4), got {len(vector)} bytes"))  # fmt: skip
+        else:
+            kept_posts.append(post)
+            kept_messages.append(message)
+    return kept_posts, kept_messages
+
+
+def _embedding_column(posts: list[PostV1]) -> pl.Series:
+    """The posts' embeddings as a list[float32] column (null where none), through Arrow offsets."""
+    vectors = [getattr(p, "embedding", None) for p in posts]
+    lengths = np.fromiter((len(v) // 4 if v is not None else 0 for v in vectors), dtype=np.int32, count=len(vectors))
+    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.frombuffer(b"".join(v for v in vectors if v is not None), dtype="<f4")
+    mask = pa.array([v is None for v in vectors])
+    array = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()), mask=mask)
+    return pl.Series("embedding", array).cast(pl.List(pl.Float32()))
+
+
+def encode_embedding(vector: np.ndarray) -> bytes | None:
+    """One embedding as :class:`EmbeddedPostV1` carries it (None for a NaN row: not embedded)."""
+    vector = np.asarray(vector, dtype="<f4")
+    return None if not np.isfinite(vector).all() else vector.tobytes()
 
 
 def _list_column(lists: list[list[str]]) -> pl.Series:

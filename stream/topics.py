@@ -19,6 +19,9 @@ def topic_plan(config: ChorusConfig, partitions: int | None = None) -> dict[str,
     plan = {config.topics.posts: n, config.topics.flags: n, config.topics.dead_letter: 1}
     if config.policy.enabled:
         plan[config.policy.actions_topic] = n
+    if config.worker.publish_embeddings:
+        # Keyed by account as the posts are, so a coordinator reads them in the same order.
+        plan[config.topics.embedded] = n
     return plan
 
 

@@ -10,8 +10,10 @@ checkpoint does it:
 4. write posts, detector results, flags, dead letters, policy actions and alerts and the previous
    batch's metrics to the store in ONE transaction, as upserts keyed by post id / action id (so a
    replay changes nothing);
-5. produce flags (key = post id), the active policy's actions (key = post id) and dead letters
-   (original bytes) and flush the producer;
+5. produce flags (key = post id), the active policy's actions (key = post id), dead letters
+   (original bytes) and, with ``worker.publish_embeddings``, every valid post with its sentence
+   embedding to ``topics.embedded`` (key = account id, as the posts; what the coordination stage's
+   paraphrase network reads), and flush the producer;
 6. only then commit the consumer offsets of the batch.
 
 A crash anywhere before step 6 means the batch is read again by whoever owns the partition next,
@@ -45,12 +47,12 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from detectors.base import Detections, Detector
-from stream.config import ChorusConfig
+from stream.config import ChorusConfig, ConfigError
 from stream.kafka_clients import make_consumer, make_producer
 from stream.policy.actions import relay_reversals
 from stream.policy.engine import PolicyEngine, PolicyOutcome, action_message
 from stream.retry import StopRequested, retry_transient
-from stream.schema import PostValidator, RawMessage, Rejection, ValidatedBatch
+from stream.schema import EmbeddedPostV1, PostValidator, RawMessage, Rejection, ValidatedBatch, encode_embedding
 from stream.store import Store
 
 log = logging.getLogger("chorus.worker")
@@ -128,6 +130,13 @@ class PostWorker:
             max_message_bytes=config.validation.max_message_bytes,
             future_skew_s=config.validation.future_skew_s,
         )
+        if config.worker.publish_embeddings and not any(
+            getattr(d, "provides_embeddings", False) for d in self.detectors
+        ):
+            raise ConfigError(
+                "worker.publish_embeddings: no detector of this worker computes embeddings "
+                f"({', '.join(d.name for d in self.detectors) or 'none'}); add 'aitext' to worker.detectors"
+            )
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._buffer: list[Any] = []
@@ -306,7 +315,11 @@ class PostWorker:
             ))
         lap("store")
 
-        self._retry("produce", lambda: self._produce(flag_rows, validated, outcome.emit))
+        embedded = (
+            _embedded_posts(validated, detections, refused)
+            if self.config.worker.publish_embeddings and validated.posts.height else []
+        )
+        self._retry("produce", lambda: self._produce(flag_rows, validated, outcome.emit, embedded))
         lap("produce")
 
         self._commit(records)
@@ -377,10 +390,16 @@ class PostWorker:
         return [f for f in flag_rows if f["post_id"] not in refused_ids], refused
 
     def _produce(
-        self, flag_rows: list[dict[str, Any]], validated: ValidatedBatch, actions: Sequence[dict[str, Any]] = ()
+        self,
+        flag_rows: list[dict[str, Any]],
+        validated: ValidatedBatch,
+        actions: Sequence[dict[str, Any]] = (),
+        embedded: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         topics = self.config.topics
         futures = []
+        for key, value in embedded:
+            futures.append(self._producer.send(topics.embedded, key=key, value=value))
         for flag in flag_rows:
             futures.append(
                 self._producer.send(
@@ -478,6 +497,29 @@ class PostWorker:
         )
         self._last_log = now
         self._last_log_valid = self.stats.valid
+
+
+def _embedded_posts(
+    validated: ValidatedBatch, detections: Sequence[Detections], refused: Sequence[Rejection]
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) per valid post for the embedded-posts topic: the post with the first detector's
+    embedding of it (null where that detector embedded nothing). Posts the store refused are left
+    out, as everywhere downstream."""
+    source = next((d for d in detections if d.embeddings is not None), None)
+    refused_at = {(r.message.partition, r.message.offset) for r in refused}
+    where = validated.posts.select("source_partition", "source_offset").rows()
+    out = []
+    for i, post in enumerate(validated.records):
+        if where[i] in refused_at:
+            continue
+        vector = encode_embedding(source.embeddings[i]) if source is not None else None  # type: ignore[index]
+        message = EmbeddedPostV1(
+            **msgspec.structs.asdict(post),
+            embedding=vector,
+            embedding_model=source.embedding_model if source is not None and vector is not None else None,
+        )
+        out.append((post.account_id.encode(), msgspec.json.encode(message)))
+    return out
 
 
 def _post_rows(validated: ValidatedBatch, now: dt.datetime) -> list[dict[str, Any]]:

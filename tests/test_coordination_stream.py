@@ -228,7 +228,7 @@ def test_the_graph_stage_over_the_state_is_the_batch_graph_stage() -> None:
 
 def test_configuration_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="not incremental"):
-        IncrementalConfig(networks=("co_paraphrase",))
+        IncrementalConfig(networks=("co_banana",))
     with pytest.raises(ValueError, match="horizon_s"):
         IncrementalConfig(horizon_s=-1)
     with pytest.raises(ValueError, match="max_posts_per_object"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.config import ChorusConfig, ConfigError, CoordinatorSettings
+from stream.config import ChorusConfig, ConfigError, CoordinatorSettings, TopicsConfig
 from stream.coordinator_cli import GRAPH_STAGE_GROUP, register, settings_from_args
 
 
@@ -72,7 +72,7 @@ graph_in_background = false
         ("", {"CHORUS_COORDINATOR__GRAPH_INTERVAL": "5"}, "unknown setting coordinator.graph_interval"),
         ("[coordinator]\nhorizon_s = 'six hours'\n", {}, "coordinator.horizon_s = 'six hours' is not a valid float"),
         ("[coordinator]\ninput = 'tweets'\n", {}, "coordinator.input = 'tweets'"),
-        ("[coordinator]\nnetworks = ['co_paraphrase']\n", {}, r"coordinator.networks: \['co_paraphrase'\]"),
+        ("[coordinator]\nnetworks = ['co_paraphrase']\n", {}, r"coordinator.networks: co_paraphrase needs"),
         ("[coordinator]\nwindows = ['co_link:60']\n", {}, "coordinator.windows: 'co_link:60'"),
         ("[coordinator]\ninput = 'edges'\nemit_edges = true\n", {}, "coordinator.emit_edges"),
     ],
@@ -104,8 +104,21 @@ def test_graph_stage_and_worker_flags(tmp_path: Path) -> None:
     args = parse(["coordinator", "--input", "actions", "--emit-edges", "--edges-topic", "e1"])
     worker = settings_from_args(args, ChorusConfig())
     assert (worker.input, worker.emit_edges, worker.edges_topic) == ("actions", True, "e1")
-    assert worker.input_topic("chorus.posts") == "chorus.posts.by-object"
-    assert CoordinatorSettings().input_topic("chorus.posts") == "chorus.posts"
+    assert worker.input_topic(TopicsConfig()) == "chorus.posts.by-object"
+    assert CoordinatorSettings().input_topic(TopicsConfig()) == "chorus.posts"
+    assert CoordinatorSettings(input="embedded").input_topic(TopicsConfig(embedded="e2")) == "e2"
     stage = CoordinatorSettings(input="edges", edges_topic="e1")
-    assert stage.input_topic("chorus.posts") == "e1"
+    assert stage.input_topic(TopicsConfig()) == "e1"
     assert CoordinatorSettings.group_id != GRAPH_STAGE_GROUP
+
+
+def test_co_paraphrase_needs_the_embedded_posts_and_says_how() -> None:
+    with pytest.raises(ConfigError, match=r"co_paraphrase needs each post's sentence embedding.*input = 'embedded'"):
+        CoordinatorSettings(networks=("co_text", "co_paraphrase"))
+    with pytest.raises(ConfigError, match="chorus rekey does not route it"):
+        CoordinatorSettings(input="actions", networks=("co_paraphrase",))
+    settings = settings_from_args(
+        parse(["coordinator", "--input", "embedded", "--networks", "co_text,co_paraphrase"]), ChorusConfig()
+    )
+    assert settings.incremental_config().networks == ("co_text", "co_paraphrase")
+    assert settings.input_topic(TopicsConfig()) == "chorus.posts.embedded"

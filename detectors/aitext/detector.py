@@ -29,6 +29,9 @@ from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, 
 from detectors.aitext.head import AiTextHead
 from detectors.base import Detections, ScoringDetector
 
+#: The frozen sentence encoder behind ``Detections.embeddings`` (the paraphrase network's vectors).
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
 
 @dataclass
 class AiTextScores:
@@ -56,6 +59,8 @@ class AiTextDetector(ScoringDetector):
     """
 
     name = "aitext"
+    #: Its detections carry each post's MiniLM embedding (``Detections.embeddings``).
+    provides_embeddings = True
 
     def __init__(
         self,
@@ -146,4 +151,6 @@ class AiTextDetector(ScoringDetector):
             probability=scores.probability,
             flagged=np.nan_to_num(scores.score, nan=-np.inf) >= value,
             evidence=self.evidence(scores),
+            embeddings=scores.features.embedding,
+            embedding_model=EMBEDDING_MODEL,
         )
