@@ -34,10 +34,14 @@ import polars as pl
 import pyarrow as pa
 
 from detectors.coordination.coaction import CoActionConfig
-from detectors.coordination.paraphrase import choose_bands, pair_cosines, simhash_bands
+from detectors.coordination.paraphrase import choose_bands, simhash_bands
 
 #: One band code of one distinct vector held in one slice.
 _BAND_SCHEMA: dict[str, pl.DataType] = {"band": pl.Int32(), "code": pl.Int64(), "kh": pl.UInt64()}
+#: Where a held vector is in its slice's matrix.
+_ROWS_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "row": pl.Int64()}
+#: Candidate pairs verified per gather (bounds memory: 32,768 x 2 x 384 float32 rows are 96 MiB).
+_VERIFY_BLOCK = 32_768
 #: The relation returned per micro-batch: new vector ``kh`` is related to vector ``okh``.
 RELATED_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "okh": pl.UInt64()}
 
@@ -55,11 +59,50 @@ def vector_keys(unit: np.ndarray) -> pl.Series:
 
 
 def key_vectors(keys: pl.Series) -> np.ndarray:
-    """The vectors behind :func:`vector_keys` keys, ``[rows, dim]`` float32."""
-    values = keys.to_list()
-    if not values:
+    """The vectors behind :func:`vector_keys` keys, ``[rows, dim]`` float32 (read from Arrow's buffers)."""
+    if keys.len() == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.frombuffer(b"".join(values), dtype=np.float32).reshape(len(values), -1)
+    array = keys.to_arrow().cast(pa.large_binary())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    _, offsets, data = array.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    widths = np.diff(bounds)
+    if array.null_count or len(np.unique(widths)) != 1:
+        raise ValueError("co_paraphrase: every post's embedding must have the same length")
+    flat = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]]
+    return flat.view(np.float32).reshape(len(array), -1)
+
+
+class _SliceVectors:
+    """The distinct vectors held for one slice: a ``kh -> row`` frame and a matrix that grows by
+    doubling, so adding a micro-batch costs its own size, not the slice's.
+
+    Snapshots (:meth:`ParaphraseIndex.copy`) share the matrix: rows are only ever appended, a
+    snapshot reads only the rows it knows, and :meth:`appended` writes in place only when nobody
+    appended past this object's rows (``_used``, shared by every object on the buffer); otherwise
+    it copies first.
+    """
+
+    def __init__(self, matrix: np.ndarray, size: int, rows: pl.DataFrame, used: list[int]) -> None:
+        self.matrix, self.size, self.rows, self._used = matrix, size, rows, used
+
+    @classmethod
+    def of(cls, kh: np.ndarray, vectors: np.ndarray) -> _SliceVectors:
+        empty = cls(np.empty((0, vectors.shape[1]), dtype=np.float32), 0, pl.DataFrame(schema=_ROWS_SCHEMA), [0])
+        return empty.appended(kh, vectors)
+
+    def appended(self, kh: np.ndarray, vectors: np.ndarray) -> _SliceVectors:
+        n, size = len(kh), self.size
+        matrix, used = self.matrix, self._used
+        if used[0] != size or size + n > len(matrix):
+            grown = np.empty((max(2 * len(matrix), size + n, 64), matrix.shape[1]), dtype=np.float32)
+            grown[:size] = matrix[:size]
+            matrix, used = grown, [size]
+        matrix[size : size + n] = vectors
+        used[0] = size + n
+        rows = pl.DataFrame({"kh": kh, "row": np.arange(size, size + n, dtype=np.int64)}, schema=_ROWS_SCHEMA)
+        return _SliceVectors(matrix, size + n, pl.concat([self.rows, rows], rechunk=False), used)
 
 
 def stream_paraphrase_actions(posts: pl.DataFrame) -> pl.DataFrame:
@@ -92,8 +135,8 @@ class ParaphraseIndex:
         self._slice_us = slice_us
         self._cap = max_vectors_per_band
         self._bands: dict[int, pl.DataFrame] = {}
-        # Per slice: the held distinct vectors, ``kh`` and ``key`` (the vector's bytes).
-        self._vectors: dict[int, pl.DataFrame] = {}
+        # Per slice: the held distinct vectors.
+        self._vectors: dict[int, _SliceVectors] = {}
         self.dim: int | None = None
         self.capped = 0
 
@@ -145,8 +188,8 @@ class ParaphraseIndex:
         )
         related = [distinct.select("kh", okh="kh")]
         if candidates.height:
-            related.append(self._verified(candidates, distinct, touched))
-        self._index(sets.select("kh", "b"), distinct, entries)
+            related.append(self._verified(candidates, kh, vectors, touched))
+        self._index(sets.select("kh", "b"), kh, vectors, entries)
         return pl.concat(related).cast(RELATED_SCHEMA)  # type: ignore[arg-type]
 
     def _check_dim(self, dim: int) -> None:
@@ -158,25 +201,41 @@ class ParaphraseIndex:
                 "all posts' embeddings must come from one model"
             )
 
-    def _verified(self, candidates: pl.DataFrame, distinct: pl.DataFrame, touched: list[int]) -> pl.DataFrame:
-        """The candidate pairs whose exact cosine reaches the threshold (the batch's arithmetic:
-        :func:`~.paraphrase.pair_cosines` on the same float32 vectors)."""
+    def _verified(
+        self, candidates: pl.DataFrame, kh: np.ndarray, vectors: np.ndarray, touched: list[int]
+    ) -> pl.DataFrame:
+        """The candidate pairs whose exact cosine reaches the threshold: the batch's arithmetic
+        (:func:`~.paraphrase.pair_cosines`: one ``einsum`` row per pair on the same float32 vectors),
+        gathered block by block from the new vectors and the touched slices' matrices."""
+        new_rows = pl.DataFrame({"kh": kh, "left": np.arange(len(kh), dtype=np.int64)},
+                                schema={"kh": pl.UInt64(), "left": pl.Int64()})  # fmt: skip
         needed = candidates.select(kh="okh").unique()
-        held = [self._vectors[b].join(needed, on="kh", how="semi") for b in touched if b in self._vectors]
-        lookup = pl.concat([distinct.select("kh", "key"), *held]).unique("kh", keep="first")
-        rows = candidates.join(lookup, on="kh").join(lookup.rename({"kh": "okh", "key": "okey"}), on="okh")
-        if rows.height == 0:
-            return pl.DataFrame(schema=RELATED_SCHEMA)
-        stacked = np.concatenate([key_vectors(rows.get_column("key")), key_vectors(rows.get_column("okey"))])
-        n = rows.height
-        cosine = pair_cosines(stacked, np.arange(n), np.arange(n, 2 * n))
-        return rows.filter(pl.Series(cosine >= self.threshold)).select("kh", "okh")
+        sources = [new_rows.select("kh", row="left", src=pl.lit(-1, pl.Int64))]
+        sources += [self._vectors[b].rows.join(needed, on="kh", how="semi").with_columns(src=pl.lit(b, pl.Int64))
+                    for b in touched if b in self._vectors]  # fmt: skip
+        lookup = pl.concat(sources).unique("kh", keep="first").rename({"kh": "okh"})
+        pairs = candidates.join(new_rows, on="kh").join(lookup, on="okh")
+        matrices = {b: self._vectors[b].matrix for b in touched if b in self._vectors}
+        matrices[-1] = vectors
+        keep = np.zeros(pairs.height, dtype=bool)
+        left_all, row_all, src_all = (pairs.get_column(c).to_numpy() for c in ("left", "row", "src"))
+        for start in range(0, pairs.height, _VERIFY_BLOCK):
+            stop = min(start + _VERIFY_BLOCK, pairs.height)
+            right = np.empty((stop - start, vectors.shape[1]), dtype=np.float32)
+            src, row = src_all[start:stop], row_all[start:stop]
+            for b in np.unique(src):
+                mask = src == b
+                right[mask] = matrices[int(b)][row[mask]]
+            cosine = np.einsum("ij,ij->i", vectors[left_all[start:stop]], right)
+            keep[start:stop] = cosine >= self.threshold
+        return pairs.filter(pl.Series(keep)).select("kh", "okh")
 
-    def _index(self, sets: pl.DataFrame, distinct: pl.DataFrame, entries: pl.DataFrame) -> None:
+    def _index(self, sets: pl.DataFrame, kh: np.ndarray, vectors: np.ndarray, entries: pl.DataFrame) -> None:
         """Hold each (vector, slice) not held yet: its vector, and its band codes up to the bucket cap."""
         slices = [int(b) for b in sets.get_column("b").unique().to_list()]
         held = pl.concat(
-            [self._vectors[b].select("kh").with_columns(b=pl.lit(b, pl.Int64)) for b in slices if b in self._vectors]
+            [self._vectors[b].rows.select("kh").with_columns(b=pl.lit(b, pl.Int64)) for b in slices
+             if b in self._vectors]
             or [pl.DataFrame(schema={"kh": pl.UInt64(), "b": pl.Int64()})]
         )
         fresh = sets.join(held, on=["kh", "b"], how="anti") if held.height else sets
@@ -201,10 +260,14 @@ class ParaphraseIndex:
             )
             self.capped += codes.height - kept.height
             codes = kept
-        vectors = fresh.join(distinct.select("kh", "key"), on="kh")
-        for table, frame in ((self._vectors, vectors), (self._bands, codes)):
-            for (b,), part in frame.partition_by("b", as_dict=True).items():
-                table[int(b)] = _concat(table.get(int(b)), part.drop("b"))  # type: ignore[call-overload]
+        position = pl.DataFrame({"kh": kh, "i": np.arange(len(kh), dtype=np.int64)},
+                                schema={"kh": pl.UInt64(), "i": pl.Int64()})  # fmt: skip
+        for (b,), part in fresh.join(position, on="kh").partition_by("b", as_dict=True).items():
+            keys, rows = part.get_column("kh").to_numpy(), vectors[part.get_column("i").to_numpy()]
+            held_b = self._vectors.get(int(b))
+            self._vectors[int(b)] = _SliceVectors.of(keys, rows) if held_b is None else held_b.appended(keys, rows)
+        for (b,), part in codes.partition_by("b", as_dict=True).items():
+            self._bands[int(b)] = _concat(self._bands.get(int(b)), part.drop("b"))
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
@@ -219,7 +282,7 @@ class ParaphraseIndex:
         """Rows held now: band entries and distinct vectors (per slice)."""
         return {
             "paraphrase_bands": sum(f.height for f in self._bands.values()),
-            "paraphrase_vectors": sum(f.height for f in self._vectors.values()),
+            "paraphrase_vectors": sum(v.size for v in self._vectors.values()),
         }
 
 
