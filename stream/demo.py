@@ -62,6 +62,19 @@ class DemoSummary:
         return "\n".join(lines)
 
 
+def with_paraphrase_network(config: ChorusConfig) -> ChorusConfig:
+    """With the AI-text detector on, the demo also runs the paraphrase network: the workers republish
+    each post with its MiniLM embedding and the coordinator reads those (``input = "embedded"``)
+    with ``co_paraphrase`` added to its types. Without it there are no embeddings, and nothing changes.
+    """
+    if "aitext" not in config.worker.detectors or config.coordinator.input != "posts":
+        return config
+    networks = tuple(dict.fromkeys((*config.coordinator.networks, "co_paraphrase")))
+    return config.with_overrides(
+        worker={"publish_embeddings": True}, coordinator={"input": "embedded", "networks": networks}
+    )
+
+
 def run_demo(
     config: ChorusConfig,
     *,
@@ -80,12 +93,12 @@ def run_demo(
         log.info("demo: %s (the example policy, so the console's Automated actions page has something to show)",
                  activated)
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="chorus-demo-") as scratch:
-        demo_config = config.with_overrides(
+        demo_config = with_paraphrase_network(config.with_overrides(
             kafka={"bootstrap_servers": broker.bootstrap},
             # Tansu's group joins take about half the session timeout: keep it short.
             worker={"group_id": "chorus-demo", "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000,
                     **({"detectors": detectors} if detectors else {})},
-        )
+        ))  # fmt: skip
         ensure_topics(demo_config)
         stream = simulate_posts(SimulationConfig(seed=seed, posts=posts))
         broken = [(None, raw) for _reason, raw in malformed_messages()]

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from detectors.coordination.incremental import STREAM_NETWORK_TYPES
+from stream.config import ChorusConfig
+from stream.demo import with_paraphrase_network
 from stream.simulator import malformed_messages
 from stream.store import Store
+from stream.topics import topic_plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +51,12 @@ def test_readme_first_screen_gives_the_commands_ci_runs() -> None:
     assert "bash .ci/install" in ci_steps, "CI installs the way the README says"
     assert test in ci_steps, f"CI must run the README's test command: {test}"
     assert "pytest" in (REPO / test.split()[-1]).read_text()
+
+
+def test_the_demo_adds_the_paraphrase_network_when_the_aitext_detector_runs() -> None:
+    plain = ChorusConfig()
+    assert with_paraphrase_network(plain) == plain  # no embeddings without the AI-text detector
+    config = with_paraphrase_network(plain.with_overrides(worker={"detectors": ("aitext", "llm_boilerplate")}))
+    assert config.worker.publish_embeddings and config.coordinator.input == "embedded"
+    assert config.coordinator.networks == (*STREAM_NETWORK_TYPES, "co_paraphrase")
+    assert config.topics.embedded in topic_plan(config) and config.topics.embedded not in topic_plan(plain)
