@@ -61,7 +61,8 @@ _HEADING = re.compile(r"^(#{1,6})(\s)")
 
 
 #: The order benchmarks run and appear in: the pipeline first (on an idle machine), then the rest.
-ORDER = ("pipeline", "soak", "aitext", "coordination", "coordination_stream")
+ORDER = ("pipeline", "soak", "aitext", "coordination", "coordination_stream", "coordination_paraphrase",
+         "coordination_scaleout")
 
 
 def available() -> list[str]:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 
+import msgspec
+import numpy as np
 import polars as pl
 import pytest
 
-from stream.schema import REJECTION_REASONS, PostValidator, RawMessage, encode_post
+from stream.schema import (
+    REJECTION_REASONS,
+    EmbeddedPostV1,
+    PostValidator,
+    RawMessage,
+    encode_embedding,
+    encode_post,
+)
 from stream.simulator import SimulationConfig, malformed_messages, simulate_posts
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -109,3 +119,21 @@ def test_a_post_repeated_in_one_batch_is_kept_once_last_copy_wins() -> None:
 def test_an_empty_batch_is_fine() -> None:
     batch = PostValidator().validate([], now=NOW)
     assert batch.posts.height == 0 and batch.rejected == []
+
+
+def test_embedded_posts_carry_their_vector_exactly_and_bad_vectors_are_rejected() -> None:
+    vector = np.array([0.1, -2.5, 3e-8, 1.0], dtype=np.float32)
+    post = {"post_id": "e1", "account_id": "a", "created_at": 1.7e9, "text": "hello"}
+    good = msgspec.json.encode(EmbeddedPostV1(**post, embedding=encode_embedding(vector), embedding_model="m"))
+    plain = msgspec.json.encode({**post, "post_id": "e2"})
+    truncated = msgspec.json.encode({**post, "post_id": "e3", "embedding": base64.b64encode(b"abcdef").decode()})
+    messages = [RawMessage("t", 0, i, None, v) for i, v in enumerate([good, plain, truncated])]
+    batch = PostValidator(embeddings=True).validate(messages)
+    assert batch.posts["post_id"].to_list() == ["e1", "e2"]
+    assert np.array_equal(np.array(batch.posts["embedding"][0], dtype=np.float32), vector)  # bit for bit
+    assert batch.posts["embedding"][1] is None  # a post without one takes part in every other type
+    assert [(r.message.offset, r.reason) for r in batch.rejected] == [(2, "wrong_type")]
+    assert "multiple of 4" in batch.rejected[0].error
+    # A NaN row (not scored) is sent as no embedding; a plain validator ignores the field.
+    assert encode_embedding(np.array([np.nan, 1.0])) is None
+    assert "embedding" not in PostValidator().validate(messages[:1]).posts.columns
