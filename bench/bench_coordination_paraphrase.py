@@ -7,16 +7,17 @@ Usage::
 
 Posts come from the streaming benchmark's generator (``bench_coordination_stream.chunk``: Zipf-
 popular objects, injected campaigns) with a sentence embedding each (``--dim`` floats, 384 as
-all-MiniLM-L6-v2): a post whose text occurs more than once in its chunk (a campaign's message, a
-common organic phrase) gets that text's vector plus noise (copies at cosine ~0.95: paraphrases),
-every other post a random vector (cosine ~0 with everything). Real embeddings cluster more than
-random ones, so this is the index's favourable case for chance candidates; the campaign
-paraphrases are its real work.
+all-MiniLM-L6-v2): a post whose text occurs more than once in its chunk gets that text's vector
+(a common organic phrase: identical texts, identical vectors, one object), and a campaign member's
+post its campaign message's vector plus noise (each member rewords: copies at cosine ~0.95, all
+distinct vectors); every other post gets a random vector (cosine ~0 with everything). Real
+embeddings cluster more than random ones, so this is the index's favourable case for chance
+candidates; the campaign paraphrases are its real work.
 
 What is timed, on a horizon filled before timing (``CoActionState.add``, micro-batches in memory):
 
-* the five default stream types alone, the same plus ``co_paraphrase``, and ``co_paraphrase``
-  alone: what switching the paraphrase network on costs;
+* the five default stream types alone, and the same plus ``co_paraphrase``: what switching the
+  paraphrase network on costs;
 * **validate + state** with ``co_paraphrase``: from the embedded-posts wire format (the workers'
   ``EmbeddedPostV1``, embedding as float32 bytes) through ``PostValidator(embeddings=True)``, as a
   coordinator with ``input = "embedded"`` does per micro-batch;
@@ -55,11 +56,12 @@ def with_embeddings(posts: pl.DataFrame, dim: int, seed: int) -> pl.DataFrame:
     base_table = np.random.default_rng(12345).standard_normal((_TABLE, dim)).astype(np.float32) / np.sqrt(dim)
     key = posts.select(pl.col("text").str.to_lowercase().alias("k"))
     repeated = key.select(pl.col("k").is_duplicated()).to_series().to_numpy()
+    campaign = key.select(pl.col("k").str.starts_with("campaign ")).to_series().to_numpy()
     slot = (key.select(pl.col("k").hash(7)).to_series().to_numpy() % _TABLE).astype(np.int64)
     vectors = rng.standard_normal((posts.height, dim)).astype(np.float32) / np.float32(np.sqrt(dim))
-    vectors[repeated] = base_table[slot[repeated]] + PARAPHRASE_NOISE * rng.standard_normal(
-        (int(repeated.sum()), dim)
-    ).astype(np.float32)
+    # The same text is the same vector (the encoder is deterministic); a campaign's members reword.
+    vectors[repeated] = base_table[slot[repeated]]
+    vectors[campaign] += PARAPHRASE_NOISE * rng.standard_normal((int(campaign.sum()), dim)).astype(np.float32)
     return posts.with_columns(embedding=pl.Series(vectors).cast(pl.List(pl.Float32)))
 
 
@@ -88,7 +90,6 @@ def run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     configurations = {
         "5 stream types": STREAM_NETWORK_TYPES,
         "5 stream types + co_paraphrase": (*STREAM_NETWORK_TYPES, "co_paraphrase"),
-        "co_paraphrase alone": ("co_paraphrase",),
     }
     rows, notes = [], []
     process = psutil.Process()

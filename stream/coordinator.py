@@ -131,6 +131,9 @@ class CoordinatorStats:
     campaigns_written: int = 0
     flags: int = 0
     edge_messages: int = 0
+    #: Posts read from the embedded-posts topic without an embedding (not scored, or workers that
+    #: do not publish them): they take part in every type but co_paraphrase.
+    unembedded: int = 0
     retries: int = 0
     rebuilt_at_messages: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -407,6 +410,8 @@ class Coordinator:
             validated = self.validator.validate(raws)
             invalid = len(validated.rejected)
             posts = validated.posts
+            if self.settings.input == "embedded" and posts.height:
+                self.stats.unembedded += posts.get_column("embedding").null_count()
             timed = posts.select("source_partition", t_us=pl.col("created_at").dt.epoch("us"))
             validated_at = time.perf_counter()
             delta = self.state.add(posts) if posts.height else None
@@ -669,6 +674,10 @@ class Coordinator:
             + (" (graph run in flight)" if self._graph_run is not None else ""),
             "" if self._rebuilt else " (rebuilding the horizon)",
         )  # fmt: skip
+        if st.unembedded and st.unembedded == st.messages - st.invalid:
+            log.warning("%s: none of the %d posts read from %s carries an embedding, so co_paraphrase finds "
+                        "nothing: do the workers run the aitext detector?", self.coordinator_id, st.unembedded,
+                        self.topic)  # fmt: skip
 
 
 def _end_from_metadata(committed: OffsetAndMetadata | int | None) -> int | None:

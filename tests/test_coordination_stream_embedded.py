@@ -105,7 +105,7 @@ def test_paraphrase_campaign_found_through_the_workers_embeddings(tansu: Running
         coordinator.run(idle_exit_s=3)
         members = store.frame("campaign_members")
     assert set(members["account_id"]) == set(CAMPAIGN)
-    assert coordinator.stats.invalid == 0
+    assert (coordinator.stats.invalid, coordinator.stats.unembedded) == (0, 0)
     # The batch stage on the same embedded posts finds the same single campaign.
     batch = detect_campaigns(embedded, SETTINGS.campaign_config())
     assert list(batch.members.values()) == [frozenset(CAMPAIGN)]

@@ -224,3 +224,14 @@ def test_co_paraphrase_is_an_opt_in_stream_type() -> None:
     delta = state.add(make_posts([{"id": "a", "account": "a", "t": 0, "text": "same"},
                                   {"id": "b", "account": "b", "t": 1, "text": "same"}]))  # fmt: skip
     assert set(delta.matches["network"]) == {"co_text"}
+
+
+def test_band_keys_are_distinct_for_distinct_bands_and_codes() -> None:
+    from detectors.coordination.incremental_paraphrase import band_keys
+
+    codes = np.array([[0, 1, 2], [1, 0, 2], [2**15, 5, 0]], dtype=np.int64)
+    exact = band_keys(codes, rows=16)  # band << 16 | code: packed exactly
+    assert exact.tolist() == [0, (1 << 16) + 1, (2 << 16) + 2, 1, 1 << 16, (2 << 16) + 2, 2**15, (1 << 16) + 5, 2 << 16]
+    wide = np.array([[-1, -1], [-1, 7]], dtype=np.int64)  # 64-bit codes: mixed, still one key per (band, code)
+    mixed = band_keys(wide, rows=64)
+    assert mixed[0] != mixed[1] and mixed[0] == mixed[2] and len(set(mixed.tolist())) == 3

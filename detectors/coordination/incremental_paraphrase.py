@@ -36,8 +36,8 @@ import pyarrow as pa
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.paraphrase import choose_bands, simhash_bands
 
-#: One band code of one distinct vector held in one slice.
-_BAND_SCHEMA: dict[str, pl.DataType] = {"band": pl.Int32(), "code": pl.Int64(), "kh": pl.UInt64()}
+#: Sorted runs of band entries a slice keeps before merging them into one (see :class:`_BandRuns`).
+_MAX_RUNS = 8
 #: Where a held vector is in its slice's matrix.
 _ROWS_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "row": pl.Int64()}
 #: Candidate pairs verified per gather (bounds memory: 32,768 x 2 x 384 float32 rows are 96 MiB).
@@ -72,6 +72,78 @@ def key_vectors(keys: pl.Series) -> np.ndarray:
         raise ValueError("co_paraphrase: every post's embedding must have the same length")
     flat = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]]
     return flat.view(np.float32).reshape(len(array), -1)
+
+
+def band_keys(codes: np.ndarray, rows: int) -> np.ndarray:
+    """One uint64 per (band, code) of ``codes`` (``[n, bands]`` from :func:`~.paraphrase.simhash_bands`).
+
+    Exact, ``band << rows | code``, whenever it fits in 64 bits (the defaults: 64 bands of 16 bits
+    use 22). Otherwise the pair is mixed into 64 bits (splitmix64): two different (band, code) pairs
+    then share a key with probability 2**-64, which would only add a candidate (verified like any).
+    """
+    n, bands = codes.shape
+    band = np.broadcast_to(np.arange(bands, dtype=np.uint64), (n, bands))
+    code = codes.astype(np.uint64)
+    if rows + max(1, (bands - 1).bit_length()) <= 64:
+        return ((band << np.uint64(rows)) | code).reshape(-1)
+    with np.errstate(over="ignore"):
+        z = code ^ (band * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return (z ^ (z >> np.uint64(31))).reshape(-1)
+
+
+class _BandRuns:
+    """One slice's band entries (``key -> kh``) as a few sorted runs, searched with ``searchsorted``.
+
+    A hash join of a micro-batch's entries with a slice's (millions of rows at a busy stream) costs
+    the slice's size per micro-batch; binary search of the batch's sorted keys in each sorted run
+    costs the batch's size times the log of the run (measured: 0.1 s instead of 0.6-1.0 s for
+    320,000 keys against 9.6 million). Each micro-batch adds one sorted run; past
+    :data:`_MAX_RUNS` they are merged (a stable sort of concatenated sorted runs, near linear).
+    Immutable: :meth:`added` returns a new object, so snapshots share runs safely.
+    """
+
+    def __init__(self, runs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()) -> None:
+        self.runs = runs
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys, _ in self.runs)
+
+    def added(self, keys: np.ndarray, kh: np.ndarray) -> _BandRuns:
+        order = np.argsort(keys, kind="stable")
+        runs = (*self.runs, (keys[order], kh[order]))
+        if len(runs) > _MAX_RUNS:
+            all_keys = np.concatenate([k for k, _ in runs])
+            all_kh = np.concatenate([h for _, h in runs])
+            order = np.argsort(all_keys, kind="stable")
+            runs = ((all_keys[order], all_kh[order]),)
+        return _BandRuns(runs)
+
+    def matches(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(query index, held kh)`` for every held entry whose key equals ``keys[query index]``."""
+        order = np.argsort(keys, kind="stable")
+        needles = keys[order]
+        queries, partners = [], []
+        for run_keys, run_kh in self.runs:
+            lo = np.searchsorted(run_keys, needles, "left")
+            count = np.searchsorted(run_keys, needles, "right") - lo
+            total = int(count.sum())
+            if total == 0:
+                continue
+            starts = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(total)
+            queries.append(np.repeat(order, count))
+            partners.append(run_kh[starts])
+        if not queries:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        return np.concatenate(queries), np.concatenate(partners)
+
+    def counts(self, keys: np.ndarray) -> np.ndarray:
+        """How many held entries share each of ``keys``."""
+        out = np.zeros(len(keys), dtype=np.int64)
+        for run_keys, _ in self.runs:
+            out += np.searchsorted(run_keys, keys, "right") - np.searchsorted(run_keys, keys, "left")
+        return out
 
 
 class _SliceVectors:
@@ -134,7 +206,7 @@ class ParaphraseIndex:
         self.bands, self.rows = choose_bands(coaction.paraphrase_threshold, coaction.paraphrase_bits)
         self._slice_us = slice_us
         self._cap = max_vectors_per_band
-        self._bands: dict[int, pl.DataFrame] = {}
+        self._bands: dict[int, _BandRuns] = {}
         # Per slice: the held distinct vectors.
         self._vectors: dict[int, _SliceVectors] = {}
         self.dim: int | None = None
@@ -161,31 +233,26 @@ class ParaphraseIndex:
         self._check_dim(vectors.shape[1])
         kh = distinct.get_column("kh").to_numpy()
         codes = simhash_bands(vectors, self.bands, self.rows, seed=self.coaction.seed)
-        band_rows = pl.DataFrame(
-            {
-                "kh": np.repeat(kh, self.bands),
-                "band": np.tile(np.arange(self.bands, dtype=np.int32), len(kh)),
-                "code": codes.reshape(-1),
-            },
-            schema={"kh": pl.UInt64(), "band": pl.Int32(), "code": pl.Int64()},
-        )
+        keys = band_keys(codes, self.rows)
+        band_rows = pl.DataFrame({"kh": np.repeat(kh, self.bands), "key": keys},
+                                 schema={"kh": pl.UInt64(), "key": pl.UInt64()})  # fmt: skip
         entries = sets.select("kh", "b").join(band_rows, on="kh")
         touched = sorted({b + d for b in sets.get_column("b").unique().to_list() for d in (-1, 0, 1)})
-        held_entries = pl.concat(
-            [self._bands[b].with_columns(b=pl.lit(b, pl.Int64)) for b in touched if b in self._bands]
-            or [pl.DataFrame(schema={**_BAND_SCHEMA, "b": pl.Int64()})]
-        )
-        partners = pl.concat([held_entries, entries.select("band", "code", "kh", "b")]).rename({"kh": "okh"})
-        candidates = (
-            entries.lazy()
-            .select("kh", "band", "code", nb=pl.concat_list(pl.col("b") - 1, "b", pl.col("b") + 1))
-            .explode("nb")
-            .join(partners.lazy(), left_on=["band", "code", "nb"], right_on=["band", "code", "b"])
-            .filter(pl.col("kh") != pl.col("okh"))
+        found = [
+            # New with new: a shared key in the same or an adjacent slice.
+            entries.join(entries.rename({"kh": "okh", "b": "ob"}), on="key")
+            .filter((pl.col("b") - pl.col("ob")).abs() <= 1)
             .select("kh", "okh")
-            .unique()
-            .collect()
-        )
+        ]
+        entry_kh, entry_b, entry_key = (entries.get_column(c).to_numpy() for c in ("kh", "b", "key"))
+        for b in touched:
+            if b not in self._bands:
+                continue
+            near = np.abs(entry_b - b) <= 1
+            query, partner = self._bands[b].matches(entry_key[near])
+            found.append(pl.DataFrame({"kh": entry_kh[near][query], "okh": partner},
+                                      schema={"kh": pl.UInt64(), "okh": pl.UInt64()}))  # fmt: skip
+        candidates = pl.concat(found).filter(pl.col("kh") != pl.col("okh")).unique()
         related = [distinct.select("kh", okh="kh")]
         if candidates.height:
             related.append(self._verified(candidates, kh, vectors, touched))
@@ -241,21 +308,16 @@ class ParaphraseIndex:
         fresh = sets.join(held, on=["kh", "b"], how="anti") if held.height else sets
         if fresh.height == 0:
             return
-        codes = entries.join(fresh, on=["kh", "b"]).select("band", "code", "kh", "b")
+        codes = entries.join(fresh, on=["kh", "b"]).select("key", "kh", "b")
         if self._cap is not None:
-            held_codes = pl.concat(
-                [self._bands[b].select("band", "code").with_columns(b=pl.lit(b, pl.Int64)) for b in slices
-                 if b in self._bands]
-                or [pl.DataFrame(schema={"band": pl.Int32(), "code": pl.Int64(), "b": pl.Int64()})]
-            )  # fmt: skip
-            counts = (
-                held_codes.join(codes.select("band", "code").unique(), on=["band", "code"], how="semi")
-                .group_by("band", "code", "b")
-                .agg(_n=pl.len().cast(pl.Int64))
-            )
+            parts = []
+            for (b,), part in codes.partition_by("b", as_dict=True).items():
+                runs = self._bands.get(int(b))
+                held = runs.counts(part.get_column("key").to_numpy()) if runs is not None else 0
+                parts.append(part.with_columns(_n=pl.Series(np.broadcast_to(held, part.height), dtype=pl.Int64)))
             kept = (
-                codes.join(counts, on=["band", "code", "b"], how="left", maintain_order="left")
-                .filter(pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("band", "code", "b") < self._cap)
+                pl.concat(parts)
+                .filter(pl.col("_n") + pl.int_range(pl.len()).over("key", "b") < self._cap)
                 .drop("_n")
             )
             self.capped += codes.height - kept.height
@@ -267,7 +329,8 @@ class ParaphraseIndex:
             held_b = self._vectors.get(int(b))
             self._vectors[int(b)] = _SliceVectors.of(keys, rows) if held_b is None else held_b.appended(keys, rows)
         for (b,), part in codes.partition_by("b", as_dict=True).items():
-            self._bands[int(b)] = _concat(self._bands.get(int(b)), part.drop("b"))
+            runs = self._bands.get(int(b), _BandRuns())
+            self._bands[int(b)] = runs.added(part.get_column("key").to_numpy(), part.get_column("kh").to_numpy())
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
@@ -281,16 +344,9 @@ class ParaphraseIndex:
     def held_rows(self) -> Mapping[str, int]:
         """Rows held now: band entries and distinct vectors (per slice)."""
         return {
-            "paraphrase_bands": sum(f.height for f in self._bands.values()),
+            "paraphrase_bands": sum(len(runs) for runs in self._bands.values()),
             "paraphrase_vectors": sum(v.size for v in self._vectors.values()),
         }
-
-
-def _concat(existing: pl.DataFrame | None, part: pl.DataFrame) -> pl.DataFrame:
-    if existing is None:
-        return part
-    combined = pl.concat([existing, part], rechunk=False)
-    return combined.rechunk() if combined.n_chunks() > 32 else combined
 
 
 __all__ = ["RELATED_SCHEMA", "ParaphraseIndex", "key_vectors", "stream_paraphrase_actions", "vector_keys"]
