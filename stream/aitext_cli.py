@@ -281,7 +281,9 @@ def _finetune_adapter(
     from detectors.aitext.models import load_encoder
     from detectors.aitext.text import triage
 
-    config = AdapterConfig(seed=args.seed, max_tokens=MAX_ENCODER_TOKENS)  # the encoder's serving limit
+    config = AdapterConfig(  # max_tokens: the encoder's serving limit
+        adapted_layers=args.adapted_layers, seed=args.seed, max_tokens=MAX_ENCODER_TOKENS
+    )
     pool = frame.filter(pl.col("group").replace_strict(assignment).eq("train") & pl.col("split").eq("train"))
     if args.finetune_rows and pool.height > args.finetune_rows:
         must = pool["id"].is_in(rows.filter(pl.col("role") == "train")["id"].implode())
@@ -435,6 +437,7 @@ def _export_aitext(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-aitext``, ``score`` and ``export-aitext`` to the ``chorus`` command."""
+    from detectors.aitext.finetune import DEFAULT_ADAPTED_LAYERS
     from detectors.aitext.head import DEFAULT_ARTIFACT
 
     p = subparsers.add_parser(
@@ -472,6 +475,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=6000,
         help="cap on train-account posts the adapter is fine-tuned on (0: all ~11k; the head's train rows always "
         "included); 6000 keeps fine-tuning to ~10 min on one core",
+    )
+    p.add_argument(
+        "--adapted-layers",
+        type=int,
+        default=DEFAULT_ADAPTED_LAYERS,
+        help="MiniLM transformer layers, counted from the top, that get a LoRA copy in the fine-tuned adapter "
+        f"(1-6; the rest are the frozen shared trunk; default {DEFAULT_ADAPTED_LAYERS})",
     )
     p.set_defaults(func=_train)
 
