@@ -33,11 +33,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from detectors.coordination.band_runs import BandRuns
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.paraphrase import choose_bands, simhash_bands
 
-#: Sorted runs of band entries a slice keeps before merging them into one (see :class:`_BandRuns`).
-_MAX_RUNS = 8
 #: Where a held vector is in its slice's matrix.
 _ROWS_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "row": pl.Int64()}
 #: Candidate pairs verified per gather (bounds memory: 32,768 x 2 x 384 float32 rows are 96 MiB).
@@ -91,59 +90,6 @@ def band_keys(codes: np.ndarray, rows: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return (z ^ (z >> np.uint64(31))).reshape(-1)
-
-
-class _BandRuns:
-    """One slice's band entries (``key -> kh``) as a few sorted runs, searched with ``searchsorted``.
-
-    A hash join of a micro-batch's entries with a slice's (millions of rows at a busy stream) costs
-    the slice's size per micro-batch; binary search of the batch's sorted keys in each sorted run
-    costs the batch's size times the log of the run (measured: 0.1 s instead of 0.6-1.0 s for
-    320,000 keys against 9.6 million). Each micro-batch adds one sorted run; past
-    :data:`_MAX_RUNS` they are merged (a stable sort of concatenated sorted runs, near linear).
-    Immutable: :meth:`added` returns a new object, so snapshots share runs safely.
-    """
-
-    def __init__(self, runs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()) -> None:
-        self.runs = runs
-
-    def __len__(self) -> int:
-        return sum(len(keys) for keys, _ in self.runs)
-
-    def added(self, keys: np.ndarray, kh: np.ndarray) -> _BandRuns:
-        order = np.argsort(keys, kind="stable")
-        runs = (*self.runs, (keys[order], kh[order]))
-        if len(runs) > _MAX_RUNS:
-            all_keys = np.concatenate([k for k, _ in runs])
-            all_kh = np.concatenate([h for _, h in runs])
-            order = np.argsort(all_keys, kind="stable")
-            runs = ((all_keys[order], all_kh[order]),)
-        return _BandRuns(runs)
-
-    def matches(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(query index, held kh)`` for every held entry whose key equals ``keys[query index]``."""
-        order = np.argsort(keys, kind="stable")
-        needles = keys[order]
-        queries, partners = [], []
-        for run_keys, run_kh in self.runs:
-            lo = np.searchsorted(run_keys, needles, "left")
-            count = np.searchsorted(run_keys, needles, "right") - lo
-            total = int(count.sum())
-            if total == 0:
-                continue
-            starts = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(total)
-            queries.append(np.repeat(order, count))
-            partners.append(run_kh[starts])
-        if not queries:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-        return np.concatenate(queries), np.concatenate(partners)
-
-    def counts(self, keys: np.ndarray) -> np.ndarray:
-        """How many held entries share each of ``keys``."""
-        out = np.zeros(len(keys), dtype=np.int64)
-        for run_keys, _ in self.runs:
-            out += np.searchsorted(run_keys, keys, "right") - np.searchsorted(run_keys, keys, "left")
-        return out
 
 
 class _SliceVectors:
@@ -206,7 +152,7 @@ class ParaphraseIndex:
         self.bands, self.rows = choose_bands(coaction.paraphrase_threshold, coaction.paraphrase_bits)
         self._slice_us = slice_us
         self._cap = max_vectors_per_band
-        self._bands: dict[int, _BandRuns] = {}
+        self._bands: dict[int, BandRuns] = {}
         # Per slice: the held distinct vectors.
         self._vectors: dict[int, _SliceVectors] = {}
         self.dim: int | None = None
@@ -329,7 +275,7 @@ class ParaphraseIndex:
             held_b = self._vectors.get(int(b))
             self._vectors[int(b)] = _SliceVectors.of(keys, rows) if held_b is None else held_b.appended(keys, rows)
         for (b,), part in codes.partition_by("b", as_dict=True).items():
-            runs = self._bands.get(int(b), _BandRuns())
+            runs = self._bands.get(int(b), BandRuns())
             self._bands[int(b)] = runs.added(part.get_column("key").to_numpy(), part.get_column("kh").to_numpy())
 
     def evict(self, limit_us: int) -> int:

@@ -28,11 +28,10 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from detectors.coordination.band_runs import BandRuns
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.minhash import band_codes, choose_bands, minhash_signatures
 
-#: One band code of one distinct set held in one slice.
-_BAND_SCHEMA: dict[str, pl.DataType] = {"code": pl.UInt64(), "kh": pl.UInt64()}
 #: One distinct set held in one slice, with its tokens (for the exact Jaccard).
 _SET_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "tokens": pl.List(pl.String())}
 #: The relation returned per micro-batch: new set ``kh`` is related to set ``okh``.
@@ -80,7 +79,7 @@ class SimilarSetIndex:
         self.min_tokens = max(coaction.min_tokens, 1)
         self._slice_us = slice_us
         self._cap = max_sets_per_band
-        self._bands: dict[int, pl.DataFrame] = {}
+        self._bands: dict[int, BandRuns] = {}
         self._sets: dict[int, pl.DataFrame] = {}
         self.capped = 0
 
@@ -108,21 +107,21 @@ class SimilarSetIndex:
         distinct = sets.unique("kh", keep="first").select("kh", "key", tokens=pl.col("key").str.split(" "))
         entries = sets.select("kh", "b").join(distinct.select("kh", "key").join(codes, on="key"), on="kh")
         touched = sorted({b + d for b in sets.get_column("b").unique().to_list() for d in (-1, 0, 1)})
-        held_entries = pl.concat(
-            [self._bands[b].with_columns(b=pl.lit(b, pl.Int64)) for b in touched if b in self._bands]
-            or [pl.DataFrame(schema={**_BAND_SCHEMA, "b": pl.Int64()})]
-        )
-        partners = pl.concat([held_entries, entries.select("code", "kh", "b")]).rename({"kh": "okh"})
-        candidates = (
-            entries.lazy()
-            .select("kh", "code", nb=pl.concat_list(pl.col("b") - 1, "b", pl.col("b") + 1))
-            .explode("nb")
-            .join(partners.lazy(), left_on=["code", "nb"], right_on=["code", "b"])
-            .filter(pl.col("kh") != pl.col("okh"))
+        found = [
+            # New with new: a shared band code in the same or an adjacent slice.
+            entries.join(entries.select(okh="kh", ob="b", code="code"), on="code")
+            .filter((pl.col("b") - pl.col("ob")).abs() <= 1)
             .select("kh", "okh")
-            .unique()
-            .collect()
-        )
+        ]
+        entry_kh, entry_b, entry_code = (entries.get_column(c).to_numpy() for c in ("kh", "b", "code"))
+        for b in touched:
+            if b not in self._bands:
+                continue
+            near = np.abs(entry_b - b) <= 1
+            query, partner = self._bands[b].matches(entry_code[near])
+            found.append(pl.DataFrame({"kh": entry_kh[near][query], "okh": partner},
+                                      schema={"kh": pl.UInt64(), "okh": pl.UInt64()}))  # fmt: skip
+        candidates = pl.concat(found).filter(pl.col("kh") != pl.col("okh")).unique()
         related = [distinct.select("kh", okh="kh")]
         if candidates.height:
             tokens = pl.concat(
@@ -159,24 +158,25 @@ class SimilarSetIndex:
             return
         codes = entries.join(fresh, on=["kh", "b"]).select("code", "kh", "b")
         if self._cap is not None:
-            # Only the buckets this batch adds to (a semi-join first: a slice holds millions of codes).
-            counts = (
-                _gather_with_slice(self._bands, slices, {"code": pl.UInt64()}, "code")
-                .join(codes.select("code").unique(), on="code", how="semi")
-                .group_by("code", "b")
-                .agg(_n=pl.len().cast(pl.Int64))
-            )
+            # Held entries per bucket this batch adds to, counted in the slice's sorted runs.
+            parts = []
+            for (b,), part in codes.partition_by("b", as_dict=True).items():
+                runs = self._bands.get(int(b))
+                held = runs.counts(part.get_column("code").to_numpy()) if runs is not None else 0
+                parts.append(part.with_columns(_n=pl.Series(np.broadcast_to(held, part.height), dtype=pl.Int64)))
             kept = (
-                codes.join(counts, on=["code", "b"], how="left", maintain_order="left")
-                .filter(pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("code", "b") < self._cap)
+                pl.concat(parts)
+                .filter(pl.col("_n") + pl.int_range(pl.len()).over("code", "b") < self._cap)
                 .drop("_n")
             )
             self.capped += codes.height - kept.height
             codes = kept
         tokens = fresh.join(distinct.select("kh", "tokens"), on="kh")
-        for table, frame in ((self._sets, tokens), (self._bands, codes)):
-            for (b,), part in frame.partition_by("b", as_dict=True).items():
-                table[int(b)] = _concat(table.get(int(b)), part.drop("b"))  # type: ignore[call-overload]
+        for (b,), part in tokens.partition_by("b", as_dict=True).items():
+            self._sets[int(b)] = _concat(self._sets.get(int(b)), part.drop("b"))
+        for (b,), part in codes.partition_by("b", as_dict=True).items():
+            runs = self._bands.get(int(b), BandRuns())
+            self._bands[int(b)] = runs.added(part.get_column("code").to_numpy(), part.get_column("kh").to_numpy())
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
@@ -190,7 +190,7 @@ class SimilarSetIndex:
     def held_rows(self) -> Mapping[str, int]:
         """Rows held now: band entries and distinct sets (per slice)."""
         return {
-            "similar_bands": sum(f.height for f in self._bands.values()),
+            "similar_bands": sum(len(runs) for runs in self._bands.values()),
             "similar_sets": sum(f.height for f in self._sets.values()),
         }
 
