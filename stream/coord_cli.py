@@ -40,6 +40,7 @@ from detectors.coordination.coaction import (
     EMBEDDING_COLUMN,
     KNOWN_NETWORK_TYPES,
     NETWORK_TYPES,
+    PARAPHRASE_SEARCHES,
     CoActionConfig,
 )
 from detectors.coordination.formats import coerce_posts
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             similarity_threshold=args.similarity_threshold,
             min_tokens=args.min_tokens,
             paraphrase_threshold=args.paraphrase_threshold,
+            paraphrase_search=args.paraphrase_search,
             seed=args.seed,
         )
         coaction.window_s("co_paraphrase")  # a bad window fails here, before any model is loaded
@@ -241,6 +243,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--paraphrase-threshold", type=float, default=0.9, help="co_paraphrase embedding cosine (default 0.9)"
     )
+    p.add_argument(
+        "--paraphrase-search", choices=tuple(PARAPHRASE_SEARCHES), default="hybrid",
+        help="co_paraphrase pair search: hybrid (exact in sparse time slices, SimHash index in dense ones; default), "
+        "lsh (the index everywhere: what chorus coordinator finds in the stream) or exact (brute force)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="co_paraphrase: MiniLM device, cpu, cuda or auto (default cpu)")
     p.add_argument("--embed-batch", type=int, default=256, help="co_paraphrase: texts per MiniLM call (default 256)")
     p.add_argument("--evidence", type=int, default=5, help="matched post pairs kept per edge (default 5)")

@@ -323,6 +323,22 @@ def test_cli_uses_embeddings_from_the_input_by_default(tmp_path: Path) -> None:
     assert evidence.height == 2
 
 
+def test_cli_paraphrase_search_lsh_gives_the_streams_pairs(tmp_path: Path) -> None:
+    from test_coordination_stream_paraphrase import pairs_at_threshold
+
+    posts = pairs_at_threshold(2000)
+    path = tmp_path / "posts.parquet"
+    posts.write_parquet(path)
+    found = {}
+    for search in ("hybrid", "lsh"):
+        out = tmp_path / search
+        assert run_coord([str(path), str(out), "--networks", "co_paraphrase", "--paraphrase-search", search]) == 0
+        found[search] = pl.read_csv(out / "co_paraphrase.csv")
+    lsh = co_action_edges(posts, "co_paraphrase", CoActionConfig(paraphrase_search="lsh"))
+    assert found["hybrid"].height == 4000  # sparse slices: compared exactly, every pair
+    assert found["lsh"].equals(lsh.select("user_1", "user_2", "weight")) and lsh.height < 4000
+
+
 def test_cli_rejects_unknown_networks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "posts.csv"
     pl.DataFrame({"post_id": ["1"], "account_id": ["a"], "created_at": ["2024-05-01T00:00:00Z"]}).write_csv(path)

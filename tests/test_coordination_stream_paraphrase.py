@@ -139,12 +139,11 @@ def test_against_the_default_hybrid_the_stream_only_misses_and_finds_the_planted
     assert streamed.height == 8 * 7 and streamed["weight"].min() == 4
 
 
-def test_the_stream_misses_exactly_the_pairs_the_batch_index_misses() -> None:
-    """2,000 pairs of accounts posting vectors at cosine 0.902 (just above the threshold, where the
-    index proposes a pair with probability 0.996): the hybrid batch compares these sparse slices
-    exactly and finds all, the index misses a few, and the stream misses the very same ones."""
-    rng = np.random.default_rng(11)
-    n, dim, cosine = 2000, 32, 0.902
+def pairs_at_threshold(n: int, cosine: float = 0.902, dim: int = 32, seed: int = 11) -> pl.DataFrame:
+    """``n`` pairs of accounts ``a<i>``, ``b<i>`` posting one second apart, 1,000 s from the next pair,
+    vectors at exactly ``cosine`` (just above the default threshold, where the index proposes a pair
+    with probability 0.996: a few of 2,000 pairs are missed)."""
+    rng = np.random.default_rng(seed)
     u = rng.standard_normal((n, dim))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     w = rng.standard_normal((n, dim))
@@ -153,7 +152,15 @@ def test_the_stream_misses_exactly_the_pairs_the_batch_index_misses() -> None:
     v = cosine * u + np.sqrt(1 - cosine**2) * w
     rows = [{"id": f"{side}{i}", "account": f"{side}{i}", "t": i * 1000.0 + (side == "b"), "text": "x"}
             for i in range(n) for side in "ab"]  # fmt: skip
-    posts = with_embeddings(make_posts(rows), [vec.tolist() for i in range(n) for vec in (u[i], v[i])])
+    return with_embeddings(make_posts(rows), [vec.tolist() for i in range(n) for vec in (u[i], v[i])])
+
+
+def test_the_stream_misses_exactly_the_pairs_the_batch_index_misses() -> None:
+    """2,000 pairs of accounts posting vectors at cosine 0.902 (just above the threshold, where the
+    index proposes a pair with probability 0.996): the hybrid batch compares these sparse slices
+    exactly and finds all, the index misses a few, and the stream misses the very same ones."""
+    n = 2000
+    posts = pairs_at_threshold(n)
     coaction = CoActionConfig()
     hybrid = co_action_edges(posts, "co_paraphrase", coaction)
     lsh = co_action_edges(posts, "co_paraphrase", lsh_batch(coaction))
