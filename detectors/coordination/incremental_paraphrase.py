@@ -17,10 +17,11 @@ probability 0.004 at the default 64 bands of 16 bits, a pair at cosine 0.95 with
 never reports a pair below the threshold.
 
 :class:`ParaphraseIndex` holds, per slice, the distinct vectors seen in it (float32, the exact
-bytes the batch would compare) and their band codes. Memory per held vector: its ``dim`` floats
-plus ``bands`` codes (all-MiniLM-L6-v2 at the defaults: 1,536 + 64 x 20 bytes, about 2.8 kB),
-so a horizon of a million embedded posts holds about 2.8 GB: choose ``horizon_s`` for the rate of
-embedded posts (the AI-text stage bounds it). A *band bucket* (one band code in one slice) is the
+bytes the batch would compare) and their band entries. Memory per held vector: its ``dim`` floats
+plus ``bands`` entries of 16 bytes (all-MiniLM-L6-v2 at the defaults: 1,536 + 64 x 16 bytes, about
+2.6 kB; up to 1.5 kB more while a slice's matrix has room left from doubling), so a horizon of a
+million embedded posts holds about 2.6-4 GB: choose ``horizon_s`` for the rate of embedded posts
+(the AI-text stage bounds it). A *band bucket* (one band code in one slice) is the
 hot object whose vectors are capped at ``max_posts_per_object``, as for co_similar (counted in
 ``capped``; only then can the stream miss a pair the index would have proposed).
 """
