@@ -10,7 +10,10 @@ the batch's sorted keys in sorted runs of the slice costs the batch's size times
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 import numpy as np
+import polars as pl
 
 #: Sorted runs a slice keeps before merging them into one.
 MAX_RUNS = 8
@@ -73,3 +76,49 @@ class BandRuns:
         return out
 
 
+
+
+def within_cap(entries: pl.DataFrame, key: str, slices: MutableMapping[int, BandRuns], cap: int) -> pl.DataFrame:
+    """The ``entries`` (columns ``key``, ``kh``, ``b``: band key, object, slice) that still fit their
+    bucket (one key in one slice) under ``cap``, counting what the slice holds and, in order, the
+    batch's own entries before them."""
+    parts = []
+    for (b,), part in entries.partition_by("b", as_dict=True).items():
+        runs = slices.get(int(b))
+        held = runs.counts(part.get_column(key).to_numpy()) if runs is not None else 0
+        parts.append(part.with_columns(_n=pl.Series(np.broadcast_to(held, part.height), dtype=pl.Int64)))
+    if not parts:
+        return entries
+    return (
+        pl.concat(parts)
+        .filter(pl.col("_n") + pl.int_range(pl.len()).over(key, "b") < cap)
+        .drop("_n")
+    )
+
+
+def add_entries(entries: pl.DataFrame, key: str, slices: MutableMapping[int, BandRuns]) -> None:
+    """Add ``entries`` (``key``, ``kh``, ``b``) to their slices, one sorted run per slice touched."""
+    for (b,), part in entries.partition_by("b", as_dict=True).items():
+        runs = slices.get(int(b), BandRuns())
+        slices[int(b)] = runs.added(part.get_column(key).to_numpy(), part.get_column("kh").to_numpy())
+
+
+def candidates(entries: pl.DataFrame, key: str, slices: MutableMapping[int, BandRuns]) -> pl.DataFrame:
+    """``kh, okh``: distinct pairs of different objects sharing a band key in the same or an adjacent
+    slice, between a micro-batch's ``entries`` (``key``, ``kh``, ``b``) and themselves or what the
+    slices hold."""
+    found = [
+        entries.join(entries.select(okh="kh", ob="b", **{key: key}), on=key)
+        .filter((pl.col("b") - pl.col("ob")).abs() <= 1)
+        .select("kh", "okh")
+    ]
+    entry_kh, entry_b, entry_key = (entries.get_column(c).to_numpy() for c in ("kh", "b", key))
+    touched = sorted({int(b) + d for b in np.unique(entry_b) for d in (-1, 0, 1)})
+    for b in touched:
+        if b not in slices:
+            continue
+        near = np.abs(entry_b - b) <= 1
+        query, partner = slices[b].matches(entry_key[near])
+        found.append(pl.DataFrame({"kh": entry_kh[near][query], "okh": partner},
+                                  schema={"kh": pl.UInt64(), "okh": pl.UInt64()}))  # fmt: skip
+    return pl.concat(found).filter(pl.col("kh") != pl.col("okh")).unique()

@@ -34,7 +34,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from detectors.coordination.band_runs import BandRuns
+from detectors.coordination.band_runs import BandRuns, add_entries, within_cap
+from detectors.coordination.band_runs import candidates as band_candidates
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.paraphrase import choose_bands, simhash_bands
 
@@ -185,21 +186,7 @@ class ParaphraseIndex:
                                  schema={"kh": pl.UInt64(), "key": pl.UInt64()})  # fmt: skip
         entries = sets.select("kh", "b").join(band_rows, on="kh")
         touched = sorted({b + d for b in sets.get_column("b").unique().to_list() for d in (-1, 0, 1)})
-        found = [
-            # New with new: a shared key in the same or an adjacent slice.
-            entries.join(entries.rename({"kh": "okh", "b": "ob"}), on="key")
-            .filter((pl.col("b") - pl.col("ob")).abs() <= 1)
-            .select("kh", "okh")
-        ]
-        entry_kh, entry_b, entry_key = (entries.get_column(c).to_numpy() for c in ("kh", "b", "key"))
-        for b in touched:
-            if b not in self._bands:
-                continue
-            near = np.abs(entry_b - b) <= 1
-            query, partner = self._bands[b].matches(entry_key[near])
-            found.append(pl.DataFrame({"kh": entry_kh[near][query], "okh": partner},
-                                      schema={"kh": pl.UInt64(), "okh": pl.UInt64()}))  # fmt: skip
-        candidates = pl.concat(found).filter(pl.col("kh") != pl.col("okh")).unique()
+        candidates = band_candidates(entries, "key", self._bands)
         related = [distinct.select("kh", okh="kh")]
         if candidates.height:
             related.append(self._verified(candidates, kh, vectors, touched))
@@ -257,16 +244,7 @@ class ParaphraseIndex:
             return
         codes = entries.join(fresh, on=["kh", "b"]).select("key", "kh", "b")
         if self._cap is not None:
-            parts = []
-            for (b,), part in codes.partition_by("b", as_dict=True).items():
-                runs = self._bands.get(int(b))
-                held = runs.counts(part.get_column("key").to_numpy()) if runs is not None else 0
-                parts.append(part.with_columns(_n=pl.Series(np.broadcast_to(held, part.height), dtype=pl.Int64)))
-            kept = (
-                pl.concat(parts)
-                .filter(pl.col("_n") + pl.int_range(pl.len()).over("key", "b") < self._cap)
-                .drop("_n")
-            )
+            kept = within_cap(codes, "key", self._bands, self._cap)
             self.capped += codes.height - kept.height
             codes = kept
         position = pl.DataFrame({"kh": kh, "i": np.arange(len(kh), dtype=np.int64)},
@@ -275,9 +253,7 @@ class ParaphraseIndex:
             keys, rows = part.get_column("kh").to_numpy(), vectors[part.get_column("i").to_numpy()]
             held_b = self._vectors.get(int(b))
             self._vectors[int(b)] = _SliceVectors.of(keys, rows) if held_b is None else held_b.appended(keys, rows)
-        for (b,), part in codes.partition_by("b", as_dict=True).items():
-            runs = self._bands.get(int(b), BandRuns())
-            self._bands[int(b)] = runs.added(part.get_column("key").to_numpy(), part.get_column("kh").to_numpy())
+        add_entries(codes, "key", self._bands)
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""

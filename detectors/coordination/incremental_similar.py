@@ -28,7 +28,8 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
-from detectors.coordination.band_runs import BandRuns
+from detectors.coordination.band_runs import BandRuns, add_entries, within_cap
+from detectors.coordination.band_runs import candidates as band_candidates
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.minhash import band_codes, choose_bands, minhash_signatures
 
@@ -107,21 +108,7 @@ class SimilarSetIndex:
         distinct = sets.unique("kh", keep="first").select("kh", "key", tokens=pl.col("key").str.split(" "))
         entries = sets.select("kh", "b").join(distinct.select("kh", "key").join(codes, on="key"), on="kh")
         touched = sorted({b + d for b in sets.get_column("b").unique().to_list() for d in (-1, 0, 1)})
-        found = [
-            # New with new: a shared band code in the same or an adjacent slice.
-            entries.join(entries.select(okh="kh", ob="b", code="code"), on="code")
-            .filter((pl.col("b") - pl.col("ob")).abs() <= 1)
-            .select("kh", "okh")
-        ]
-        entry_kh, entry_b, entry_code = (entries.get_column(c).to_numpy() for c in ("kh", "b", "code"))
-        for b in touched:
-            if b not in self._bands:
-                continue
-            near = np.abs(entry_b - b) <= 1
-            query, partner = self._bands[b].matches(entry_code[near])
-            found.append(pl.DataFrame({"kh": entry_kh[near][query], "okh": partner},
-                                      schema={"kh": pl.UInt64(), "okh": pl.UInt64()}))  # fmt: skip
-        candidates = pl.concat(found).filter(pl.col("kh") != pl.col("okh")).unique()
+        candidates = band_candidates(entries, "code", self._bands)
         related = [distinct.select("kh", okh="kh")]
         if candidates.height:
             tokens = pl.concat(
@@ -158,25 +145,13 @@ class SimilarSetIndex:
             return
         codes = entries.join(fresh, on=["kh", "b"]).select("code", "kh", "b")
         if self._cap is not None:
-            # Held entries per bucket this batch adds to, counted in the slice's sorted runs.
-            parts = []
-            for (b,), part in codes.partition_by("b", as_dict=True).items():
-                runs = self._bands.get(int(b))
-                held = runs.counts(part.get_column("code").to_numpy()) if runs is not None else 0
-                parts.append(part.with_columns(_n=pl.Series(np.broadcast_to(held, part.height), dtype=pl.Int64)))
-            kept = (
-                pl.concat(parts)
-                .filter(pl.col("_n") + pl.int_range(pl.len()).over("code", "b") < self._cap)
-                .drop("_n")
-            )
+            kept = within_cap(codes, "code", self._bands, self._cap)
             self.capped += codes.height - kept.height
             codes = kept
         tokens = fresh.join(distinct.select("kh", "tokens"), on="kh")
         for (b,), part in tokens.partition_by("b", as_dict=True).items():
             self._sets[int(b)] = _concat(self._sets.get(int(b)), part.drop("b"))
-        for (b,), part in codes.partition_by("b", as_dict=True).items():
-            runs = self._bands.get(int(b), BandRuns())
-            self._bands[int(b)] = runs.added(part.get_column("code").to_numpy(), part.get_column("kh").to_numpy())
+        add_entries(codes, "code", self._bands)
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
