@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors.coordination.coaction import NETWORK_TYPES, CoActionConfig
+from detectors.coordination.coaction import KNOWN_NETWORK_TYPES, CoActionConfig
 from detectors.coordination.graph import (
     DEFAULT_MIN_CAMPAIGN_SIZE,
     DEFAULT_MIN_CO_ACTIONS,
@@ -259,10 +259,10 @@ class CoordinatorSettings:
                 value = float(seconds)
             except ValueError:
                 value = float("nan")
-            if not sep or network.strip() not in NETWORK_TYPES or not value >= 0:
+            if not sep or network.strip() not in KNOWN_NETWORK_TYPES or not value >= 0:
                 raise ConfigError(
                     f"coordinator.windows: {item!r}: expected TYPE=SECONDS (seconds >= 0) with TYPE one of "
-                    f"{', '.join(NETWORK_TYPES)}"
+                    f"{', '.join(KNOWN_NETWORK_TYPES)}"
                 )
             parsed[network.strip()] = value
         return parsed

@@ -122,3 +122,5 @@ def test_co_paraphrase_needs_the_embedded_posts_and_says_how() -> None:
     )
     assert settings.incremental_config().networks == ("co_text", "co_paraphrase")
     assert settings.input_topic(TopicsConfig()) == "chorus.posts.embedded"
+    windowed = CoordinatorSettings(input="embedded", networks=("co_paraphrase",), windows=("co_paraphrase=600",))
+    assert windowed.incremental_config().coaction.window_s("co_paraphrase") == 600.0
