@@ -53,10 +53,14 @@ def test_readme_first_screen_gives_the_commands_ci_runs() -> None:
     assert "pytest" in (REPO / test.split()[-1]).read_text()
 
 
-def test_the_demo_adds_the_paraphrase_network_when_the_aitext_detector_runs() -> None:
+def test_the_demo_adds_the_paraphrase_network_when_the_aitext_detector_runs(tmp_path: Path) -> None:
     plain = ChorusConfig()
     assert with_paraphrase_network(plain) == plain  # no embeddings without the AI-text detector
     config = with_paraphrase_network(plain.with_overrides(worker={"detectors": ("aitext", "llm_boilerplate")}))
     assert config.worker.publish_embeddings and config.coordinator.input == "embedded"
     assert config.coordinator.networks == (*STREAM_NETWORK_TYPES, "co_paraphrase")
     assert config.topics.embedded in topic_plan(config) and config.topics.embedded not in topic_plan(plain)
+    # The worker and coordinator processes get it through the configuration file the demo writes.
+    written = tmp_path / "demo.toml"
+    written.write_text(config.to_toml())
+    assert ChorusConfig.load(written, env={}) == config
