@@ -195,7 +195,7 @@ def test_eviction_keeps_the_held_vectors_bounded_and_still_equals_batch() -> Non
     assert ledger.edges(PARAPHRASE)["co_paraphrase"].equals(expected)
     # Bounded: about (horizon + 2 windows) of eight hours, never the whole stream.
     assert max(h["paraphrase_vectors"] for h in held) < 0.25 * n
-    bands = state._paraphrase.bands  # type: ignore[union-attr]
+    bands = state._indexes["co_paraphrase"].bands  # type: ignore[union-attr]
     assert max(h["paraphrase_bands"] for h in held) <= 0.25 * n * bands
 
 

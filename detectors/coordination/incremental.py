@@ -75,6 +75,7 @@ from detectors.coordination.graph import (
 )
 from detectors.coordination.incremental_paraphrase import ParaphraseIndex, stream_paraphrase_actions
 from detectors.coordination.incremental_similar import SimilarSetIndex
+from detectors.coordination.slices import drop_slices
 
 #: The network types the stream computes by default (exactly as the batch does).
 STREAM_NETWORK_TYPES: tuple[str, ...] = ("co_repost", "co_text", "co_reply", "co_link", "co_hashtag")
@@ -252,16 +253,13 @@ class CoActionState:
         self._matches: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
         self._activity: dict[str, dict[int, pl.DataFrame]] = {n: {} for n in self.config.networks}
         self._seen: dict[int, pl.DataFrame] = {}
-        self._similar = (
-            SimilarSetIndex(coaction, self._slice_us["co_similar"], self.config.max_posts_per_object)
-            if "co_similar" in self.config.networks
-            else None
-        )
-        self._paraphrase = (
-            ParaphraseIndex(coaction, self._slice_us["co_paraphrase"], self.config.max_posts_per_object)
-            if "co_paraphrase" in self.config.networks
-            else None
-        )
+        # The types whose objects relate to other objects (near-duplicate sets, close vectors).
+        index_types = {"co_similar": SimilarSetIndex, "co_paraphrase": ParaphraseIndex}
+        self._indexes: dict[str, SimilarSetIndex | ParaphraseIndex] = {
+            network: index_types[network](coaction, self._slice_us[network], self.config.max_posts_per_object)
+            for network in self.config.networks
+            if network in index_types
+        }
         self.watermark_us: int | None = None
         self.stats = StateStats()
 
@@ -271,8 +269,7 @@ class CoActionState:
         for name in ("_actions", "_matches", "_activity"):
             setattr(twin, name, {n: dict(slices) for n, slices in getattr(self, name).items()})
         twin._seen = dict(self._seen)
-        twin._similar = self._similar.copy() if self._similar is not None else None
-        twin._paraphrase = self._paraphrase.copy() if self._paraphrase is not None else None
+        twin._indexes = {network: index.copy() for network, index in self._indexes.items()}
         twin.watermark_us = self.watermark_us
         twin.stats = StateStats(**vars(self.stats))
         return twin
@@ -377,10 +374,10 @@ class CoActionState:
             kh=pl.col("key").hash(seed),
             b=pl.col("t_us") // width,
         )
-        index = {"co_similar": self._similar, "co_paraphrase": self._paraphrase}.get(network)
+        index = self._indexes.get(network)
         if index is not None:
             related = index.relate(new.with_columns(key=actions.get_column("key")))
-            self.stats.capped_bands = sum(i.capped for i in (self._similar, self._paraphrase) if i is not None)
+            self.stats.capped_bands = sum(i.capped for i in self._indexes.values())
         else:
             related = None
         activity = new.group_by("b", "account_id").agg(n_posts=pl.col("post_id").n_unique().cast(pl.Int64))
@@ -470,14 +467,10 @@ class CoActionState:
         for network in self.config.networks:
             limit, width = cutoff - self._window_us[network], self._slice_us[network]
             for table in (self._actions[network], self._matches[network], self._activity[network]):
-                for b in [b for b in table if (b + 1) * width <= limit]:
-                    del table[b]
-                    self.stats.evicted_slices += 1
-            index = {"co_similar": self._similar, "co_paraphrase": self._paraphrase}.get(network)
-            if index is not None:
-                self.stats.evicted_slices += index.evict(limit)
-        for s in [s for s in self._seen if (s + 1) * SEEN_SLICE_US <= cutoff]:
-            del self._seen[s]
+                self.stats.evicted_slices += drop_slices(table, width, limit)
+            if network in self._indexes:
+                self.stats.evicted_slices += self._indexes[network].evict(limit)
+        drop_slices(self._seen, SEEN_SLICE_US, cutoff)
 
     # -- reading ----------------------------------------------------------------------------------
     def matches(self, network: str | None = None) -> pl.DataFrame:
@@ -539,8 +532,7 @@ class CoActionState:
             "matches": sum(f.height for slices in self._matches.values() for f in slices.values()),
             "activity": sum(f.height for slices in self._activity.values() for f in slices.values()),
             "seen": sum(f.height for f in self._seen.values()),
-            **(self._similar.held_rows() if self._similar is not None else {}),
-            **(self._paraphrase.held_rows() if self._paraphrase is not None else {}),
+            **{name: n for index in self._indexes.values() for name, n in index.held_rows().items()},
         }
 
 
@@ -699,9 +691,7 @@ class ObjectMatchLedger:
             self.watermark_us = newest if self.watermark_us is None else max(self.watermark_us, newest)
             limit = self.watermark_us - self._horizon_us
             for table in (*self._rows.values(), *self._actions.values()):
-                for b in [b for b in table if (b + 1) * width <= limit]:
-                    del table[b]
-                    self.stats.evicted_slices += 1
+                self.stats.evicted_slices += drop_slices(table, width, limit)
         self.stats.posts += acts.height
         self.stats.late += late
         return late

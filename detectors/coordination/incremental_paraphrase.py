@@ -38,6 +38,7 @@ from detectors.coordination.band_runs import BandRuns, add_entries, within_cap
 from detectors.coordination.band_runs import candidates as band_candidates
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.paraphrase import choose_bands, simhash_bands
+from detectors.coordination.slices import drop_slices
 
 #: Where a held vector is in its slice's matrix.
 _ROWS_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "row": pl.Int64()}
@@ -257,12 +258,7 @@ class ParaphraseIndex:
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
-        dropped = 0
-        for table in (self._bands, self._vectors):
-            for b in [b for b in table if (b + 1) * self._slice_us <= limit_us]:
-                del table[b]
-                dropped += 1
-        return dropped
+        return sum(drop_slices(table, self._slice_us, limit_us) for table in (self._bands, self._vectors))
 
     def held_rows(self) -> Mapping[str, int]:
         """Rows held now: band entries and distinct vectors (per slice)."""

@@ -32,6 +32,7 @@ from detectors.coordination.band_runs import BandRuns, add_entries, within_cap
 from detectors.coordination.band_runs import candidates as band_candidates
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.minhash import band_codes, choose_bands, minhash_signatures
+from detectors.coordination.slices import drop_slices
 
 #: One distinct set held in one slice, with its tokens (for the exact Jaccard).
 _SET_SCHEMA: dict[str, pl.DataType] = {"kh": pl.UInt64(), "tokens": pl.List(pl.String())}
@@ -155,12 +156,7 @@ class SimilarSetIndex:
 
     def evict(self, limit_us: int) -> int:
         """Drop the slices whose posts are all older than ``limit_us`` (the state's rule); returns how many."""
-        dropped = 0
-        for table in (self._bands, self._sets):
-            for b in [b for b in table if (b + 1) * self._slice_us <= limit_us]:
-                del table[b]
-                dropped += 1
-        return dropped
+        return sum(drop_slices(table, self._slice_us, limit_us) for table in (self._bands, self._sets))
 
     def held_rows(self) -> Mapping[str, int]:
         """Rows held now: band entries and distinct sets (per slice)."""
