@@ -413,3 +413,103 @@ def worst_errors(scored: pl.DataFrame, n: int = 5) -> pl.DataFrame:
     return pl.concat([false_pos, false_neg], how="diagonal_relaxed").sort(
         "detector", "variant", "error", maintain_order=True
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts
+
+#: The account rule the report measures: the example policy's rate limit (``policies/example.toml``,
+#: ``aitext-account-rate-limit``) acts on an account whose machine share has a lower bound of at
+#: least this, over at least :data:`ACCOUNT_MIN_POSTS` scored posts.
+ACCOUNT_LOWER_AT_LEAST = 0.6
+ACCOUNT_MIN_POSTS = 10
+
+
+def account_results(
+    scored: pl.DataFrame,
+    accounts: pl.DataFrame,
+    *,
+    lower_at_least: float = ACCOUNT_LOWER_AT_LEAST,
+    min_posts: int = ACCOUNT_MIN_POSTS,
+    confidence: float = 0.95,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each account's machine-share estimate per detector and variant, and how well it separates accounts.
+
+    Why: analysts and account policies act on accounts, not on single posts, and a per-post AUROC
+    does not say how often a person's whole account would be acted on. The estimate is the stream's
+    (:func:`detectors.aitext.aggregate.account_machine_share`: mean calibrated probability, Wilson
+    interval on the fractional count), over *all* of an account's scored posts here, where the
+    stream uses its most recent ones. ``accounts`` maps ``post_id`` to ``group`` (the account);
+    posts without a group and detectors without probabilities are left out.
+
+    Returns ``(per_account, summary)``. ``per_account``: ``detector, variant, account, label``
+    (``human``, ``machine``, or ``mixed`` when an account's posts carry both labels), ``posts,
+    n_posts`` (scored), ``machine_share, lower, upper, flagged_share`` (posts flagged at the default
+    threshold) and ``acted`` (the rule above). ``summary``: per detector and variant, the counts of
+    accounts by label, ``account_auroc`` (machine share, human vs machine accounts; NaN unless both
+    are present) and how many human and machine accounts the rule acts on.
+    """
+    from detectors.aitext.aggregate import account_machine_share
+
+    joined = scored.join(accounts.select("post_id", "group"), on="post_id", how="inner").filter(
+        pl.col("group").is_not_null()
+    )
+    per_account: list[pl.DataFrame] = []
+    for (detector, variant), part in sorted(
+        joined.partition_by("detector", "variant", as_dict=True, maintain_order=True).items(),
+        key=lambda kv: _variant_order(*kv[0]),
+    ):
+        if part.get_column("probability").is_null().all():
+            continue  # scores that are ranks, not probabilities, have no share to estimate
+        described = part.group_by("group", maintain_order=True).agg(
+            posts=pl.len(),
+            label=pl.when(pl.col("label").n_unique() > 1)
+            .then(pl.lit("mixed"))
+            .otherwise(pl.when(pl.col("label").first() == 1).then(pl.lit("machine")).otherwise(pl.lit("human"))),
+            flagged_share=pl.col("flagged").fill_null(False).mean(),
+        )
+        shares = account_machine_share(
+            part.select(account_id=pl.col("group"), created_at=pl.int_range(pl.len())),
+            part.get_column("probability").cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+            window=part.height,
+            confidence=confidence,
+        )
+        rows = described.join(shares.rename({"account_id": "group"}), on="group", how="left").with_columns(
+            n_posts=pl.col("n_posts").fill_null(0)
+        )
+        per_account.append(
+            rows.select(
+                detector=pl.lit(str(detector)),
+                variant=pl.lit(str(variant)),
+                account=pl.col("group"),
+                label="label",
+                posts="posts",
+                n_posts="n_posts",
+                machine_share="machine_share",
+                lower="lower",
+                upper="upper",
+                flagged_share="flagged_share",
+                acted=(pl.col("lower") >= lower_at_least).fill_null(False) & (pl.col("n_posts") >= min_posts),
+            ).sort("machine_share", "account", descending=[True, False], nulls_last=True)
+        )
+    if not per_account:
+        return pl.DataFrame(), pl.DataFrame()
+    table = pl.concat(per_account)
+    summary_rows = []
+    for (detector, variant), rows in table.group_by("detector", "variant", maintain_order=True):
+        pure = rows.filter(pl.col("label") != "mixed", pl.col("machine_share").is_not_null())
+        summary_rows.append(
+            {
+                "detector": detector,
+                "variant": variant,
+                "human_accounts": int((rows["label"] == "human").sum()),
+                "machine_accounts": int((rows["label"] == "machine").sum()),
+                "mixed_accounts": int((rows["label"] == "mixed").sum()),
+                "account_auroc": auroc(
+                    (pure["label"] == "machine").cast(pl.Int8).to_numpy(), pure["machine_share"].to_numpy()
+                ),
+                "humans_acted": int(rows.filter(pl.col("label") == "human")["acted"].sum()),
+                "machines_acted": int(rows.filter(pl.col("label") == "machine")["acted"].sum()),
+            }
+        )
+    return table, pl.DataFrame(summary_rows)

@@ -10,11 +10,14 @@ links and @mentions replaced by placeholders, and writes into ``--out``:
 * ``summary.md``: the headline table alone (what the README shows, between its ``eval`` markers);
 * ``report.md``: inputs, per-dataset and per-generator AUROC, average precision, TPR at 1% and 0.1%
   FPR, accuracy at the default threshold, what normalisation changed, what each named threshold does
-  on this data, calibration, the surface features of the data and the worst errors to read;
+  on this data, calibration, the surface features of the data and the worst errors to read; and,
+  when the posts carry a ``group`` (the account), the accounts: each one's machine-share estimate
+  and how well it separates people's accounts from bots' (:func:`detectors.evaluation.account_results`);
 * ``roc_<detector>.png``, ``pr_<detector>.png``, ``calibration_<detector>.png`` (the last only for
   detectors with calibrated probabilities), linked from the report;
 * ``metrics.csv`` (every number of the report's tables), ``scores.parquet`` (one row per post,
-  detector and variant, no text) and ``rejected.csv`` when some input rows could not be used.
+  detector and variant, no text), ``accounts.csv`` (the per-account table) and ``rejected.csv`` when
+  some input rows could not be used.
 
 The maths is in :mod:`detectors.evaluation`; this module reads, scores, draws and writes. The
 notebooks call the same functions (``read_labelled``, ``score_labelled``, ``evaluate``, the
@@ -42,10 +45,13 @@ import polars as pl
 
 from detectors.base import Detector
 from detectors.evaluation import (
+    ACCOUNT_LOWER_AT_LEAST,
+    ACCOUNT_MIN_POSTS,
     DEFAULT_FPR_TARGETS,
     MENTION_PATTERN,
     TEXT_VARIANTS,
     URL_PATTERN,
+    account_results,
     auroc,
     average_precision,
     calibration_bins,
@@ -447,6 +453,8 @@ class Evaluation:
     errors: pl.DataFrame
     detectors: list[DetectorInfo]
     skipped: dict[str, str] = field(default_factory=dict)
+    accounts: pl.DataFrame = field(default_factory=pl.DataFrame)  # per account; empty without groups
+    account_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def headline(self) -> pl.DataFrame:
         """The README's table: every detector and variant on all posts and on each dataset."""
@@ -486,6 +494,9 @@ def evaluate(
                     bins.with_columns(detector=pl.lit(info.name), variant=pl.lit(variant), dataset=pl.lit(dataset))
                 )
     posts = labelled if labelled is not None else scored.filter(pl.col("variant") == "raw").unique("post_id")
+    accounts, account_summary = pl.DataFrame(), pl.DataFrame()
+    if "group" in posts.columns and posts.get_column("group").is_not_null().any():
+        accounts, account_summary = account_results(scored, posts.select("post_id", "group"))
     thresholds = pl.concat(threshold_rows) if threshold_rows else pl.DataFrame()
     if thresholds.height:  # raw before normalised, thresholds ascending
         thresholds = thresholds.sort("detector", "variant", "threshold", descending=[False, True, False])
@@ -499,6 +510,8 @@ def evaluate(
         errors=worst_errors(scored, errors_per_detector),
         detectors=infos,
         skipped=dict(skipped or {}),
+        accounts=accounts,
+        account_summary=account_summary,
     )
 
 
@@ -677,6 +690,8 @@ def write_report(
     figures = write_figures(evaluation, out_dir)
     evaluation.metrics.write_csv(out_dir / "metrics.csv")
     evaluation.scored.drop("text").write_parquet(out_dir / "scores.parquet")
+    if evaluation.accounts.height:
+        evaluation.accounts.write_csv(out_dir / "accounts.csv")
     if labelled.rejected.height:
         rejected = labelled.rejected if include_text else labelled.rejected.drop("text", strict=False)
         rejected.write_csv(out_dir / "rejected.csv")
@@ -734,6 +749,7 @@ def write_report(
         "",
         markdown_table(m.filter(pl.col("slice_kind") == "generator"), cols),
         "",
+        *_account_section(evaluation),
         "## What normalising links and mentions changes",
         "",
         "AUROC on raw and on normalised text. A detector whose score moves much here was reading links "
@@ -783,7 +799,8 @@ def write_report(
         "",
         "* A detector trained or calibrated on these files scores them optimistically: evaluate on held-out "
         "groups (`--split`), never on rows its training saw.",
-        "* Per-post numbers only; account-level and campaign-level detection are measured elsewhere.",
+        "* Posts of one account are not independent draws: an account's interval is a guide to how much "
+        "evidence there is, not an exact coverage guarantee. Campaign-level detection is not measured here.",
         "",
         "Every number above is in `metrics.csv`; the scores per post are in `scores.parquet`.",
         "",
@@ -791,6 +808,35 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(out), encoding="utf-8")
     return path
+
+
+#: Accounts listed per detector and variant in the report (all of them are in ``accounts.csv``).
+REPORT_ACCOUNTS = 40
+
+
+def _account_section(evaluation: Evaluation) -> list[str]:
+    """The report's "Results by account" lines (a short note when the posts name no accounts)."""
+    out = ["## Results by account", ""]
+    if not evaluation.accounts.height:
+        return [*out, "No account-level results: the posts carry no `group` (account) column, or no detector "
+                "here gives probabilities.", ""]  # fmt: skip
+    out += [
+        "Analysts and account policies act on accounts. Each account's machine share is the mean calibrated "
+        "probability of all its scored posts here, with a 95% Wilson interval (the stream's per-account "
+        f"estimate, over its recent posts). `acted` (counted in `humans_acted` / `machines_acted`): the example "
+        f"policy's account rule, lower bound at least {ACCOUNT_LOWER_AT_LEAST:g} over at least {ACCOUNT_MIN_POSTS} "
+        "scored posts. `flagged_share`: the account's posts flagged at the default threshold. `account_auroc` ranks "
+        "human against machine accounts by machine share; `mixed` accounts (posts of both labels) are listed but "
+        "not ranked.",
+        "",
+        markdown_table(evaluation.account_summary),
+        "",
+    ]  # fmt: skip
+    shown = evaluation.accounts.group_by("detector", "variant", maintain_order=True).head(REPORT_ACCOUNTS)
+    if shown.height < evaluation.accounts.height:
+        out += [f"The {REPORT_ACCOUNTS} accounts with the highest machine share per detector and variant "
+                "(every account is in `accounts.csv`):", ""]  # fmt: skip
+    return [*out, markdown_table(shown), ""]
 
 
 def summary_markdown(
@@ -822,6 +868,15 @@ def summary_markdown(
         "replaced by placeholders. † marks a TPR target finer than the number of human posts can resolve. "
         f"Per generator, thresholds, calibration and plots: [{report}]({report}).",
     ]
+    if evaluation.account_summary.height:
+        lines += [
+            "",
+            "Accounts: AUROC of each account's machine share (mean probability of its posts here), human against "
+            "machine accounts; `humans_acted` / `machines_acted`: accounts the example policy's account rule acts "
+            f"on (lower bound of the share >= {ACCOUNT_LOWER_AT_LEAST:g}, >= {ACCOUNT_MIN_POSTS} scored posts).",
+            "",
+            markdown_table(evaluation.account_summary),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -212,8 +212,9 @@ def test_eval_command_writes_a_self_contained_report(tmp_path: Path, fakes: None
     out = tmp_path / "report"
     assert _run(["eval", str(data), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    for heading in ("## Inputs", "## Results by dataset", "## Results by generator", "## What normalising",
-                    "## Named thresholds", "## Calibration", "## Plots", "## Errors to read"):  # fmt: skip
+    for heading in ("## Inputs", "## Results by dataset", "## Results by generator", "## Results by account",
+                    "## What normalising", "## Named thresholds", "## Calibration", "## Plots",
+                    "## Errors to read"):  # fmt: skip
         assert heading in report
     # Every registered detector but noop, so a newly registered one (aitext) is picked up by itself.
     assert "`fake_words`" in report and "`fake_links`" in report and "`llm_boilerplate`" in report
@@ -228,6 +229,15 @@ def test_eval_command_writes_a_self_contained_report(tmp_path: Path, fakes: None
     assert pl.read_csv(out / "rejected.csv")["reason"].to_list() == ["empty text"]
     scores = pl.read_parquet(out / "scores.parquet")
     assert "text" not in scores.columns and scores.height == 40 * 2 * 3
+    # Accounts: only the calibrated detector has shares; acct0..acct4 each hold both labels (mixed).
+    accounts = pl.read_csv(out / "accounts.csv")
+    assert set(accounts["detector"]) == {"fake_words"}
+    raw = accounts.filter(pl.col("variant") == "raw")
+    assert sorted(raw["account"]) == [f"acct{i}" for i in range(5)] and set(raw["label"]) == {"mixed"}
+    assert raw["posts"].sum() == 40
+    words = scores.filter(pl.col("detector") == "fake_words", pl.col("variant") == "raw")
+    share = words.filter(pl.col("post_id").is_in([f"t:{i}" for i in range(0, 40, 5)]))["probability"].mean()
+    assert raw.filter(pl.col("account") == "acct0")["machine_share"][0] == pytest.approx(share)
 
 
 def test_no_text_report_and_summary_for_committing(tmp_path: Path, fakes: None) -> None:
@@ -241,6 +251,7 @@ def test_no_text_report_and_summary_for_committing(tmp_path: Path, fakes: None) 
     for row in rows:
         assert row["text"] not in written
     assert "post_id" in (out / "report.md").read_text()  # the errors table still names the posts
+    assert "| fake_words | raw | 0 | 0 | 3 |" in (out / "report.md").read_text()  # three mixed accounts
     summary = (out / "summary.md").read_text()
     assert summary.startswith("# Detector quality\n")
     assert "--groups acct1 acct2 acct3 --raw-only --no-text" in summary

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from detectors.evaluation import (
+    account_results,
     auroc,
     average_precision,
     brier_score,
@@ -205,3 +206,68 @@ def test_against_scikit_learn(seed: int) -> None:
     theirs_fpr, theirs_tpr, _ = metrics.roc_curve(y, s, drop_intermediate=False)
     np.testing.assert_allclose(fpr, theirs_fpr)
     np.testing.assert_allclose(tpr, theirs_tpr)
+
+
+def _wilson_by_hand(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_account_results_by_hand() -> None:
+    """Per-account shares, intervals and the policy rule; a person's account can be acted on, and is counted."""
+    spec = {  # account: (label, probability, posts)
+        "h_quiet": (0, 0.1, 12),
+        "h_loud": (0, 0.92, 12),  # a person whose posts all look machine-written
+        "m_busy": (1, 0.9, 12),
+        "m_new": (1, 0.95, 3),  # too few posts for the rule
+    }
+    rows = [
+        {"post_id": f"{account}-{i}", "label": label, "probability": p, "group": account}
+        for account, (label, p, n) in spec.items()
+        for i in range(n)
+    ]
+    rows += [
+        {"post_id": "m_busy-unscored", "label": 1, "probability": None, "group": "m_busy"},
+        {"post_id": "mix-0", "label": 0, "probability": 0.2, "group": "mix"},
+        {"post_id": "mix-1", "label": 1, "probability": 0.6, "group": "mix"},
+        {"post_id": "orphan", "label": 1, "probability": 0.99, "group": None},
+    ]
+    base = pl.DataFrame(rows, schema_overrides={"label": pl.Int8, "probability": pl.Float64})
+    scored = pl.concat(
+        [
+            base.with_columns(detector=pl.lit("d"), variant=pl.lit("normalised")),
+            base.with_columns(detector=pl.lit("d"), variant=pl.lit("raw")),
+            base.with_columns(detector=pl.lit("ranks_only"), variant=pl.lit("raw"), probability=pl.lit(None)),
+        ]
+    ).with_columns(score=pl.col("probability"), flagged=pl.col("probability") > 0.5)
+    per_account, summary = account_results(scored, base.select("post_id", "group"))
+
+    assert set(per_account["detector"]) == {"d"}  # no probabilities, no share to estimate
+    assert per_account.filter(pl.col("variant") == "raw")["account"].to_list() == [
+        "m_new", "h_loud", "m_busy", "mix", "h_quiet"  # highest share first
+    ]  # fmt: skip
+    row = {r["account"]: r for r in per_account.filter(pl.col("variant") == "raw").iter_rows(named=True)}
+    assert row["m_busy"]["posts"] == 13 and row["m_busy"]["n_posts"] == 12  # the unscored post is not evidence
+    for account, (_, p, n) in spec.items():
+        lower, upper = _wilson_by_hand(p, n)
+        assert row[account]["machine_share"] == pytest.approx(p)
+        assert (row[account]["lower"], row[account]["upper"]) == (pytest.approx(lower), pytest.approx(upper))
+    assert row["mix"]["label"] == "mixed" and row["mix"]["machine_share"] == pytest.approx(0.4)
+    assert row["mix"]["flagged_share"] == pytest.approx(0.5)
+    # lower bounds: h_loud 0.650, m_busy 0.626 (acted); m_new has 3 posts; h_quiet 0.03
+    assert {a for a, r in row.items() if r["acted"]} == {"h_loud", "m_busy"}
+
+    assert summary["variant"].to_list() == ["raw", "normalised"]
+    first = summary.row(0, named=True)
+    assert (first["human_accounts"], first["machine_accounts"], first["mixed_accounts"]) == (2, 2, 1)
+    # machines 0.9 and 0.95 against humans 0.1 and 0.92: three of four pairs ordered right
+    assert first["account_auroc"] == pytest.approx(0.75)
+    assert (first["humans_acted"], first["machines_acted"]) == (1, 1)
+
+
+def test_account_results_without_groups_or_probabilities_is_empty() -> None:
+    scored = pl.DataFrame({"post_id": ["a"], "label": [1], "probability": [None], "score": [1.0], "flagged": [True],
+                           "detector": ["d"], "variant": ["raw"]})  # fmt: skip
+    per_account, summary = account_results(scored, pl.DataFrame({"post_id": ["a"], "group": ["g"]}))
+    assert per_account.is_empty() and summary.is_empty()
