@@ -426,6 +426,10 @@ def _jsonable(value: Any) -> Any:
 # Account aggregate
 
 
+#: Recent scored posts per account and detector that ``account.*`` conditions are judged on.
+ACCOUNT_WINDOW = 50
+
+
 class AccountWindows:
     """Each account's last ``window`` probabilities from one detector, for ``account.*`` conditions.
 
@@ -438,7 +442,7 @@ class AccountWindows:
     :mod:`detectors.aitext.aggregate`: a guide to how much evidence there is, not exact coverage.
     """
 
-    def __init__(self, window: int = 50, confidence: float = 0.95, max_accounts: int = 200_000) -> None:
+    def __init__(self, window: int = ACCOUNT_WINDOW, confidence: float = 0.95, max_accounts: int = 200_000) -> None:
         self.window = window
         self.confidence = confidence
         self.max_accounts = max_accounts

@@ -57,6 +57,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from detectors.policy import ACCOUNT_WINDOW
 from stream.store import Store, _polars_dtype
 from stream.store_schema import TABLES, utcnow
 
@@ -1150,8 +1151,29 @@ def post_of_flag(store: Store, flag_id: str) -> str | None:
         return conn.execute(sa.select(flags_t.c.post_id).where(flags_t.c.flag_id == flag_id)).scalar()
 
 
-def account_summary(store: Store, account_id: str) -> dict[str, Any]:
-    """An account's aggregate: posts, flags by status, mean score per detector, campaigns."""
+def account_summary(store: Store, account_id: str, window: int = ACCOUNT_WINDOW) -> dict[str, Any]:
+    """An account's aggregate: posts, flags by status, per detector its mean score and machine share, campaigns.
+
+    The machine share is the estimate the account rules of a policy act on (``account = "lower"``
+    in a policy file): the mean calibrated probability of the account's ``window`` most recent
+    scored posts, with a 95% Wilson interval (:class:`detectors.policy.AccountWindows`). An analyst
+    looking at a rate-limited account sees the number that limited it; a detector without
+    probabilities has none (``None``).
+    """
+    from detectors.aitext.aggregate import wilson_interval
+
+    recent = (
+        sa.select(
+            results_t.c.detector,
+            results_t.c.probability,
+            sa.func.row_number()
+            .over(partition_by=results_t.c.detector, order_by=(posts_t.c.created_at.desc(), posts_t.c.post_id.desc()))
+            .label("recency"),
+        )
+        .join(posts_t, posts_t.c.post_id == results_t.c.post_id)
+        .where(posts_t.c.account_id == account_id, results_t.c.probability.is_not(None))
+        .subquery()
+    )
     with store.engine.connect() as conn:
         posts_row = conn.execute(
             sa.select(sa.func.count(), sa.func.min(posts_t.c.created_at), sa.func.max(posts_t.c.created_at)).where(
@@ -1178,6 +1200,17 @@ def account_summary(store: Store, account_id: str) -> dict[str, Any]:
             .group_by(results_t.c.detector)
             .order_by(results_t.c.detector),
         )
+        share_query = (
+            sa.select(recent.c.detector, sa.func.count().label("n"), sa.func.sum(recent.c.probability).label("total"))
+            .where(recent.c.recency <= window)
+            .group_by(recent.c.detector)
+        )
+        shares = {row.detector: (int(row.n), float(row.total)) for row in conn.execute(share_query)}
+    for row in scores:
+        n, total = shares.get(row["detector"], (0, 0.0))
+        lower, upper = wilson_interval(total, n) if n else (None, None)
+        row |= {"recent_posts": n, "machine_share": total / n if n else None}
+        row |= {"share_lower": lower, "share_upper": upper}
     return {
         "account_id": account_id,
         "posts": int(posts_row[0]),

@@ -182,6 +182,8 @@ def test_every_page_renders_on_the_pipelines_store(console: Callable[..., AppTes
     assert "Why it was flagged" in [h.value for h in at.subheader]
     assert any("I'm sorry" in t or "AI language model" in t for t in texts(at)), texts(at)
     assert [m.label for m in at.metric][:2] == ["Score", "Calibrated probability"]
+    assert any({"machine_share", "share_lower", "share_upper"} <= set(d.value.columns) for d in at.dataframe)
+    assert any("account rules act on" in c.value for c in at.caption), "the account share is explained"
     go(at, "campaign", campaign="sim-campaign_0")
     assert "sim-campaign_0" in texts(at)
     assert at.get("vega_lite_chart"), "the account graph and the timeline are drawn"

@@ -492,6 +492,41 @@ def test_read_models_for_the_post_account_and_overview(store: Store) -> None:
     assert review.post_of_flag(store, fid(2)) == "p2"
 
 
+def test_account_machine_share_is_the_number_the_account_rule_reads(review_db_url: str) -> None:
+    """The console's account share equals the policy engine's (AccountWindows) on the same posts.
+
+    Posts arrive in time order; NaN (not scored) and a detector without probabilities give nothing;
+    another account's posts do not count; only the ``window`` most recent scored posts do.
+    """
+    import numpy as np
+
+    from detectors.policy import AccountWindows
+
+    probability = [0.9, 0.2, float("nan"), 0.8, 0.7, 0.95, 0.6]
+    posts = [_post(i, account_id="acct-x") for i in range(len(probability))] + [_post(99, account_id="acct-y")]
+    results = [
+        {"post_id": post["post_id"], "detector": detector, "model_version": "v1", "score": 1.0,
+         "probability": p, "threshold_name": "default", "threshold": 0.5, "flagged": False, "evidence": {}}
+        for post, p in zip(posts, [*probability, 0.99], strict=True)
+        for detector, p in (("aitext", p), ("llm_boilerplate", None))
+    ]  # fmt: skip
+    windows = AccountWindows(window=4)
+    frame = pl.DataFrame({"post_id": [p["post_id"] for p in posts[:-1]], "account_id": ["acct-x"] * len(probability)})
+    expected = windows.update_and_read("aitext", frame, np.array(probability)).row(-1, named=True)
+    with Store.open(review_db_url) as store:
+        store.write_batch(posts=posts, results=results, flags=[], dead_letters=[])
+        rows = {r["detector"]: r for r in review.account_summary(store, "acct-x", window=4)["detectors"]}
+    aitext = rows["aitext"]
+    assert aitext["posts"] == 7 and aitext["recent_posts"] == expected["account.aitext.n_posts"] == 4
+    assert aitext["machine_share"] == pytest.approx((0.8 + 0.7 + 0.95 + 0.6) / 4)
+    assert aitext["machine_share"] == pytest.approx(expected["account.aitext.machine_share"])
+    assert aitext["share_lower"] == pytest.approx(expected["account.aitext.lower"])
+    assert aitext["share_upper"] == pytest.approx(expected["account.aitext.upper"])
+    boilerplate = rows["llm_boilerplate"]
+    assert boilerplate["recent_posts"] == 0 and boilerplate["machine_share"] is None
+    assert boilerplate["share_lower"] is None
+
+
 # ---------------------------------------------------------------------------------------------
 # Evidence parsing (pure)
 

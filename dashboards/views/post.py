@@ -14,6 +14,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
+from detectors.policy import ACCOUNT_WINDOW
 from stream import review
 from stream.review import UNDECIDED, FlagFilter
 
@@ -148,6 +149,11 @@ with right:
     cols[2].metric("Confirmed or actioned", account["flags"].get("confirmed", 0) + account["flags"].get("actioned", 0))
     if account["detectors"]:
         st.dataframe(pl.DataFrame(account["detectors"]), hide_index=True)
+        st.caption(
+            f"machine_share: mean calibrated probability of the account's last {ACCOUNT_WINDOW} scored posts, "
+            "with its 95% interval (share_lower to share_upper): the estimate a policy's account rules act on. "
+            "Empty for a detector whose scores are not probabilities."
+        )
     with st.expander("The account's latest posts"):
         st.dataframe(data.account_posts(post["account_id"]), hide_index=True)
     st.subheader("Campaigns")
