@@ -1158,7 +1158,9 @@ def account_summary(store: Store, account_id: str, window: int = ACCOUNT_WINDOW)
     in a policy file): the mean calibrated probability of the account's ``window`` most recent
     scored posts, with a 95% Wilson interval (:class:`detectors.policy.AccountWindows`). An analyst
     looking at a rate-limited account sees the number that limited it; a detector without
-    probabilities has none (``None``).
+    probabilities has none (``None``). The engine keeps its window in memory in arrival order and
+    starts afresh after a partition moves; this one is read from the store by post time, so the two
+    agree while posts arrive in time order.
     """
     from detectors.aitext.aggregate import wilson_interval
 
