@@ -178,27 +178,48 @@ def plan_training_rows(
     return pl.concat(parts, how="vertical"), assignment
 
 
-def _extractor_factory(device: str) -> Any:
+def _extractor_factory(device: str, backend: str = "torch", quantize: bool = False) -> Any:
     from detectors.aitext.features import FeatureExtractor
 
     def make(normalise: bool) -> Any:
         # the frozen encoder: the adapter is trained afterwards, on these rows' accounts
-        return FeatureExtractor.load(device=device, normalise=normalise, adapter=None)
+        return FeatureExtractor.load(
+            device=device, normalise=normalise, adapter=None, backend=backend, quantize=quantize
+        )
 
     return make
 
 
+def features_folder(backend: str, quantize: bool) -> str:
+    """The feature cache's sub-folder for one runtime: statistics of another precision never mix."""
+    if backend == "torch":
+        return "features"  # float32 (the first cache, kept under its first name)
+    from detectors.aitext.onnx_backend import QUANTIZATION_VERSION
+
+    return f"features-onnx-int8-{QUANTIZATION_VERSION}" if quantize else "features-onnx"
+
+
 def _train(args: argparse.Namespace) -> int:
+    from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, LM_FLOAT32, LM_INT8
     from detectors.aitext.models import configure_torch_threads
 
     configure_torch_threads(args.threads)
+    if args.quantize and args.backend != "onnx":
+        print("chorus train-aitext: --quantize needs --backend onnx (int8 is an ONNX Runtime path)", file=sys.stderr)
+        return 2
+    if args.out is None:
+        args.out = str(INT8_ARTIFACT if args.quantize else DEFAULT_ARTIFACT)
+    if args.quantize and args.finetune and not args.reuse_adapter:
+        # the adapter reads MiniLM, which int8 does not touch: retraining it would change the float32 head's too
+        log.info("--quantize: keeping the encoder adapter beside %s (as --reuse-adapter)", args.out)
+        args.reuse_adapter = True
     frame = load_tweepfake(Path(args.data))
     rows, assignment = plan_training_rows(
         frame, args.n_train, args.n_cal_human, args.n_cal_machine, args.n_eval_extra, args.n_validation, args.seed
     )
     log.info("rows to featurise per role: %s", dict(rows.group_by("role").len().iter_rows()))
-    cache = FeatureCache(Path(args.cache) / "features")
-    factory = _extractor_factory(args.device)
+    cache = FeatureCache(Path(args.cache) / features_folder(args.backend, args.quantize))
+    factory = _extractor_factory(args.device, args.backend, args.quantize)
     texts = rows["text"].to_list()
     started = time.perf_counter()
     for role in ("train", "calibrate", "evaluate", "validation"):
@@ -233,6 +254,13 @@ def _train(args: argparse.Namespace) -> int:
     )
     from detectors.aitext.fit import heldout_sample
 
+    artifact.training["lm_statistics"] = LM_INT8 if args.quantize else LM_FLOAT32
+    artifact.training["lm_runtime"] = args.backend
+    if args.quantize:
+        from detectors.aitext.onnx_backend import QUANTIZATION
+
+        artifact.version += "-int8"
+        artifact.training["lm_quantization"] = QUANTIZATION
     if adapter_info is not None:
         artifact.encoder_adapter = {"file": adapter_info["file"], "sha256": adapter_info["sha256"]}
         artifact.training["encoder_adapter"] = adapter_info
@@ -438,7 +466,7 @@ def _export_aitext(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-aitext``, ``score`` and ``export-aitext`` to the ``chorus`` command."""
     from detectors.aitext.finetune import DEFAULT_ADAPTED_LAYERS
-    from detectors.aitext.head import DEFAULT_ARTIFACT
+    from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT
 
     p = subparsers.add_parser(
         "train-aitext",
@@ -447,7 +475,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with dev_tweepfake_trainval.jsonl.gz")
-    p.add_argument("--out", default=str(DEFAULT_ARTIFACT), help="where to write the head artifact (JSON)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"where to write the head artifact (JSON; default {DEFAULT_ARTIFACT.name}, with --quantize "
+        f"{INT8_ARTIFACT.name}, in {DEFAULT_ARTIFACT.parent})",
+    )
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="feature cache folder")
     p.add_argument("--n-train", type=int, default=2000, help="balanced train posts (features cost ~0.15 s each)")
     p.add_argument("--n-cal-human", type=int, default=1000, help="human posts for calibration and thresholds")
@@ -458,6 +491,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
     p.add_argument("--features-only", action="store_true", help="fill the feature cache and stop")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="runtime the features are computed with (float32 either way unless --quantize)",
+    )
+    p.add_argument(
+        "--quantize",
+        action="store_true",
+        help="with --backend onnx: fit the head on SmolLM2's int8 statistics (the int8 serving path's head); "
+        "keeps the encoder adapter already there",
+    )
     p.add_argument(
         "--no-finetune",
         dest="finetune",

@@ -1,7 +1,8 @@
 """One configuration object, read from a TOML file and the environment, passed down explicitly.
 
-Sections: ``[kafka]``, ``[topics]``, ``[worker]``, ``[validation]``, ``[store]``, ``[policy]`` and
-``[coordinator]`` (``chorus coordinator`` / ``chorus graph-stage``: :class:`CoordinatorSettings`).
+Sections: ``[kafka]``, ``[topics]``, ``[worker]``, ``[validation]``, ``[store]``, ``[policy]``,
+``[aitext]`` (how workers serve the AI-text detector) and ``[coordinator]`` (``chorus coordinator`` /
+``chorus graph-stage``: :class:`CoordinatorSettings`).
 Precedence, lowest to highest: the defaults below, the TOML file (``--config`` or ``CHORUS_CONFIG``),
 environment variables ``CHORUS_<SECTION>__<FIELD>`` (e.g. ``CHORUS_KAFKA__BOOTSTRAP_SERVERS``), and
 finally command-line flags, which the CLI applies with :func:`dataclasses.replace`. Nothing reads
@@ -176,6 +177,40 @@ class PolicyConfig:
     breaker_recover_share: float = 0.1
 
 
+#: ``aitext.backend`` values: the detector's two runtimes (``detectors.aitext.features.BACKENDS``).
+AITEXT_BACKENDS = ("torch", "onnx")
+
+
+@dataclass(frozen=True)
+class AiTextConfig:
+    """How a worker serves the ``aitext`` detector (when ``worker.detectors`` lists it).
+
+    The same settings as :class:`detectors.aitext.detector.AiTextDetector`'s arguments, so a
+    deployment picks its runtime in the configuration instead of in code.
+    """
+
+    #: ``torch`` (transformers; CUDA bf16 on a GPU) or ``onnx`` (ONNX Runtime: the CUDA provider on a
+    #: GPU, the CPU provider otherwise; the exports are built into ``$CHORUS_CACHE/onnx`` on first use).
+    backend: str = "torch"
+    #: ``auto`` (the GPU when torch sees one, else the CPU), ``cpu``, or ``cuda`` / ``cuda:N``.
+    device: str = "auto"
+    #: With ``backend = "onnx"`` on a CPU: serve SmolLM2 in int8, scored by the head trained on int8
+    #: statistics. Off here defers to ``$CHORUS_AITEXT_QUANTIZE`` (default off).
+    quantize: bool = False
+    #: A head JSON to serve instead of the committed one (e.g. one retrained by ``chorus train-aitext``).
+    artifact: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in AITEXT_BACKENDS:
+            raise ConfigError(f"aitext.backend = {self.backend!r}: use one of {', '.join(AITEXT_BACKENDS)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"aitext.device = {self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.quantize and self.backend != "onnx":
+            raise ConfigError(
+                "aitext.quantize serves SmolLM2 in int8 through ONNX Runtime: set aitext.backend = 'onnx'"
+            )
+
+
 @dataclass(frozen=True)
 class CoordinatorSettings:
     """The ``[coordinator]`` section: every knob of ``chorus coordinator`` and ``chorus graph-stage``.
@@ -310,6 +345,7 @@ class ChorusConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    aitext: AiTextConfig = field(default_factory=AiTextConfig)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
 
     @classmethod

@@ -17,7 +17,13 @@ def _aitext(config: ChorusConfig) -> Detector:
     # Imported on demand: it loads torch and two models, which workers without it should not pay for.
     from detectors.aitext.detector import AiTextDetector
 
-    return AiTextDetector()
+    settings = config.aitext
+    return AiTextDetector(
+        artifact=settings.artifact,
+        device=settings.device,
+        backend=settings.backend,
+        quantize=True if settings.quantize else None,  # None: $CHORUS_AITEXT_QUANTIZE decides
+    )
 
 
 DETECTOR_FACTORIES: dict[str, DetectorFactory] = {

@@ -20,20 +20,20 @@ import numpy as np
 import pytest
 
 from detectors.aitext.fit import coef_digest
-from detectors.aitext.head import DEFAULT_ARTIFACT, AiTextHead
+from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, AiTextHead
 from detectors.aitext.training import auroc, sigmoid
 
-SAMPLE = DEFAULT_ARTIFACT.with_name(DEFAULT_ARTIFACT.stem + "_heldout_sample.json")
 
-
-@pytest.fixture(scope="module")
-def head() -> AiTextHead:
-    return AiTextHead.load()
+@pytest.fixture(scope="module", params=[DEFAULT_ARTIFACT, INT8_ARTIFACT], ids=["float32", "int8"])
+def head(request: pytest.FixtureRequest) -> AiTextHead:
+    """Both committed heads: over float32 SmolLM2 statistics, and over int8 ones (the int8 serving path)."""
+    return AiTextHead.load(request.param)
 
 
 @pytest.fixture(scope="module")
 def sample(head: AiTextHead) -> dict:
-    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    assert head.path is not None
+    data = json.loads(head.path.with_name(head.path.stem + "_heldout_sample.json").read_text(encoding="utf-8"))
     assert data["coef_digest"] == coef_digest(head), "sample is stale: re-run chorus train-aitext"
     return data
 
@@ -49,7 +49,8 @@ def _head_log_odds(head: AiTextHead, sample: dict) -> np.ndarray:
 
 
 def test_artifact_is_small_and_complete(head: AiTextHead) -> None:
-    assert DEFAULT_ARTIFACT.stat().st_size < 2_000_000
+    assert head.path is not None and head.path.stat().st_size < 2_000_000
+    assert head.lm_statistics == ("int8" if head.path == INT8_ARTIFACT else "float32")
     assert {"default", "fpr_1pct", "fpr_0.1pct"} <= set(head.thresholds)
     for spec in head.thresholds_.values():
         assert spec["how"] and 0.0 <= spec["probability"] <= 1.0

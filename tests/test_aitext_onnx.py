@@ -242,12 +242,18 @@ def test_int8_export_is_quantised_from_the_float32_one_and_stays_close(tiny: dic
 
     lm_spec = dataclasses.replace(tiny["specs"][0], load=must_not_load, quantize=True)
     path = ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"]
-    assert path.parent.name == tiny["paths"]["lm"].parent.name + "-int8"
+    assert path.parent.name == tiny["paths"]["lm"].parent.name + f"-int8-{ob.QUANTIZATION_VERSION}"
     manifest = json.loads((path.parent / ob.MANIFEST_FILE).read_text())
     assert manifest["quantization"] == ob.QUANTIZATION and manifest["verified_against"] == "float32 export"
     assert manifest["min_logit_correlation_vs_float32"] >= ob.QUANTIZED_MIN_CORRELATION
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert sorted(p.name for p in path.parent.iterdir()) == [ob.MANIFEST_FILE, ob.MODEL_FILE, ob.MODEL_FILE + ".data"]
+    graph = onnx.load(str(path)).graph
+    ops = {n.op_type for n in graph.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops  # the projections really are int8
+    # ... the tied output projection too: no float MatMul reads a stored or transposed weight any more
+    weights = {init.name for init in graph.initializer}
+    transposed = {n.output[0] for n in graph.node if n.op_type == "Transpose" and n.input[0] in weights}
+    assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights | transposed]
     assert ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"] == path  # reused, not rebuilt
 
     texts = random_posts(np.random.default_rng(3), 24)

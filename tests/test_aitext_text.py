@@ -97,6 +97,11 @@ def test_auroc_thresholds_and_platt() -> None:
     labels = rng.random(20_000) < 1 / (1 + np.exp(-(2.0 * s - 0.5)))
     a, b = fit_platt(s, labels)
     assert a == pytest.approx(2.0, abs=0.1) and b == pytest.approx(-0.5, abs=0.1)
+    # the same calibration from any affine rescaling of the scores: Newton with backtracking does not
+    # run off to a ~ 1e10 when the sigmoid saturates at the start (scores far from zero)
+    for scale, offset in ((10.0, 0.0), (1.0, 5.0), (30.0, -150.0)):
+        a2, b2 = fit_platt(scale * s + offset, labels)
+        assert a2 * scale == pytest.approx(a, rel=1e-6) and b2 + a2 * offset == pytest.approx(b, abs=1e-6)
 
 
 def test_group_splits_are_disjoint_and_cover_every_stratum() -> None:

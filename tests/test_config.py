@@ -62,3 +62,46 @@ def test_the_password_is_never_in_repr_but_survives_the_private_file(tmp_path: P
     path.write_text(config.to_toml())
     assert ChorusConfig.load(path, env={}) == config
     assert config.kafka.client_settings()["sasl_plain_password"] == "hunter2"
+
+
+def test_aitext_serving_settings_reach_the_detector(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``[aitext]`` picks the runtime, device, precision and head a worker's detector serves with."""
+    from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT
+    from stream.detector_registry import build_detectors
+
+    path = tmp_path / "chorus.toml"
+    path.write_text('[worker]\ndetectors = ["aitext"]\n[aitext]\nbackend = "onnx"\ndevice = "cpu"\n')
+    config = ChorusConfig.load(path, env={"CHORUS_AITEXT__QUANTIZE": "true"})
+    assert (config.aitext.backend, config.aitext.device, config.aitext.quantize) == ("onnx", "cpu", True)
+    assert "[aitext]" in config.to_toml() and ChorusConfig.load(_written(tmp_path, config), env={}) == config
+    [detector] = build_detectors(config.worker.detectors, config)  # models load lazily: nothing runs yet
+    assert (detector.backend, detector.device, detector.quantize) == ("onnx", "cpu", True)
+    assert detector.head.path == INT8_ARTIFACT and detector.head.lm_statistics == "int8"
+    assert detector.model_version.endswith("-int8")
+    # a float32 head asked to score int8 statistics: served, with a warning that says what to do
+    forced = config.with_overrides(aitext={"artifact": str(DEFAULT_ARTIFACT)})
+    with caplog.at_level("WARNING"):
+        [detector] = build_detectors(("aitext",), forced)
+    assert detector.head.path == DEFAULT_ARTIFACT
+    assert "fitted on float32 SmolLM2 statistics but int8 ones are served" in caplog.text
+    [plain] = build_detectors(("aitext",), ChorusConfig.load(env={"CHORUS_AITEXT__DEVICE": "cpu"}))
+    assert (plain.backend, plain.quantize, plain.head.path) == ("torch", False, DEFAULT_ARTIFACT)
+
+
+def _written(folder: Path, config: ChorusConfig) -> Path:
+    path = folder / "written.toml"
+    path.write_text(config.to_toml())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHORUS_AITEXT__BACKEND": "tensorrt"}, "aitext.backend = 'tensorrt': use one of torch, onnx"),
+        ({"CHORUS_AITEXT__DEVICE": "gpu"}, "aitext.device = 'gpu'"),
+        ({"CHORUS_AITEXT__QUANTIZE": "yes"}, "aitext.quantize serves SmolLM2 in int8 through ONNX Runtime"),
+    ],
+)
+def test_bad_aitext_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ChorusConfig.load(env=env)

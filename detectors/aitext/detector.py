@@ -18,6 +18,7 @@ the same MiniLM call gives the frozen embedding and the adapter's logit (see
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ import numpy as np
 import polars as pl
 
 from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
-from detectors.aitext.head import AiTextHead
+from detectors.aitext.head import LM_FLOAT32, LM_INT8, AiTextHead, default_artifact
 from detectors.base import Detections, ScoringDetector
+
+log = logging.getLogger(__name__)
 
 #: The frozen sentence encoder behind ``Detections.embeddings`` (the paraphrase network's vectors).
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -46,14 +49,15 @@ class AiTextDetector(ScoringDetector):
     """Probability that each post was written by a language model.
 
     Args:
-        artifact: path of the head JSON (default: the committed ``artifacts/aitext_head.json``).
+        artifact: path of the head JSON (default: the committed head for the statistics served:
+            ``artifacts/aitext_head.json``, or ``aitext_head_int8.json`` when SmolLM2 runs in int8).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime over
             exports cached by ``chorus export-aitext``, built on first use when missing; CUDA
             provider on a GPU, CPU otherwise — see :mod:`detectors.aitext.onnx_backend`).
-        quantize: with ``backend="onnx"`` on CPU, serve SmolLM2 in int8 (faster, but the LM statistics
-            move; see :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`). ``None`` follows
-            ``$CHORUS_AITEXT_QUANTIZE`` (default off).
+        quantize: with ``backend="onnx"`` on CPU, serve SmolLM2 in int8 (faster; the statistics move,
+            so the int8 head scores them; see :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`).
+            ``None`` follows ``$CHORUS_AITEXT_QUANTIZE`` (default off).
         extractor: a ready :class:`FeatureExtractor` (tests pass small fakes); loaded lazily otherwise.
         top_k_tokens: how many highest-surprisal tokens each post's evidence lists.
     """
@@ -73,16 +77,27 @@ class AiTextDetector(ScoringDetector):
     ) -> None:
         from detectors.aitext.models import resolve_device
 
-        self.head = AiTextHead.load(artifact)
-        self.model_version = f"aitext-{self.head.version}"
-        self.thresholds = self.head.thresholds
         if backend not in BACKENDS:  # fail at construction, not at the first batch
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if quantize and backend != "onnx":
             raise ValueError("quantize=True serves SmolLM2 in int8 through ONNX Runtime; use backend='onnx'")
-        self.quantize = quantize
         self.device = resolve_device(device)
+        if backend == "onnx":
+            from detectors.aitext.onnx_backend import quantize_requested
+
+            quantize = quantize_requested(quantize, self.device)
+        self.quantize = bool(quantize)
         self.backend = backend
+        self.head = AiTextHead.load(artifact if artifact is not None else default_artifact(int8=self.quantize))
+        served = LM_INT8 if self.quantize else LM_FLOAT32
+        if self.head.lm_statistics != served:
+            log.warning(
+                "aitext head %s was fitted on %s SmolLM2 statistics but %s ones are served: its probabilities and "
+                "thresholds are off their calibration (train one with chorus train-aitext%s)",
+                self.head.path, self.head.lm_statistics, served, " --backend onnx --quantize" if self.quantize else "",
+            )  # fmt: skip
+        self.model_version = f"aitext-{self.head.version}"
+        self.thresholds = self.head.thresholds
         self.top_k_tokens = top_k_tokens
         self._extractor = extractor
 

@@ -22,6 +22,16 @@ import numpy as np
 from detectors.aitext.training import sigmoid
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "aitext_head.json"
+#: The head trained on SmolLM2's int8 statistics (ONNX Runtime on a CPU, ``quantize=True``): int8
+#: moves the statistics, so a head fitted on float32 ones would score them off its calibration.
+INT8_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_int8.json")
+#: What ``training["lm_statistics"]`` says of a head's LM features (absent: float32).
+LM_FLOAT32, LM_INT8 = "float32", "int8"
+
+
+def default_artifact(int8: bool = False) -> Path:
+    """The committed head for the LM statistics being served (int8 has its own when it is committed)."""
+    return INT8_ARTIFACT if int8 and INT8_ARTIFACT.is_file() else DEFAULT_ARTIFACT
 
 
 @dataclass
@@ -93,6 +103,11 @@ class AiTextHead:
     def thresholds(self) -> dict[str, float]:
         """Named thresholds on the ``decision_function`` (log-odds) scale."""
         return {name: float(t["log_odds"]) for name, t in self.thresholds_.items()}
+
+    @property
+    def lm_statistics(self) -> str:
+        """The precision of the SmolLM2 statistics this head was fitted on (:data:`LM_FLOAT32` or :data:`LM_INT8`)."""
+        return str(self.training.get("lm_statistics", LM_FLOAT32))
 
     @property
     def adapter_path(self) -> Path | None:

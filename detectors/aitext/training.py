@@ -156,6 +156,11 @@ def fit_platt(
 
     Uses Platt's smoothed targets ((n+ + 1)/(n+ + 2), 1/(n- + 2)) so a separable calibration set
     does not push ``a`` to infinity. ``weights`` per row (e.g. class-balancing) default to 1.
+
+    Each Newton step is halved until the loss does not rise (Lin, Lin and Weng's backtracking,
+    "A note on Platt's probabilistic outputs", 2007): a full step from ``a = 1, b = 0`` on scores
+    far from zero saturates the sigmoid, the curvature vanishes and plain Newton runs off to
+    ``a ~ 1e10`` (measured on scores offset by 5).
     """
     s = np.asarray(score, dtype=np.float64)
     y = np.asarray(y, dtype=bool)
@@ -163,15 +168,25 @@ def fit_platt(
     r = r / r.mean() if len(r) else r
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(a: float, b: float) -> float:
+        z = a * s + b
+        return float(np.sum(r * (np.logaddexp(0.0, z) - t * z)))  # cross-entropy against t, stable
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
         p = sigmoid(a * s + b)
         w = r * np.maximum(p * (1 - p), 1e-12)
         g = np.array([np.sum(r * (p - t) * s), np.sum(r * (p - t))])
         h = np.array([[np.sum(w * s * s), np.sum(w * s)], [np.sum(w * s), np.sum(w)]]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
+        scale = 1.0
+        while scale > 1e-12 and loss(a - scale * step[0], b - scale * step[1]) > current:
+            scale /= 2
+        a, b = a - scale * step[0], b - scale * step[1]
+        current = loss(a, b)
+        if np.abs(scale * step).max() < 1e-10:
             break
     return float(a), float(b)
 
