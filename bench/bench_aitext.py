@@ -179,9 +179,10 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         notes.append(f"`{speed['config']}` vs `{speed['baseline']}`, whole extractor on the same posts: "
                      f"{speed['wall']}x wall, {speed['cpu']}x CPU time (goal {speed['goal']}x).")  # fmt: skip
     if any(r["stage"].startswith("compare_onnx-int8") for r in rows):
-        notes.append("int8 serves SmolLM2 with dynamically quantised projections (opt-in: `quantize=True` or "
-                     "`CHORUS_AITEXT_QUANTIZE=1`); it moves the LM statistics the head was fitted on, see "
-                     "`detectors/aitext/onnx_backend.py` (`DEFAULT_QUANTIZE`) for the measured agreement.")  # fmt: skip
+        notes.append("int8 serves SmolLM2 with every weight product dynamically quantised, the output projection "
+                     "included (opt-in: `[aitext] quantize = true` or `CHORUS_AITEXT_QUANTIZE=1`); it moves the LM "
+                     "statistics, so it is scored by its own head (`aitext_head_int8.json`), which ranks a little "
+                     "worse: see `detectors/aitext/onnx_backend.py` (`DEFAULT_QUANTIZE`).")  # fmt: skip
     title = "AI-text detector, per stage" + (" (GPU)" if args.device.startswith("cuda") else " (CPU)")
     return table(title, ["stage", "what", "posts", "posts/s median (min-max)", "goal posts/s"], body, notes)
 

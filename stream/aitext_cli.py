@@ -14,6 +14,9 @@ Training protocol (see ``detectors/aitext/training.py`` for why):
    computes what is new.
 3. A logistic-regression head is fitted on train, Platt-calibrated on calibrate, thresholds are set on
    calibrate's human posts (1% and 0.1% FPR), and metrics are measured on evaluate and validation.
+
+``--backend onnx --quantize`` runs the same protocol on SmolLM2's int8 statistics and writes the int8
+serving path's own head (``aitext_head_int8.json``), keeping the encoder adapter the float32 head uses.
 """
 
 from __future__ import annotations

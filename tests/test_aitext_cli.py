@@ -84,3 +84,22 @@ def test_training_plan_keeps_accounts_disjoint() -> None:
         }[split]
         assert set(role_list) <= allowed, (group, split, role_list)
     assert set(plan["role"].unique()) == {"train", "calibrate", "evaluate", "validation"}
+
+
+def test_train_aitext_int8_needs_onnx_and_writes_its_own_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--quantize`` without ``--backend onnx`` is refused before any data is read; with it the head
+    goes to the int8 artifact and its features to a cache folder of their own."""
+    from detectors.aitext.head import INT8_ARTIFACT
+    from stream.aitext_cli import features_folder
+
+    args = _parser().parse_args(["train-aitext", "--quantize", "--data", str(tmp_path / "nowhere")])
+    assert args.func(args) == 2
+    assert "--quantize needs --backend onnx" in capsys.readouterr().err
+    args = _parser().parse_args(["train-aitext", "--backend", "onnx", "--quantize", "--data", str(tmp_path / "no")])
+    with pytest.raises(FileNotFoundError, match="dev_tweepfake_trainval"):  # got past the checks, to the data
+        args.func(args)
+    assert args.out == str(INT8_ARTIFACT) and args.reuse_adapter  # the float32 head's adapter is kept as it is
+    folders = {features_folder("torch", False), features_folder("onnx", False), features_folder("onnx", True)}
+    assert len(folders) == 3 and "features" in folders  # float32 torch keeps its first cache
