@@ -177,7 +177,8 @@ class PolicyConfig:
     breaker_recover_share: float = 0.1
 
 
-#: ``aitext.backend`` values: the detector's two runtimes (``detectors.aitext.features.BACKENDS``).
+#: ``aitext.backend`` values: ``detectors.aitext.features.BACKENDS``, repeated so that reading a
+#: configuration does not import torch (a test keeps the two equal).
 AITEXT_BACKENDS = ("torch", "onnx")
 
 

@@ -105,3 +105,11 @@ def _written(folder: Path, config: ChorusConfig) -> Path:
 def test_bad_aitext_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ChorusConfig.load(env=env)
+
+
+def test_the_configuration_knows_every_aitext_backend() -> None:
+    """Kept apart so that reading a configuration does not import torch; they must not drift."""
+    from detectors.aitext.features import BACKENDS
+    from stream.config import AITEXT_BACKENDS
+
+    assert AITEXT_BACKENDS == BACKENDS
