@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from stream.config import AITEXT_BACKENDS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("../shared/data/aitext")
@@ -497,7 +499,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnx"],
+        choices=AITEXT_BACKENDS,
         help="runtime the features are computed with (float32 either way unless --quantize)",
     )
     p.add_argument(
@@ -545,7 +547,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnx"],
+        choices=AITEXT_BACKENDS,
         help="model runtime: torch, or onnx (ONNX Runtime; exports built on first use, see export-aitext)",
     )
     p.add_argument(
