@@ -225,10 +225,14 @@ class PostValidator:
         return posts
 
     def _decode_one(self, message: RawMessage) -> PostV1 | Rejection:
+        # Checked here, before the JSON decoder, so the reason never depends on how a library words or
+        # classifies the error (msgspec 0.23 reports bad UTF-8 as a plain decode error). Only the slow
+        # path pays for it: a batch with bad bytes always fails the one-call decode first.
+        utf8_problem = _utf8_problem(message.value or b"")
+        if utf8_problem is not None:
+            return Rejection(message, "invalid_utf8", f"the message is not valid UTF-8: {utf8_problem}")
         try:
             post = self._one.decode(message.value or b"")
-        except UnicodeDecodeError as exc:
-            return Rejection(message, "invalid_utf8", f"the message is not valid UTF-8: {exc}")
         except msgspec.ValidationError as exc:
             return Rejection(message, *_classify_validation_error(str(exc)))
         except msgspec.DecodeError as exc:
@@ -301,6 +305,15 @@ class PostValidator:
             [m for m, k in zip(messages, keep, strict=True) if k],
             rejected,
         )
+
+
+def _utf8_problem(value: bytes) -> str | None:
+    """Where ``value`` stops being UTF-8 (Python's strict codec: no lone surrogates, no overlongs), or None."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"byte {exc.start}: {exc.reason}"
+    return None
 
 
 def _is_finite_time(post: PostV1) -> bool:

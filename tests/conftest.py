@@ -1,6 +1,6 @@
 """Shared pytest fixtures. Helpers live in modules beside this file; this file only wires them up.
 
-Sections: Kafka brokers (below). Add new groups of fixtures as new sections.
+Sections: what CI must not skip (a plugin), Kafka brokers (below). Add new groups of fixtures as new sections.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ import pytest
 from brokers import ApacheKafkaBroker, RunningBroker, new_topic, resolve_kafka_jars
 
 from stream.broker import EmbeddedBroker
+
+# --- What CI must not skip: tests/ci_guard.py ------------------------------------------------------
+pytest_plugins = ["ci_guard", "pytester"]
+
 
 # --- Kafka brokers --------------------------------------------------------------------------------
 # One broker of each kind per test session (starting a JVM costs seconds); topics are unique per test,

@@ -137,3 +137,14 @@ def test_embedded_posts_carry_their_vector_exactly_and_bad_vectors_are_rejected(
     # A NaN row (not scored) is sent as no embedding; a plain validator ignores the field.
     assert encode_embedding(np.array([np.nan, 1.0])) is None
     assert "embedding" not in PostValidator().validate(messages[:1]).posts.columns
+
+
+def test_invalid_utf8_is_named_as_such_whatever_the_json_library_says() -> None:
+    # msgspec 0.23 reports bad UTF-8 as a plain decode error; the reason must not follow its wording.
+    inside_a_string = b'{"post_id": "u1", "account_id": "a", "created_at": 1.7e9, "text": "caf\xc3"}'
+    lone_surrogate = b'{"post_id": "u2", "account_id": "a", "created_at": 1.7e9, "text": "\xed\xa0\x80"}'
+    outside = b'\xff{"post_id": "u3"}'
+    for batch in (messages(inside_a_string, lone_surrogate, outside), messages(post(post_id="ok"), inside_a_string)):
+        rejected = PostValidator().validate(batch, now=NOW).rejected
+        assert rejected and {r.reason for r in rejected} == {"invalid_utf8"}
+        assert all("not valid UTF-8: byte" in r.error for r in rejected)
