@@ -48,11 +48,12 @@ def load_config(args: argparse.Namespace) -> ChorusConfig:
 
 
 def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from stream import aitext_cli, commands, coord_cli, coordinator_cli, eval_cli, policy_cli
+    from stream import aitext_cli, aitext_modern_cli, commands, coord_cli, coordinator_cli, eval_cli, policy_cli
 
     return [
         commands.register,
         aitext_cli.register,
+        aitext_modern_cli.register,
         eval_cli.register,
         coord_cli.register,
         coordinator_cli.register,

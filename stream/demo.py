@@ -23,6 +23,7 @@ from tqdm import tqdm
 from stream.broker import EmbeddedBroker
 from stream.commands import spawn_worker_process, write_private_config
 from stream.config import ChorusConfig
+from stream.demo_truth import DemoTruth, demo_truth
 from stream.producer import produce_posts
 from stream.simulator import SimulationConfig, malformed_messages, simulate_posts
 from stream.store import Store
@@ -44,6 +45,7 @@ class DemoSummary:
     counts: dict[str, int] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     flags_by_detector: dict[str, int] = field(default_factory=dict)
+    truth: DemoTruth | None = None
 
     def render(self) -> str:
         status = "complete" if self.complete else "INCOMPLETE (timed out; see the worker logs above)"
@@ -58,6 +60,8 @@ class DemoSummary:
             lines.append("  by detector    " + ", ".join(f"{d}: {n}" for d, n in self.flags_by_detector.items()))
         if self.dead_letter_reasons:
             lines.append("  dead letters   " + ", ".join(f"{r}: {n}" for r, n in self.dead_letter_reasons.items()))
+        if self.truth is not None:
+            lines += ["", self.truth.render()]
         lines += ["", "Open the review console on this store:", f"  chorus console --store {self.store_url}", ""]
         return "\n".join(lines)
 
@@ -145,6 +149,7 @@ def run_demo(
         counts=counts,
         dead_letter_reasons=reasons,
         flags_by_detector=by_detector,
+        truth=demo_truth(config.store.url),
     )
 
 

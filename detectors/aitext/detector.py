@@ -90,7 +90,7 @@ class AiTextDetector(ScoringDetector):
         self.backend = backend
         self.head = AiTextHead.load(artifact if artifact is not None else default_artifact(int8=self.quantize))
         served = LM_INT8 if self.quantize else LM_FLOAT32
-        if self.head.lm_statistics != served:
+        if self.head.uses_language_model and self.head.lm_statistics != served:
             log.warning(
                 "aitext head %s was fitted on %s SmolLM2 statistics but %s ones are served: its probabilities and "
                 "thresholds are off their calibration (train one with chorus train-aitext%s)",
@@ -106,7 +106,12 @@ class AiTextDetector(ScoringDetector):
         if self._extractor is None:
             # the head names the encoder adapter it was trained with (None: frozen encoder only)
             self._extractor = FeatureExtractor.load(
-                device=self.device, backend=self.backend, adapter=self.head.adapter_path, quantize=self.quantize
+                device=self.device,
+                backend=self.backend,
+                adapter=self.head.adapter_path,
+                quantize=self.quantize,
+                language_model=self.head.uses_language_model,
+                strip_markers=self.head.strips_markers,
             )
         return self._extractor
 

@@ -25,6 +25,9 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "aitext_head.
 #: The head trained on SmolLM2's int8 statistics (ONNX Runtime on a CPU, ``quantize=True``): int8
 #: moves the statistics, so a head fitted on float32 ones would score them off its calibration.
 INT8_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_int8.json")
+#: The fast head for modern generators (MiniLM embedding + stylometry, no language model), written by
+#: ``chorus train-aitext-modern`` from ``chorus aitext-corpus``'s pieces.
+MODERN_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_modern.json")
 #: What ``training["lm_statistics"]`` says of a head's LM features (absent: float32).
 LM_FLOAT32, LM_INT8 = "float32", "int8"
 
@@ -108,6 +111,18 @@ class AiTextHead:
     def lm_statistics(self) -> str:
         """The precision of the SmolLM2 statistics this head was fitted on (:data:`LM_FLOAT32` or :data:`LM_INT8`)."""
         return str(self.training.get("lm_statistics", LM_FLOAT32))
+
+    @property
+    def uses_language_model(self) -> bool:
+        """Whether any feature comes from SmolLM2 (the modern head's do not: it runs the encoder alone)."""
+        from detectors.aitext.metrics import LM_FEATURE_NAMES
+
+        return bool(set(self.feature_names) & set(LM_FEATURE_NAMES))
+
+    @property
+    def strips_markers(self) -> bool:
+        """Whether the head was trained on text without hashtags, emoji, links and mentions."""
+        return self.training.get("text_preparation") == "strip_markers"
 
     @property
     def adapter_path(self) -> Path | None:

