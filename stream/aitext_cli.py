@@ -429,6 +429,7 @@ def _score(args: argparse.Namespace) -> int:
                     "not_scored_reason": ev.get("not_scored_reason"),
                     "flags": ev.get("flags", []),
                     "features": {k: _json_value(v) for k, v in ev.get("features", {}).items()},
+                    "contributions": ev.get("contributions", {}),
                     "top_surprisal_tokens": ev.get("top_surprisal_tokens", []),
                     "model_version": detections.model_version,
                 }

@@ -93,6 +93,33 @@ def read_ira_humans(data_dir: Path, per_account: int = IRA_POSTS_PER_ACCOUNT, se
     )
 
 
+#: Tweets written here by the local models (``chorus aitext-generate``); never the demo's own sample.
+DEFAULT_GENERATED = (Path(".cache/aitext/generated-smollm2-train.jsonl"),)
+
+
+def read_generated(paths: Sequence[Path]) -> pl.DataFrame | None:
+    """Local models' tweets as machine rows, keyed by persona and topic (a prompt's near-twins stay together)."""
+    rows = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for i, line in enumerate(handle):
+                post = json.loads(line)
+                rows.append(
+                    {
+                        "id": f"{path.stem}:{i}",
+                        "text_raw": post["text"],
+                        "label": 1,
+                        "source_model": post["model"],
+                        "language": "en",
+                        "source": f"local_{post['model']}",
+                        "account": f"local_{post['model']}:{post['persona']}|{post['topic']}",
+                    }
+                )
+    return pl.DataFrame(rows) if rows else None
+
+
 def cap_cells(frame: pl.DataFrame, caps: dict[str, tuple[int, int]], seed: int) -> pl.DataFrame:
     """At most ``caps[source]`` (machine per generator, human) pieces per cell, by a seeded hash order."""
     ordered = frame.with_columns(
@@ -105,13 +132,22 @@ def cap_cells(frame: pl.DataFrame, caps: dict[str, tuple[int, int]], seed: int) 
     return ordered.filter(pl.col("_rank") < cap).drop("_order", "_rank")
 
 
-def build_corpus(data_dir: Path, sources: Sequence[Source] = JSONL_SOURCES, seed: int = 0) -> pl.DataFrame:
+def build_corpus(
+    data_dir: Path,
+    sources: Sequence[Source] = JSONL_SOURCES,
+    seed: int = 0,
+    generated: Sequence[Path] = DEFAULT_GENERATED,
+) -> pl.DataFrame:
     """Every source read, cut, stripped, capped and split: the frame ``chorus aitext-corpus`` writes."""
     frames = [read_jsonl_source(data_dir, s) for s in sources]
     caps = {s.name: (s.cap_per_generator, s.cap_humans) for s in sources}
     if (data_dir / IRA_FILE).is_file():
         frames.append(read_ira_humans(data_dir, seed=seed))
         caps["ira_2017"] = (0, 30_000)
+    local = read_generated(generated)
+    if local is not None:
+        frames.append(local.select(frames[0].columns))
+        caps.update({name: (10_000, 0) for name in local["source"].unique()})
     rows = pl.concat(frames, how="vertical_relaxed").with_columns(
         pl.col("source_model").map_elements(generator_family, return_dtype=pl.String).alias("generator")
     )

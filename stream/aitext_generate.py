@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,6 +86,16 @@ SYSTEM_PROMPT = "You write short social media posts. Answer with the post only: 
 _SENTENCE_END = re.compile(r"[.!?\u2026](?=\s)")
 
 
+#: A campaign's accounts each post their own model paraphrase of one message: no shared text, link or
+#: hashtag, so only the paraphrase network (and the AI-text detector) can see them act together.
+#: Operators reword just enough to dodge exact-copy matching: a light rewording, not a new post
+#: (SmolLM2 asked for a free rewrite drifts off the message: median cosine 0.3-0.5 to the others).
+PARAPHRASE_INSTRUCTION = (
+    "You are {persona}. Post this message again, changing a few words so it is not an exact copy, "
+    "and keep its meaning: {topic}"
+)
+
+
 @dataclass(frozen=True)
 class Prompt:
     persona: str
@@ -96,7 +106,18 @@ class Prompt:
 
     @property
     def instruction(self) -> str:
-        return REGISTERS[self.register].format(persona=self.persona, topic=self.topic)
+        template = PARAPHRASE_INSTRUCTION if self.register == "paraphrase" else REGISTERS[self.register]
+        return template.format(persona=self.persona, topic=self.topic)
+
+
+def paraphrase_prompts(messages: list[str], per_message: int, seed: int) -> list[Prompt]:
+    """``per_message`` paraphrase prompts per campaign message, each by another persona."""
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for message in messages:
+        for k in rng.permutation(len(PERSONAS))[:per_message]:
+            prompts.append(Prompt(PERSONAS[int(k)], message, "paraphrase", round(float(rng.uniform(0.7, 1.1)), 2), 0.9))
+    return prompts
 
 
 def draw_prompts(n: int, seed: int) -> list[Prompt]:
@@ -172,13 +193,39 @@ def generate_posts(prompts: list[Prompt], model: str = "smollm2", batch: int = 1
                 yield {"text": post, "model": model, **asdict(prompt), "seconds": round(seconds, 3)}
 
 
-def write_generations(path: Path, n: int, seed: int, model: str = "smollm2") -> dict[str, float]:
-    """Generate ``n`` prompts' posts into ``path`` (JSONL); returns counts and the time it took."""
+def write_generations(
+    path: Path, n: int, seed: int, model: str = "smollm2", prompts: list[Prompt] | None = None
+) -> dict[str, float]:
+    """Generate ``n`` seeded prompts' posts (or the given ``prompts``') into ``path`` (JSONL).
+
+    Returns how many prompts ran, how many posts were kept and the seconds it took.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    prompts = prompts if prompts is not None else draw_prompts(n, seed)
+    n = len(prompts)
     started = time.monotonic()
     kept = 0
     with path.open("w", encoding="utf-8") as handle:
-        for row in generate_posts(draw_prompts(n, seed), model=model, seed=seed):
+        for row in generate_posts(prompts, model=model, seed=seed):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             kept += 1
     return {"prompts": n, "posts": kept, "seconds": round(time.monotonic() - started, 1)}
+
+
+def keep_faithful(rows: list[dict], embed: Callable[[list[str]], np.ndarray], min_cosine: float = 0.9) -> list[dict]:
+    """Paraphrases an operator would post: cosine to their message >= ``min_cosine``, not a verbatim copy.
+
+    ``embed`` returns L2-normalised sentence embeddings (the paraphrase network's MiniLM). A campaign
+    keeps the rewordings that still carry its message; SmolLM2's others drift off it.
+    """
+    if not rows:
+        return []
+    vectors = embed([r["text"] for r in rows])
+    messages = embed([r["topic"] for r in rows])
+    cosine = (vectors * messages).sum(axis=1)
+    return [
+        {**r, "cosine_to_message": round(float(c), 4)}
+        for r, c in zip(rows, cosine, strict=True)
+        if c >= min_cosine and r["text"].strip() != r["topic"].strip()
+    ]
+

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from stream.aitext_corpus import DEFAULT_CORPUS, build_corpus, summary
+from detectors.aitext.fit import coef_digest
+from detectors.aitext.head import AiTextHead
+from stream.aitext_corpus import DEFAULT_CORPUS, DEFAULT_GENERATED, build_corpus, summary
 
 log = logging.getLogger(__name__)
 
@@ -63,42 +65,67 @@ def cached_embeddings(texts: list[str], cache: Path, batch: int = 2000, threads:
 
 
 def heldout_sample_path(head_path: Path) -> Path:
-    return head_path.with_name(head_path.stem + "_heldout_sample.npz")
+    return head_path.with_name(head_path.stem + "_heldout_sample.json")
 
 
 def write_heldout_sample(
-    corpus: pl.DataFrame, style: np.ndarray, embedding: np.ndarray, path: Path, per_class: int = 200, seed: int = 0
+    head: AiTextHead,
+    corpus: pl.DataFrame,
+    style: np.ndarray,
+    embedding: np.ndarray,
+    path: Path,
+    per_class: int = 200,
+    seed: int = 0,
 ) -> Path:
-    """Features (no text) of evaluate-split pieces: human tweets vs modern-LLM pieces, for the head's test.
+    """Evaluate-split pieces, without their text: human tweets vs modern-LLM pieces, for the head's test.
 
-    The test checks that the committed head beats every single feature on these posts, without the
-    data or the models (the features are stored; float16 embeddings, ~150 kB).
+    Per piece: label, generator, the stylometric features and the embedding's contribution to the
+    head's raw log-odds (one number: no text and no embedding ship, as with the TweepFake head). Each
+    single feature's direction comes from the train split, as a one-feature detector's would.
     """
     from detectors.aitext.corpus import MODERN_FAMILIES
     from detectors.aitext.fit_modern import TWEET_SOURCES
+    from detectors.evaluation import auroc
 
-    indexed = corpus.with_row_index("_row").filter(pl.col("split") == "evaluate")
-    humans = indexed.filter((pl.col("label") == 0) & pl.col("source").is_in(TWEET_SOURCES))
-    machine = indexed.filter((pl.col("label") == 1) & pl.col("generator").is_in(sorted(MODERN_FAMILIES)))
+    k = len(head.feature_names)
+    texts = corpus["text"].to_list()
+    indexed = corpus.with_row_index("_row")
+    evaluate = indexed.filter(pl.col("split") == "evaluate")
+    humans = evaluate.filter((pl.col("label") == 0) & pl.col("source").is_in(TWEET_SOURCES))
+    machine = evaluate.filter((pl.col("label") == 1) & pl.col("generator").is_in(sorted(MODERN_FAMILIES)))
     rows = np.concatenate(
         [
             humans.sample(min(per_class, humans.height), seed=seed)["_row"].to_numpy(),
             machine.sample(min(per_class, machine.height), seed=seed)["_row"].to_numpy(),
         ]
     )
-    np.savez_compressed(
-        path,
-        style=style[rows].astype(np.float32),
-        embedding=embedding[rows].astype(np.float16),
-        label=corpus["label"].to_numpy()[rows].astype(np.int8),
-        generator=np.array(corpus["generator"].to_numpy()[rows], dtype=str),
-    )
+    z_emb = (embedding[rows].astype(np.float64) - np.asarray(head.mean_[k:])) / np.asarray(head.scale_[k:])
+    values = np.column_stack([style[rows], *head.extra_features([texts[i] for i in rows]).values()])
+    train = np.flatnonzero((corpus["split"] == "train").to_numpy())
+    train = np.random.default_rng(seed).choice(train, min(5000, len(train)), replace=False)
+    train_values = np.column_stack([style[train], *head.extra_features([texts[i] for i in train]).values()])
+    y_train = corpus["label"].to_numpy()[train]
+    directions = {
+        name: 1.0 if auroc(y_train, train_values[:, j]) >= 0.5 else -1.0 for j, name in enumerate(head.feature_names)
+    }
+    data = {
+        "what": "evaluate-split pieces (human tweets of held-out accounts vs modern-LLM pieces); no text, no embedding",
+        "head_version": head.version,
+        "coef_digest": coef_digest(head),
+        "feature_names": head.feature_names,
+        "direction_on_train": directions,
+        "label": corpus["label"].to_numpy()[rows].astype(int).tolist(),
+        "generator": corpus["generator"].to_numpy()[rows].tolist(),
+        "features": np.round(values, 6).tolist(),
+        "embedding_contribution": np.round(z_emb @ np.asarray(head.coef_[k:]), 6).tolist(),
+    }
+    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
     return path
 
 
 def _corpus(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    corpus = build_corpus(Path(args.data), seed=args.seed)
+    corpus = build_corpus(Path(args.data), seed=args.seed, generated=[Path(g) for g in args.generated])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     corpus.write_parquet(out)
@@ -120,12 +147,12 @@ def _train(args: argparse.Namespace) -> int:
     embedding = cached_embeddings(texts, Path(args.embedding_cache), threads=args.threads)
     style = np.stack([stylometric_features(t) for t in texts])
     started = time.monotonic()
-    head = fit_modern_head(corpus, style, embedding, seed=args.seed, leave_out=not args.no_leave_out)
+    head = fit_modern_head(corpus, texts, style, embedding, seed=args.seed, leave_out=not args.no_leave_out)
     head.training["corpus_rows"] = corpus.height
     head.training["fit_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     head.save(out)
-    write_heldout_sample(corpus, style, embedding, heldout_sample_path(out), seed=args.seed)
+    write_heldout_sample(head, corpus, style, embedding, heldout_sample_path(out), seed=args.seed)
     report = write_modern_report(head, Path(args.report))
     print(json.dumps(head.metrics.get("evaluate_modern_pooled"), indent=1))
     print(f"head -> {out}; report -> {report}")
@@ -155,6 +182,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with aitext/ and coordination/ (shared data)")
     p.add_argument("--out", default=str(DEFAULT_CORPUS), help="parquet file to write")
     p.add_argument("--seed", type=int, default=0, help="sampling and split seed")
+    p.add_argument(
+        "--generated",
+        nargs="*",
+        default=[str(p) for p in DEFAULT_GENERATED],
+        help="JSONL files of chorus aitext-generate to add as machine pieces (never the demo's sample)",
+    )
     p.set_defaults(func=_corpus)
 
     p = subparsers.add_parser(

@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    p.add_argument("--detectors", help="comma-separated detectors (default from config: llm_boilerplate; "
-                   "'aitext,llm_boilerplate' adds the language-model detector, about 5 posts/s on 2 CPU cores)")
+    p.add_argument("--detectors", help="comma-separated detectors (default: aitext,llm_boilerplate; "
+                   "'llm_boilerplate' alone skips the models)")
     p.set_defaults(func=_demo)
 
     p = subparsers.add_parser(

@@ -31,6 +31,13 @@ from stream.topics import committed_offsets, ensure_topics
 
 log = logging.getLogger("chorus.demo")
 
+#: What the demo runs unless told otherwise: the AI-text detector (the modern head: MiniLM alone, fast
+#: enough for every post) and the boilerplate phrase matcher.
+DEMO_DETECTORS: tuple[str, ...] = ("aitext", "llm_boilerplate")
+#: Micro-batch size in the demo: small, so the progress bar moves every second or two (offsets are
+#: committed per batch) instead of sitting still while a batch of 500 is scored.
+DEMO_BATCH_POSTS = 64
+
 #: The policy the demo switches on when the store has none (see :func:`_activate_example_policy`).
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "policies" / "example.toml"
 
@@ -101,10 +108,11 @@ def run_demo(
             kafka={"bootstrap_servers": broker.bootstrap},
             # Tansu's group joins take about half the session timeout: keep it short.
             worker={"group_id": "chorus-demo", "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000,
-                    **({"detectors": detectors} if detectors else {})},
+                    "batch_max_posts": DEMO_BATCH_POSTS, "detectors": detectors or DEMO_DETECTORS},
         ))  # fmt: skip
         ensure_topics(demo_config)
-        stream = simulate_posts(SimulationConfig(seed=seed, posts=posts))
+        # one LLM paraphrase campaign: only the paraphrase network and the AI-text detector catch it
+        stream = simulate_posts(SimulationConfig(seed=seed, posts=posts, llm_campaigns=1))
         broken = [(None, raw) for _reason, raw in malformed_messages()]
         with tqdm(total=len(stream) + len(broken), desc="producing", unit="msg", disable=not progress) as bar:
             ends = produce_posts(demo_config, stream, extra=broken, on_sent=bar.update)
@@ -115,13 +123,16 @@ def run_demo(
             spawn_worker_process(config_path, f"demo-worker-{i}", log_file=log_dir / f"worker-{i}.log")
             for i in range(workers)
         ]
-        coordinator = _spawn_coordinator(config_path, log_dir / "coordinator.log")
+        coordinator: subprocess.Popen | None = None
         try:
             complete = _wait_for_commits(demo_config, ends, timeout_s, progress, children)
             if complete:
+                # Started once the workers are done: its idle exit (5 s without records) would otherwise
+                # fire while the workers still load their models and nothing is on the embedded topic.
+                coordinator = _spawn_coordinator(config_path, log_dir / "coordinator.log")
                 complete = _wait_for_exit(coordinator, timeout_s=max(60.0, timeout_s / 3))
         finally:
-            _stop([*children, coordinator])
+            _stop([*children, *([coordinator] if coordinator is not None else [])])
         if not complete:
             for log_file in sorted(log_dir.glob("*.log")):
                 print(f"--- {log_file.name} (last lines) ---")

@@ -7,7 +7,15 @@ It never uses real people's posts. Three kinds of accounts write:
 * **machine** accounts post fluent, generic assistant-style text; some of their posts leak chat
   boilerplate ("As an AI language model, ...") as real bot networks do;
 * **campaigns**: groups of accounts that, in waves, post the same or lightly paraphrased message with
-  the same link and hashtags within seconds of each other, and mass-repost a seed post.
+  the same link and hashtags within seconds of each other, and mass-repost a seed post;
+* **LLM paraphrase campaigns** (``llm_campaigns``): accounts that each post their *own* language-model
+  paraphrase of one message, with no shared link or hashtag: only the paraphrase network and the
+  AI-text detector together catch them.
+
+Machine-written text is real model output: SmolLM2-135M-Instruct's tweets and paraphrases, generated
+by ``chorus aitext-generate`` from seeded personas, topics and registers and committed in
+``stream/demo_posts/`` (a few hundred posts), so the demo measures the detector on what a model
+actually writes, not on templates. Organic posts are templates: no real person's words ship here.
 
 Every post carries its ground truth in ``meta["sim"]`` (kind, campaign id, machine-written or not),
 so detectors can be evaluated on the demo stream. ``malformed_messages`` yields one broken message
@@ -17,9 +25,11 @@ of every kind the validator rejects, with the reason it should get.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,15 +54,11 @@ ORGANIC_TEMPLATES = [
     "{o} is it just me or is the {w2} {adj} lately",
 ]
 ADJECTIVES = ["great", "awful", "weird", "packed", "closed", "fine", "wild", "slow", "perfect", "a mess"]
-MACHINE_TEMPLATES = [
-    "Exploring the {w1} reveals a fascinating interplay between community, resilience, and innovation. "
-    "Let's embrace the journey together!",
-    "In today's fast-paced world, the {w1} serves as a powerful reminder of the importance of balance. "
-    "What are your thoughts?",
-    "Unlocking the potential of the {w1} requires dedication, collaboration, and a growth mindset. "
-    "Together, we can make a difference.",
-    "The {w1} is more than just a {w2}; it's a testament to the enduring spirit of our community.",
-    "Navigating the complexities of the {w1} can be challenging, but every step forward is progress.",
+#: What the LLM paraphrase campaigns push (each member posts a model's rewording of one of these).
+LLM_CAMPAIGN_MESSAGES = [
+    "The council is hiding the real cost of the new stadium. Taxpayers will pay for decades. Vote no next week.",
+    "Mail-in ballots in our county are not being checked properly. Demand a full audit before the results count.",
+    "The new vaccine mandate at work is going too far. Nobody should lose their job over a personal health choice.",
 ]
 LEAKED_BOILERPLATE = [
     "As an AI language model, I don't have personal opinions about the {w1}, but many people find it "
@@ -76,6 +82,31 @@ PARAPHRASE_SWAPS = {
 }
 
 
+#: Real model output for the machine accounts and the LLM paraphrase campaigns (see the module docstring).
+DEMO_POSTS_DIR = Path(__file__).resolve().parent / "demo_posts"
+MACHINE_POSTS_FILE = DEMO_POSTS_DIR / "smollm2_tweets.jsonl"
+PARAPHRASES_FILE = DEMO_POSTS_DIR / "smollm2_paraphrases.jsonl"
+
+
+@functools.lru_cache(maxsize=4)
+def _jsonl(path: Path) -> tuple[dict[str, Any], ...]:
+    with path.open(encoding="utf-8") as handle:
+        return tuple(json.loads(line) for line in handle if line.strip())
+
+
+def machine_written_texts() -> tuple[str, ...]:
+    """The committed SmolLM2 tweets the machine accounts post."""
+    return tuple(row["text"] for row in _jsonl(MACHINE_POSTS_FILE))
+
+
+def paraphrases_by_message() -> dict[str, list[str]]:
+    """Campaign message -> the committed SmolLM2 paraphrases of it, one per persona."""
+    out: dict[str, list[str]] = {}
+    for row in _jsonl(PARAPHRASES_FILE):
+        out.setdefault(row["topic"], []).append(row["text"])
+    return out
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Knobs of the simulated network; the defaults make a demo with every kind of behaviour."""
@@ -96,6 +127,11 @@ class SimulationConfig:
     leak_share: float = 0.3
     #: Campaign members post within this many seconds of the wave's start.
     campaign_spread_s: float = 45.0
+    #: LLM paraphrase campaigns (each member posts its own model paraphrase; no shared link or tag),
+    #: with this many accounts and waves each.
+    llm_campaigns: int = 0
+    accounts_per_llm_campaign: int = 4
+    llm_campaign_waves: int = 2
 
 
 def simulate_posts(config: SimulationConfig = SimulationConfig()) -> list[dict[str, Any]]:
@@ -113,12 +149,18 @@ def simulate_posts(config: SimulationConfig = SimulationConfig()) -> list[dict[s
 
     n_campaign = int(config.posts * config.campaign_share) if config.campaigns else 0
     n_machine = int(config.posts * config.machine_share) if config.machine_accounts else 0
-    n_organic = config.posts - n_campaign - n_machine
+    llm_members = {
+        f"llm_campaign_{c}": [f"acct_p{c}_{i:02d}" for i in range(config.accounts_per_llm_campaign)]
+        for c in range(config.llm_campaigns)
+    }
+    llm_posts = _llm_campaign_posts(rng, llm_members, start_s, config)
+    n_organic = config.posts - n_campaign - n_machine - len(llm_posts)
 
     posts: list[dict[str, Any]] = []
     posts += _organic_posts(rng, organic, n_organic, start_s, config.duration_s)
     posts += _machine_posts(rng, machines, n_machine, start_s, config.duration_s, config.leak_share)
     posts += _campaign_posts(rng, campaign_accounts, n_campaign, start_s, config)
+    posts += llm_posts
     posts.sort(key=lambda p: (p["_t"], p["post_id"]))
 
     # Reposts and replies point at earlier posts; organic ones are sprinkled in by time order.
@@ -201,8 +243,9 @@ def _machine_posts(
     for i in range(n):
         topic, w1, w2 = _words(rng)
         leaked = rng.random() < leak_share
-        pool = LEAKED_BOILERPLATE if leaked else MACHINE_TEMPLATES
-        text = pool[int(rng.integers(len(pool)))].format(w1=w1, w2=w2)
+        pool = LEAKED_BOILERPLATE if leaked else machine_written_texts()
+        text = pool[int(rng.integers(len(pool)))]
+        text = text.format(w1=w1, w2=w2) if leaked else text
         post = _post(f"m{i:07d}", accounts[int(rng.integers(len(accounts)))], float(times[i]), text,
                      {"kind": "machine", "machine": True, "campaign": None, "leaked_boilerplate": leaked})
         post["hashtags"] = [topic, "inspiration"] if rng.random() < 0.5 else []
@@ -251,6 +294,33 @@ def _campaign_posts(
                 counter += 1
                 made += 1
             wave += 1
+    return posts
+
+
+def _llm_campaign_posts(
+    rng: np.random.Generator, campaigns: dict[str, list[str]], start_s: float, config: SimulationConfig
+) -> list[dict[str, Any]]:
+    """Each wave: one message, every member posting its own model paraphrase of it within the spread."""
+    posts: list[dict[str, Any]] = []
+    if not campaigns:
+        return posts
+    by_message = paraphrases_by_message()
+    # the messages with the most faithful rewordings first (see stream/demo_posts/README.md)
+    usable = [m for m, versions in by_message.items() if len(versions) >= 2]
+    messages = sorted(usable, key=lambda m: (-len(by_message[m]), m))
+    counter = 0
+    for c, (campaign, members) in enumerate(campaigns.items()):
+        for wave in range(config.llm_campaign_waves):
+            message = messages[(c * config.llm_campaign_waves + wave) % len(messages)]
+            versions = by_message[message]
+            order = rng.permutation(len(versions))
+            wave_start = start_s + rng.random() * (config.duration_s - config.campaign_spread_s - 60)
+            for i, account in enumerate(members):
+                text = versions[int(order[i % len(versions)])]
+                t = wave_start + rng.random() * config.campaign_spread_s
+                posts.append(_post(f"p{counter:07d}", account, float(t), text,
+                                   {"kind": "campaign", "machine": True, "campaign": campaign, "wave": wave}))
+                counter += 1
     return posts
 
 

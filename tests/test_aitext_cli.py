@@ -55,7 +55,8 @@ def test_score_writes_one_json_line_per_post(tmp_path: Path) -> None:
     assert [r["id"] for r in lines] == ["p1", "p2", "p3", "p4"]
     first = lines[0]
     assert 0.0 <= first["probability"] <= 1.0 and isinstance(first["decision"], bool)
-    assert first["scored"] and "lm_fast_detectgpt" in first["features"]
+    assert first["scored"] and "style_type_token_ratio" in first["features"]
+    assert "lm_fast_detectgpt" not in first["features"]  # the default head needs no language model
     assert lines[1]["scored"] is False and lines[1]["probability"] is None and lines[1]["decision"] is False
     assert lines[2]["not_scored_reason"] == "no_words"
 

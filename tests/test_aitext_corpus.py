@@ -89,8 +89,18 @@ def test_the_builder_on_a_tiny_corpus(tmp_path: Path) -> None:
         machine = REWRITE + f" #tag{i} 🚀"
         rows.append({"id": f"m{i}", "text": machine, "label": 1, "source_model": "gpt-4o", "group": group})
     _write_jsonl(tmp_path / "aitext" / "tiny.jsonl.gz", rows)
-    corpus = build_corpus(tmp_path, sources=[Source("tiny", "aitext/tiny.jsonl.gz", 10_000, 10_000)], seed=1)
-    assert set(corpus["label"]) == {0, 1} and set(corpus["generator"]) == {"human", "gpt-4o"}
+    generated = tmp_path / "generated.jsonl"
+    generated.write_text(
+        "".join(
+            json.dumps({"text": REWRITE, "model": "smollm2", "persona": f"p{i % 4}", "topic": "t"}) + "\n"
+            for i in range(12)
+        )
+    )
+    tiny = [Source("tiny", "aitext/tiny.jsonl.gz", 10_000, 10_000)]
+    corpus = build_corpus(tmp_path, sources=tiny, seed=1, generated=[generated])
+    assert set(corpus["label"]) == {0, 1} and set(corpus["generator"]) == {"human", "gpt-4o", "smollm2"}
+    local = corpus.filter(pl.col("source") == "local_smollm2")
+    assert local.height > 12 and set(local["label"]) == {1}  # cut like every other source
     # both classes went through the same cut: every piece is post-length, whatever its label
     words = corpus["text"].map_elements(word_count, return_dtype=pl.Int64)
     assert words.min() >= MIN_PIECE_WORDS - 2 and words.max() <= MAX_PIECE_WORDS  # stripping may drop a tag
@@ -98,7 +108,7 @@ def test_the_builder_on_a_tiny_corpus(tmp_path: Path) -> None:
     # a group (a human item and its rewrite) lies whole in one split
     assert corpus.group_by("account").agg(pl.col("split").n_unique())["split"].max() == 1
     assert set(corpus["split"]) == {"train", "calibrate", "evaluate"}
-    again = build_corpus(tmp_path, sources=[Source("tiny", "aitext/tiny.jsonl.gz", 10_000, 10_000)], seed=1)
+    again = build_corpus(tmp_path, sources=tiny, seed=1, generated=[generated])
     assert again.equals(corpus)  # seeded and reproducible
 
 

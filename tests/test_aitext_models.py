@@ -95,7 +95,7 @@ def test_detector_handles_bad_input(extractor: FeatureExtractor) -> None:
     assert huge["scored"] and {"truncated_chars", "truncated_tokens"} <= set(huge["flags"])
     normal = det.evidence_for(by_id["normal"])
     assert 0.0 <= det.probability[by_id["normal"]] <= 1.0
-    assert len(normal["top_surprisal_tokens"]) == 5 and set(normal["features"]) == set(FEATURE_NAMES)
+    assert len(normal["top_surprisal_tokens"]) == 5 and set(normal["features"]) == {*FEATURE_NAMES, "char_ngram_logit"}
     # the calibrated probability is the sigmoid of the score, and the decision uses the named threshold
     i = by_id["normal"]
     assert det.probability[i] == pytest.approx(1 / (1 + math.exp(-det.score[i])))

@@ -42,4 +42,28 @@ def test_a_worker_scores_posts_with_the_aitext_detector(tansu, tmp_path: Path) -
     assert scored.height >= 12, "ordinary posts get a calibrated probability"
     assert ((scored["probability"] >= 0) & (scored["probability"] <= 1)).all()
     evidence = [json.loads(e) for e in scored["evidence"]]
-    assert all(e["scored"] and e["features"] and e["top_surprisal_tokens"] for e in evidence)
+    # the default (modern) head runs MiniLM alone: its evidence is what pushed each score, not LM tokens
+    assert all(e["scored"] and e["features"] and "embedding" in e["contributions"] for e in evidence)
+    assert not any(e["top_surprisal_tokens"] for e in evidence)
+
+
+def test_the_stream_and_chorus_score_give_the_same_probabilities(tansu, tmp_path: Path) -> None:
+    """A worker's micro-batches and ``chorus score``'s file batches score each post the same way."""
+    from stream.cli import main
+
+    config = pipeline_config(tansu, tmp_path, partitions=1, detectors=("aitext",))
+    posts = simulate_posts(SimulationConfig(seed=43, posts=40, llm_campaigns=1, accounts_per_llm_campaign=4))
+    produce_posts(config, posts)
+    with Store.open(config.store.url) as store:
+        PostWorker(config, store, build_detectors(("aitext",), ChorusConfig()), worker_id="w").run(idle_exit_s=5)
+        stream = store.frame("detector_results", where="detector = 'aitext'").select("post_id", "probability")
+    source, out = tmp_path / "posts.jsonl", tmp_path / "scores.jsonl"
+    source.write_text("".join(json.dumps({"id": p["post_id"], "text": p["text"]}) + "\n" for p in posts))
+    assert main(["score", str(source), str(out), "--batch-size", "7"]) == 0
+    scored = {r["id"]: r["probability"] for r in map(json.loads, out.read_text().splitlines())}
+    assert stream.height == len(posts) == len(scored)
+    for post_id, probability in stream.iter_rows():
+        if probability is None:
+            assert scored[post_id] is None
+        else:
+            assert scored[post_id] == pytest.approx(probability, abs=1e-4), post_id

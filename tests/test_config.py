@@ -66,7 +66,7 @@ def test_the_password_is_never_in_repr_but_survives_the_private_file(tmp_path: P
 
 def test_aitext_serving_settings_reach_the_detector(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``[aitext]`` picks the runtime, device, precision and head a worker's detector serves with."""
-    from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT
+    from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, MODERN_ARTIFACT
     from stream.detector_registry import build_detectors
 
     path = tmp_path / "chorus.toml"
@@ -85,7 +85,7 @@ def test_aitext_serving_settings_reach_the_detector(tmp_path: Path, caplog: pyte
     assert detector.head.path == DEFAULT_ARTIFACT
     assert "fitted on float32 SmolLM2 statistics but int8 ones are served" in caplog.text
     [plain] = build_detectors(("aitext",), ChorusConfig.load(env={"CHORUS_AITEXT__DEVICE": "cpu"}))
-    assert (plain.backend, plain.quantize, plain.head.path) == ("torch", False, DEFAULT_ARTIFACT)
+    assert (plain.backend, plain.quantize, plain.head.path) == ("torch", False, MODERN_ARTIFACT)
 
 
 def _written(folder: Path, config: ChorusConfig) -> Path:

@@ -178,9 +178,10 @@ def test_every_page_renders_on_the_pipelines_store(console: Callable[..., AppTes
 
     go(at, "campaigns")
     assert at.caption[0].value.startswith(f"{console_store.count('campaigns')} campaigns match")
-    go(at, "post", flag=console_store.frame("flags")["flag_id"][0])
+    go(at, "post", flag=console_store.frame("flags", where="detector = 'llm_boilerplate'")["flag_id"][0])
     assert "Why it was flagged" in [h.value for h in at.subheader]
-    assert any("I'm sorry" in t or "AI language model" in t for t in texts(at)), texts(at)
+    leaked = ("I'm sorry", "AI language model", "Certainly! Here is")  # the simulator's leaked boilerplate
+    assert any(phrase in t for t in texts(at) for phrase in leaked), texts(at)
     assert [m.label for m in at.metric][:2] == ["Score", "Calibrated probability"]
     assert any({"machine_share", "share_lower", "share_upper"} <= set(d.value.columns) for d in at.dataframe)
     assert any("account rules act on" in c.value for c in at.caption), "the account share is explained"
@@ -352,7 +353,7 @@ def test_a_viewer_cannot_decide(console: Callable[..., AppTest], console_store: 
     select_rows(at, "q-table", [0])
     assert button(at, "Claim").disabled and button(at, "Decide selected").disabled
     assert button(at, "Open").disabled is False, "viewers may read every case"
-    go(at, "post", flag=console_store.frame("flags")["flag_id"][0])
+    go(at, "post", flag=console_store.frame("flags", where="detector = 'llm_boilerplate'")["flag_id"][0])
     assert button(at, "Submit").disabled and button(at, "Submit and next").disabled and button(at, "Claim").disabled
     assert any("Viewers cannot decide" in c.value for c in at.caption)
     with pytest.raises(review.PermissionDenied):  # and the data layer refuses even if the UI did not

@@ -12,11 +12,17 @@ import pytest
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES
 from stream.config import ChorusConfig
 from stream.demo import with_paraphrase_network
+from stream.demo_truth import demo_truth
 from stream.simulator import malformed_messages
 from stream.store import Store
 from stream.topics import topic_plan
 
 REPO = Path(__file__).resolve().parents[1]
+#: What the demo's AI-text detector must at least do on its own ground truth (scores, not timings).
+#: Issue 14's goals are AUROC 0.95, 80% of machine posts flagged and at most 1% of organic ones; the
+#: shipped head measures AUROC 0.78, 11% and 2.2% on 1,000 demo posts (README), so these floors only
+#: catch a regression to chance or a detector that stopped flagging; the goals stay open.
+DEMO_FLOORS = {"auroc": 0.65, "machine_flagged": 0.04, "organic_flagged": 0.05}
 
 
 @pytest.mark.kafka
@@ -32,11 +38,22 @@ def test_demo_runs_the_whole_pipeline_into_the_store(tmp_path: Path) -> None:
     assert f"chorus console --store {store_path}" in result.stdout
     with Store.open(str(store_path)) as store:
         assert store.count("posts") == 600
-        assert store.count("detector_results") == 600
+        assert store.count("detector_results") == 2 * 600  # aitext and llm_boilerplate, by default
         assert store.count("dead_letters") == len(list(malformed_messages()))
         assert store.count("flags") > 0
         assert store.count("campaigns") > 0, "the demo's coordinator writes the campaigns it finds"
         assert store.count("worker_metrics") > 0
+    # the AI-text detector runs by default, and is measured on the demo's own ground truth
+    truth = demo_truth(str(store_path))
+    [aitext] = [d for d in truth.detectors if d.detector == "aitext"]
+    assert aitext.machine_posts >= 50 and aitext.organic_posts >= 400
+    assert aitext.auroc >= DEMO_FLOORS["auroc"], truth.render()
+    assert aitext.machine_flagged >= DEMO_FLOORS["machine_flagged"], truth.render()
+    assert aitext.organic_flagged <= DEMO_FLOORS["organic_flagged"], truth.render()
+    assert "On the demo's own ground truth:" in result.stdout and "aitext: AUROC" in result.stdout
+    # the LLM paraphrase campaign (own wording per account, no shared link or tag) is found
+    found = {c.true_campaign for c in truth.campaigns if c.share_of_true >= 0.5}
+    assert "llm_campaign_0" in found, truth.render()
 
 
 def test_readme_first_screen_gives_the_commands_ci_runs() -> None:

@@ -19,6 +19,7 @@ the same MiniLM call gives the frozen embedding and the adapter's logit (see
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ class AiTextDetector(ScoringDetector):
     """Probability that each post was written by a language model.
 
     Args:
-        artifact: path of the head JSON (default: the committed head for the statistics served:
-            ``artifacts/aitext_head.json``, or ``aitext_head_int8.json`` when SmolLM2 runs in int8).
+        artifact: path of the head JSON (default: :func:`detectors.aitext.head.default_artifact`: the
+            modern head, ``artifacts/aitext_head_modern.json``, which runs MiniLM alone; with
+            ``quantize`` the int8 TweepFake head). A head without LM features loads no language model.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime over
             exports cached by ``chorus export-aitext``, built on first use when missing; CUDA
@@ -120,10 +122,29 @@ class AiTextDetector(ScoringDetector):
         texts = posts.get_column("text").to_list() if posts.height else []
         langs = posts.get_column("lang").to_list() if "lang" in posts.columns else None
         features = self.extractor.extract(texts, langs)
-        values = features.values[:, [features.names.index(n) for n in self.head.feature_names]]
+        values = self.head_values(features)
         score = self.head.decision_function(values, features.embedding)
         probability = self.head.predict_proba(values, features.embedding)
         return AiTextScores(features, score, probability)
+
+    def head_values(self, features: FeatureBatch) -> np.ndarray:
+        """The head's named features: the extractor's columns, plus those the head computes itself
+        (the character n-gram logit) on the scored posts' prepared text; NaN where not scored."""
+        scored = features.scored
+        prepared = [t.text for t, ok in zip(features.triaged, scored, strict=True) if ok]
+        extra = {name: np.full(len(features), np.nan) for name in self.head.feature_names if name not in features.names}
+        for name, column in self.head.extra_features(prepared).items():
+            extra[name][scored] = column
+        return (
+            np.column_stack(
+                [
+                    extra[name] if name in extra else features.values[:, features.names.index(name)]
+                    for name in self.head.feature_names
+                ]
+            )
+            if len(features)
+            else np.zeros((0, len(self.head.feature_names)))
+        )
 
     def decision_function(self, posts: pl.DataFrame) -> np.ndarray:
         return self.score_posts(posts).score
@@ -132,9 +153,16 @@ class AiTextDetector(ScoringDetector):
         return self.score_posts(posts).probability
 
     def evidence(self, scores: AiTextScores) -> list[dict[str, Any]]:
-        """Per post: scored or why not, flags, the named features and the most surprising tokens."""
+        """Per post: scored or why not, flags, the named features, what pushed the score, surprising tokens.
+
+        ``contributions`` is each feature's (and the embedding's) share of the calibrated log-odds;
+        ``top_surprisal_tokens`` needs the language model, so it is empty for a head that runs without.
+        """
         fb = scores.features
         tokenizer = self.extractor.lm.tokenizer if self.extractor.lm is not None else None
+        head_values = self.head_values(fb)
+        contributions = self.head.contributions(head_values, fb.embedding) if len(fb) else []
+        extra_names = [n for n in self.head.feature_names if n not in fb.names]
         out: list[dict[str, Any]] = []
         for i, triaged in enumerate(fb.triaged):
             if not triaged.scored:
@@ -151,7 +179,15 @@ class AiTextDetector(ScoringDetector):
                     "not_scored_reason": None,
                     "flags": list(triaged.flags),
                     "probability": float(scores.probability[i]),
-                    "features": {n: float(v) for n, v in zip(fb.names, fb.values[i], strict=True)},
+                    "features": {
+                        n: float(v)
+                        for n, v in (
+                            *zip(fb.names, fb.values[i], strict=True),
+                            *((n, head_values[i, self.head.feature_names.index(n)]) for n in extra_names),
+                        )
+                        if math.isfinite(v)
+                    },
+                    "contributions": contributions[i],
                     "top_surprisal_tokens": tokens,
                 }
             )

@@ -1,23 +1,18 @@
-"""Does the detector hold on a generator or a corpus it never saw? Leave-one-out tables and slices.
+"""The numbers a detector report is made of: one row per slice of posts, and human false-positive rates.
 
-The question that matters is not "how well does it fit my data" but "how well does it catch the next
-model": so every modern generator (and every source corpus) is in turn removed from training, the
-head refitted on the rest, and the held-out one scored against human posts of held-out accounts.
-Pure: arrays in, rows of numbers out; the fitting function is passed in, so the protocol is the
-same whatever the model.
+Every row answers the same questions for one slice (a generator, a source, a language, a held-out
+generator's refit): how well are its machine posts ranked above the human ones (AUROC), how many
+are caught at 1% and 0.1% false positives, and how many the default threshold flags. Pure: arrays
+in, rows of numbers out (:mod:`detectors.aitext.fit_modern` runs the leave-one-out refits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from detectors.evaluation import auroc
-
-#: fit(x_train, y_train) -> score(x) : the model under test, refitted for each held-out slice.
-Fitter = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
 
 
 def rate_at(scores: np.ndarray, threshold: float) -> float:
@@ -46,42 +41,6 @@ def slice_row(name: str, human: np.ndarray, machine: np.ndarray, default: float)
         "tpr_at_0.1pct_fpr": tpr_at_fpr(human, machine, 0.001),
         "flagged_at_default": rate_at(machine, default),
     }
-
-
-def leave_one_out(
-    x: np.ndarray,
-    y: np.ndarray,
-    held_key: np.ndarray,
-    is_train: np.ndarray,
-    is_eval: np.ndarray,
-    keys: Sequence[str],
-    fit: Fitter,
-    fpr_for_threshold: float = 0.01,
-    is_calibrate: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """For each key: fit without its rows (any label), score its held-out machine rows vs held-out humans.
-
-    ``held_key`` names each row's generator or source; removing a *source* removes its humans too, so
-    the refit never saw that corpus at all, and its machine rows are judged against its own held-out
-    humans (the same domain) where it has some, else against all held-out humans. The flagged share
-    uses a threshold set at ``fpr_for_threshold`` on the calibrate rows' humans of the same refit
-    (never on the held-out ones).
-    """
-    rows = []
-    humans_eval = is_eval & (y == 0)
-    for key in keys:
-        keep = is_train & (held_key != key)
-        score = fit(x[keep], y[keep])
-        machine = is_eval & (y == 1) & (held_key == key)
-        if not machine.any():
-            continue
-        # a held-out source is judged against its own humans (same domain) when it has any
-        own_humans = humans_eval & (held_key == key)
-        human = own_humans if own_humans.any() else humans_eval
-        cal_humans = (is_calibrate if is_calibrate is not None else is_train) & (y == 0) & (held_key != key)
-        threshold = float(np.quantile(score(x[cal_humans]), 1.0 - fpr_for_threshold, method="higher"))
-        rows.append(slice_row(key, score(x[human]), score(x[machine]), threshold))
-    return rows
 
 
 def worst_account_fpr(

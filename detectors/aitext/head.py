@@ -12,6 +12,7 @@ records how each threshold was chosen and the metrics measured when it was writt
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from detectors.aitext.char_ngrams import CharNgramModel
 from detectors.aitext.training import sigmoid
 
+#: The feature the head's own character n-gram regression gives (see :meth:`AiTextHead.extra_features`).
+CHAR_NGRAM_FEATURE = "char_ngram_logit"
+
+#: The head trained on TweepFake (2019 GPT-2/RNN bots) over SmolLM2 statistics, stylometry and MiniLM;
+#: served only when named (``[aitext] artifact``), since the modern head replaced it as the default.
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "aitext_head.json"
 #: The head trained on SmolLM2's int8 statistics (ONNX Runtime on a CPU, ``quantize=True``): int8
 #: moves the statistics, so a head fitted on float32 ones would score them off its calibration.
@@ -33,8 +40,14 @@ LM_FLOAT32, LM_INT8 = "float32", "int8"
 
 
 def default_artifact(int8: bool = False) -> Path:
-    """The committed head for the LM statistics being served (int8 has its own when it is committed)."""
-    return INT8_ARTIFACT if int8 and INT8_ARTIFACT.is_file() else DEFAULT_ARTIFACT
+    """The head a detector serves when none is named: the modern head (fast, no language model).
+
+    ``int8`` asks for SmolLM2's int8 statistics, which only the TweepFake heads use: then the int8
+    TweepFake head (its float32 twin, :data:`DEFAULT_ARTIFACT`, is served only when named).
+    """
+    if int8:
+        return INT8_ARTIFACT if INT8_ARTIFACT.is_file() else DEFAULT_ARTIFACT
+    return MODERN_ARTIFACT if MODERN_ARTIFACT.is_file() else DEFAULT_ARTIFACT
 
 
 @dataclass
@@ -57,6 +70,9 @@ class AiTextHead:
     #: File name (beside the head JSON) of the fine-tuned encoder adapter that computes the
     #: ``enc_adapter_logit`` feature, with its SHA-256; None for a head without that feature.
     encoder_adapter: dict[str, str] | None = None
+    #: The character n-gram regression behind the ``char_ngram_logit`` feature
+    #: (:class:`detectors.aitext.char_ngrams.CharNgramModel` as a dict); None for heads without it.
+    char_ngrams: dict[str, Any] | None = field(default=None, repr=False)
     #: Where the head was loaded from (not saved), to find the adapter beside it.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -97,6 +113,25 @@ class AiTextHead:
         nothing = ~np.isfinite(np.asarray(values, dtype=np.float64)).any(axis=1)
         return np.where(nothing, np.nan, score)
 
+    def contributions(self, values: np.ndarray, embedding: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Per row, each named feature's share of the calibrated log-odds, and the embedding's as one.
+
+        The evidence an analyst reads: which surface statistics pushed a post towards "machine"
+        (positive) or "human" (negative), and how much the encoder's view of the wording added.
+        """
+        x = self.design_matrix(values, embedding)
+        z = (x - self._mean) / self._scale
+        z = np.where(np.isfinite(z), z, 0.0)
+        parts = z * self._coef * self.platt_a_
+        k = len(self.feature_names)
+        out = []
+        for row in parts:
+            named = {name: round(float(v), 3) for name, v in zip(self.feature_names, row[:k], strict=True)}
+            if self.embedding_dim:
+                named["embedding"] = round(float(row[k:].sum()), 3)
+            out.append(named)
+        return out
+
     def predict_proba(self, values: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probability of machine authorship per row (NaN where not scored)."""
         score = self.decision_function(values, embedding)
@@ -111,6 +146,16 @@ class AiTextHead:
     def lm_statistics(self) -> str:
         """The precision of the SmolLM2 statistics this head was fitted on (:data:`LM_FLOAT32` or :data:`LM_INT8`)."""
         return str(self.training.get("lm_statistics", LM_FLOAT32))
+
+    @functools.cached_property
+    def char_model(self) -> CharNgramModel | None:
+        """The character n-gram regression this head reads (``char_ngram_logit``), or None."""
+        return CharNgramModel.from_dict(self.char_ngrams) if self.char_ngrams else None
+
+    def extra_features(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Features the head computes itself from the prepared texts (not the extractor): the n-gram logit."""
+        model = self.char_model
+        return {CHAR_NGRAM_FEATURE: model.logit(texts)} if model is not None else {}
 
     @property
     def uses_language_model(self) -> bool:
@@ -145,6 +190,8 @@ class AiTextHead:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         data.pop("path")
+        if data.get("char_ngrams") is None:
+            data.pop("char_ngrams", None)
         for name in ("mean_", "scale_", "coef_"):
             data[name] = [float(f"{v:.7g}") for v in data[name]]
         path.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
