@@ -229,7 +229,7 @@ def sample_labelled(posts: pl.DataFrame, per_dataset: int, *, seed: int = 0) -> 
 def labelled_from_store(store: Store, *, limit: int | None = None) -> pl.DataFrame:
     """Posts of a demo store as labelled posts: the simulator's ``meta.sim`` truth is the label.
 
-    Machine posts get the generator ``sim-leaked-boilerplate`` or ``sim-assistant-template``, so the
+    Machine posts get the generator ``sim-leaked-boilerplate`` or ``sim-model-output``, so the
     report shows that the boilerplate detector finds the first and is blind to the second. Posts
     without simulator truth (a real store) are left out: there is nothing to compare with.
     """
@@ -248,7 +248,7 @@ def labelled_from_store(store: Store, *, limit: int | None = None) -> pl.DataFra
         .then(pl.lit("human"))
         .when(pl.col("leaked") == "true")
         .then(pl.lit("sim-leaked-boilerplate"))
-        .otherwise(pl.lit("sim-assistant-template"))
+        .otherwise(pl.lit("sim-model-output"))
         .alias("generator"),
         pl.col("account_id").alias("group"),  # the leakage key: the account, as in the development data
         pl.lit(None, dtype=pl.String).alias("split"),

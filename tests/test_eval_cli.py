@@ -310,12 +310,13 @@ def test_labelled_from_demo_store(demo_store_file: Path) -> None:
     with Store.open(str(demo_store_file), migrate=False) as store:
         labelled = eval_cli.labelled_from_store(store)
     assert labelled.height > 100 and set(labelled["label"]) == {0, 1}
-    assert {"human", "sim-leaked-boilerplate", "sim-assistant-template"} <= set(labelled["generator"])
+    assert {"human", "sim-leaked-boilerplate", "sim-model-output"} <= set(labelled["generator"])
     detectors, _ = eval_cli.build_eval_detectors(["llm_boilerplate"])
     evaluation = eval_cli.evaluate(eval_cli.score_labelled(labelled, detectors, progress=lambda _: None), detectors)
     by_generator = evaluation.metrics.filter(pl.col("variant") == "raw", pl.col("slice_kind") == "generator")
     auc = dict(zip(by_generator["slice"], by_generator["auroc"], strict=True))
-    assert auc["sim-leaked-boilerplate"] > 0.9 and auc["sim-assistant-template"] == pytest.approx(0.5)
+    # blind to model output without leaked phrases: chance, give or take organic reposts of leaked posts
+    assert auc["sim-leaked-boilerplate"] > 0.9 and auc["sim-model-output"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_chorus_eval_is_on_the_command_line(tmp_path: Path) -> None:
