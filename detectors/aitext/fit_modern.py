@@ -20,6 +20,7 @@ What is learnt where (keys = accounts or groups, :func:`detectors.aitext.corpus.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ from detectors.aitext.head import CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import STYLE_FEATURE_NAMES
 from detectors.aitext.training import Standardiser, fit_platt, sigmoid
 
+log = logging.getLogger(__name__)
+
 HEAD_VERSION = "modern-lr-v2"
 #: The default threshold's false-positive rate on the threshold-half humans.
 DEFAULT_TARGET_FPR = 0.005
@@ -47,7 +50,7 @@ FEATURE_NAMES: tuple[str, ...] = (*STYLE_FEATURE_NAMES, CHAR_NGRAM_FEATURE)
 
 @dataclass
 class FittedPipeline:
-    """One run of the pipeline: its parts and the calibrated log-odds of every row."""
+    """One run of the pipeline: its parts and the calibrated log-odds of every non-train row (NaN on train)."""
 
     char_model: CharNgramModel
     standardiser: Standardiser
@@ -82,10 +85,13 @@ def fit_pipeline(
     head_rows = use & (split == "calibrate") & fit_half
     threshold_rows = use & (split == "calibrate") & ~fit_half
     char_model = fit_char_ngrams([texts[i] for i in np.flatnonzero(tr)], y[tr], seed=seed)
-    char_logit = char_model.logit(texts)
+    # every later step reads calibrate and evaluate rows only: train rows keep NaN (and cost nothing)
+    char_logit = np.full(len(texts), np.nan)
+    later = np.flatnonzero(split != "train")
+    char_logit[later] = char_model.logit([texts[i] for i in later])
     x = np.concatenate([style, char_logit[:, None], embedding.astype(np.float64)], axis=1)
     std = Standardiser.fit(x[head_rows])
-    z = std.transform(x)
+    z = np.where(split[:, None] == "train", np.nan, std.transform(x))
     model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight="balanced", random_state=seed)
     model.fit(z[head_rows], y[head_rows])
     coef, intercept = model.coef_[0], float(model.intercept_[0])
@@ -218,6 +224,7 @@ def leave_out_tables(
         ("leave_one_source_out", source, sorted(set(source[y == 1]))),
     ):
         for key in keys:
+            log.info("%s: refitting without %s", table, key)
             held = column == key
             fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed)
             machine = ev & (y == 1) & held
