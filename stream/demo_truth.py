@@ -32,7 +32,7 @@ class DetectorTruth:
     def render(self) -> str:
         return (
             f"{self.detector}: AUROC {self.auroc:.3f} on {self.machine_posts} machine vs {self.organic_posts} "
-            f"human posts; flagged {self.machine_flagged:.1%} of machine, {self.organic_flagged:.1%} of human posts"
+            f"organic posts; flagged {self.machine_flagged:.1%} of machine, {self.organic_flagged:.1%} of organic posts"
         )
 
 

@@ -44,6 +44,7 @@ class AiTextScores:
     features: FeatureBatch
     score: np.ndarray  # calibrated log-odds, NaN where not scored
     probability: np.ndarray  # NaN where not scored
+    values: np.ndarray  # the head's named features, row-aligned (computed once, reused by the evidence)
 
 
 class AiTextDetector(ScoringDetector):
@@ -125,7 +126,7 @@ class AiTextDetector(ScoringDetector):
         values = self.head_values(features)
         score = self.head.decision_function(values, features.embedding)
         probability = self.head.predict_proba(values, features.embedding)
-        return AiTextScores(features, score, probability)
+        return AiTextScores(features, score, probability, values)
 
     def head_values(self, features: FeatureBatch) -> np.ndarray:
         """The head's named features: the extractor's columns, plus those the head computes itself
@@ -160,7 +161,7 @@ class AiTextDetector(ScoringDetector):
         """
         fb = scores.features
         tokenizer = self.extractor.lm.tokenizer if self.extractor.lm is not None else None
-        head_values = self.head_values(fb)
+        head_values = scores.values
         contributions = self.head.contributions(head_values, fb.embedding) if len(fb) else []
         extra_names = [n for n in self.head.feature_names if n not in fb.names]
         out: list[dict[str, Any]] = []

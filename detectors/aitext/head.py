@@ -32,8 +32,8 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "aitext_head.
 #: The head trained on SmolLM2's int8 statistics (ONNX Runtime on a CPU, ``quantize=True``): int8
 #: moves the statistics, so a head fitted on float32 ones would score them off its calibration.
 INT8_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_int8.json")
-#: The fast head for modern generators (MiniLM embedding + stylometry, no language model), written by
-#: ``chorus train-aitext-modern`` from ``chorus aitext-corpus``'s pieces.
+#: The fast head for modern generators (stylometry, a character n-gram logit and the MiniLM embedding;
+#: no language model), written by ``chorus train-aitext-modern`` from ``chorus aitext-corpus``'s pieces.
 MODERN_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_modern.json")
 #: What ``training["lm_statistics"]`` says of a head's LM features (absent: float32).
 LM_FLOAT32, LM_INT8 = "float32", "int8"
