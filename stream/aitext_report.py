@@ -69,7 +69,8 @@ def modern_report(head: AiTextHead) -> str:
     if "leave_one_generator_out" in m:
         parts += [
             "",
-            "## Leave one generator out (refit without it; threshold at 1% FPR on the refit's calibrate humans)",
+            "## Leave one generator out (the whole pipeline refitted without it; flagged at the refit's "
+            "default threshold)",
             table(m["leave_one_generator_out"]),
             "",
             "## Leave one source out (refit without the corpus, humans included)",
