@@ -7,8 +7,9 @@ every row whatever its label) learns only the writing. Tweets go through the sam
 of up to three sentences and 8-60 words stays whole.
 
 Why strip markers: in AIGC-Election the machine tweets carry hashtags in 97% of rows against 21% of
-the human ones, emoji in 51% against 11%. :func:`strip_markers` removes hashtags, emoji and
-placeholders from both classes at training *and* scoring time, so the detector cannot lean on them.
+the human ones, emoji in 51% against 11%. :func:`detectors.aitext.text.strip_markers` removes
+hashtags, emoji and placeholders from both classes at training *and* scoring time (the same function
+``triage`` calls), so the detector cannot lean on them.
 
 Why split by key: a person's or a prompt's posts resemble each other, so rows of one account or
 group in both train and evaluate would overstate quality. :func:`split_by_key` sends every key
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 import zlib
 from collections.abc import Mapping
 
 import polars as pl
 
-from detectors.aitext.text import MENTION_PLACEHOLDER, URL_PLACEHOLDER, normalise_text
+from detectors.aitext.text import strip_markers
+
+__all__ = ["strip_markers"]  # text preparation lives in detectors.aitext.text; re-exported for the corpus
 
 #: A piece's length bounds in words (CJK characters count one word each) and its sentence count.
 MIN_PIECE_WORDS, MAX_PIECE_WORDS, MAX_PIECE_SENTENCES = 8, 60, 3
@@ -37,10 +39,6 @@ MIN_PIECE_WORDS, MAX_PIECE_WORDS, MAX_PIECE_SENTENCES = 8, 60, 3
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _WORDISH = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
-_HASHTAG = re.compile(r"(?<![\w&])#\w+")
-_SPACES = re.compile(r"\s+")
-#: Emoji glue that is not itself a symbol: variation selectors, ZWJ, keycap, tag characters.
-_EMOJI_GLUE = {"\ufe0e", "\ufe0f", "\u200d", "\u20e3"}
 
 
 def word_count(text: str) -> int:
@@ -80,25 +78,6 @@ def cut_pieces(
             pieces.append(" ".join(parts[start:end]))
         start = end
     return pieces
-
-
-def _is_emoji_char(ch: str) -> bool:
-    if ch in _EMOJI_GLUE:
-        return True
-    cat = unicodedata.category(ch)
-    # So: pictographs and dingbats; Sk in U+1F3FB..1F3FF: skin-tone modifiers; tags U+E0020..E007F.
-    return (
-        cat == "So" or 0x1F3FB <= ord(ch) <= 0x1F3FF or 0x1F1E6 <= ord(ch) <= 0x1F1FF or 0xE0020 <= ord(ch) <= 0xE007F
-    )
-
-
-def strip_markers(text: str) -> str:
-    """Normalised text without hashtags, emoji, link and mention placeholders: the words alone."""
-    text = normalise_text(text)
-    text = _HASHTAG.sub(" ", text)
-    text = text.replace(URL_PLACEHOLDER, " ").replace(MENTION_PLACEHOLDER, " ")
-    text = "".join(" " if _is_emoji_char(ch) else ch for ch in text)
-    return _SPACES.sub(" ", text).strip()
 
 
 #: Generator families: ``source_model`` strings of the corpora mapped to the model family that wrote

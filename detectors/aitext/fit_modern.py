@@ -33,7 +33,7 @@ from detectors.aitext.features import EMBEDDING_DIM
 from detectors.aitext.generalisation import slice_row, worst_account_fpr
 from detectors.aitext.head import CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import STYLE_FEATURE_NAMES
-from detectors.aitext.training import Standardiser, fit_platt, sigmoid
+from detectors.aitext.training import Standardiser, fit_platt, sigmoid, threshold_for_fpr
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,9 @@ def fit_pipeline(
     a, b = fit_platt(raw[threshold_rows], yc, weights=np.where(yc == 1, 0.5 / yc.sum(), 0.5 / (1 - yc).sum()))
     log_odds = a * raw + b
     humans = log_odds[threshold_rows & (y == 0)]
-    thresholds = {name: _quantile(humans, fpr) for name, fpr in {**TARGET_FPRS, "default": DEFAULT_TARGET_FPR}.items()}
+    targets = {**TARGET_FPRS, "default": DEFAULT_TARGET_FPR}
+    thresholds = {name: threshold_for_fpr(humans, fpr) for name, fpr in targets.items()}
     return FittedPipeline(char_model, std, coef, intercept, (a, b), thresholds, log_odds)
-
-
-def _quantile(human_scores: np.ndarray, fpr: float) -> float:
-    return float(np.quantile(human_scores, 1.0 - fpr, method="higher"))
 
 
 def fit_modern_head(
@@ -131,8 +128,8 @@ def fit_modern_head(
         thresholds_[name] = {
             "log_odds": t,
             "probability": float(sigmoid(np.array([t]))[0]),
-            "how": f"{1 - target:.1%} quantile of the calibrated log-odds of {int(threshold_humans.sum())} human "
-            f"posts of {n_keys} calibrate accounts and groups (the half not used to fit the weights)",
+            "how": f"smallest log-odds with at most {target:.1%} of {int(threshold_humans.sum())} human posts of "
+            f"{n_keys} calibrate accounts and groups at or above it (the half not used to fit the weights)",
             "achieved_fpr_on_calibrate": float((fitted.log_odds[threshold_humans] >= t).mean()),
         }
     metrics = evaluation_metrics(rows, fitted.log_odds, fitted.thresholds["default"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.evaluation import auroc
+from detectors.evaluation import auroc, tpr_at_fpr
 
 
 def rate_at(scores: np.ndarray, threshold: float) -> float:
@@ -20,25 +20,18 @@ def rate_at(scores: np.ndarray, threshold: float) -> float:
     return float((scores >= threshold).mean()) if len(scores) else float("nan")
 
 
-def tpr_at_fpr(human: np.ndarray, machine: np.ndarray, fpr: float) -> float:
-    """Share of machine scores above the human score that ``fpr`` of humans exceed."""
-    if not len(human) or not len(machine):
-        return float("nan")
-    threshold = np.quantile(human, 1.0 - fpr, method="higher")
-    return float((machine > threshold).mean())
-
-
 def slice_row(name: str, human: np.ndarray, machine: np.ndarray, default: float) -> dict[str, Any]:
     """One report row: AUROC, TPR at 1% and 0.1% FPR, and the flagged share at the default threshold."""
     y = np.r_[np.zeros(len(human)), np.ones(len(machine))]
     s = np.r_[human, machine]
+    both = bool(len(human) and len(machine))
     return {
         "slice": name,
         "machine_posts": len(machine),
         "human_posts": len(human),
-        "auroc": auroc(y, s) if len(human) and len(machine) else float("nan"),
-        "tpr_at_1pct_fpr": tpr_at_fpr(human, machine, 0.01),
-        "tpr_at_0.1pct_fpr": tpr_at_fpr(human, machine, 0.001),
+        "auroc": auroc(y, s) if both else float("nan"),
+        "tpr_at_1pct_fpr": tpr_at_fpr(y, s, 0.01).tpr if both else float("nan"),
+        "tpr_at_0.1pct_fpr": tpr_at_fpr(y, s, 0.001).tpr if both else float("nan"),
         "flagged_at_default": rate_at(machine, default),
     }
 

@@ -43,6 +43,38 @@ _WS_RE = re.compile(r"[ \t\r\f\v]+")
 _WORD_RE = re.compile(r"\w+", re.U)
 
 
+_HASHTAG_RE = re.compile(r"(?<![\w&])#\w+")
+_SPACES_RE = re.compile(r"\s+")
+#: Emoji glue that is not itself a symbol: variation selectors, ZWJ, keycap.
+_EMOJI_GLUE = frozenset({"\ufe0e", "\ufe0f", "\u200d", "\u20e3"})
+
+
+def _is_emoji_char(ch: str) -> bool:
+    if ch in _EMOJI_GLUE:
+        return True
+    code = ord(ch)
+    # So: pictographs and dingbats; skin-tone modifiers, regional indicators and tag characters by range
+    return (
+        unicodedata.category(ch) == "So"
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0x1F1E6 <= code <= 0x1F1FF
+        or 0xE0020 <= code <= 0xE007F
+    )
+
+
+def remove_markers(normalised: str) -> str:
+    """A normalised post without hashtags, emoji and the link and mention placeholders: the words alone."""
+    text = _HASHTAG_RE.sub(" ", normalised)
+    text = text.replace(URL_PLACEHOLDER, " ").replace(MENTION_PLACEHOLDER, " ")
+    text = "".join(" " if _is_emoji_char(ch) else ch for ch in text)
+    return _SPACES_RE.sub(" ", text).strip()
+
+
+def strip_markers(text: str) -> str:
+    """:func:`normalise_text`, then :func:`remove_markers`: what the modern head reads."""
+    return remove_markers(normalise_text(text))
+
+
 def normalise_text(text: str) -> str:
     """URLs and @mentions to placeholders, HTML entities decoded, runs of spaces collapsed."""
     text = html.unescape(text)
@@ -100,9 +132,7 @@ def triage(text: Any, lang: str | None = None, normalise: bool = True, strip_mar
         return TriagedPost("", "binary")
     prepared = normalise_text(text) if normalise else _WS_RE.sub(" ", text).strip()
     if strip_markers:
-        from detectors.aitext.corpus import strip_markers as strip
-
-        prepared = strip(prepared)
+        prepared = remove_markers(prepared)
     words = [w for w in _WORD_RE.findall(prepared) if any(ch.isalnum() for ch in w)]
     if not words:
         return TriagedPost("", "no_words")
