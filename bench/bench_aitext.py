@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> str:
 
     if args.input:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from stream.aitext_cli import read_posts
+        from stream.files.posts import read_posts
 
         texts = read_posts(Path(args.input))["text"].to_list()[: args.posts]
     else:

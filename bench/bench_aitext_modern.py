@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> str:
     import torch
 
     from detectors.aitext.detector import AiTextDetector
-    from stream.simulator import SimulationConfig, simulate_posts
+    from stream.pipeline.simulator import SimulationConfig, simulate_posts
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=2_000)

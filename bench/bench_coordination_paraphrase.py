@@ -43,7 +43,7 @@ from bench.bench_coordination_stream import stream
 from bench.common import median_spread, save, table
 from detectors.coordination.coaction import CoActionConfig
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES, CoActionState, IncrementalConfig
-from stream.schema import EmbeddedPostV1, PostValidator, RawMessage, encode_embedding
+from stream.kafka.messages import EmbeddedPostV1, PostValidator, RawMessage, encode_embedding
 
 #: Noise per dimension that puts two copies of one vector at cosine ~0.95 in 384 dimensions.
 PARAPHRASE_NOISE = 0.0115

@@ -50,8 +50,8 @@ from detectors.coordination.incremental import (
     ObjectMatchLedger,
     campaigns_from_state,
 )
-from stream.graph_stage import decode_edges, encode_edges
-from stream.rekey import decode_actions, encode_actions, object_actions
+from stream.coordination.graph_stage import decode_edges, encode_edges
+from stream.coordination.rekey import decode_actions, encode_actions, object_actions
 
 
 def _rate(n: int, seconds: float) -> str:

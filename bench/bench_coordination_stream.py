@@ -49,7 +49,7 @@ from detectors.coordination.incremental import (
     IncrementalConfig,
     campaigns_from_state,
 )
-from stream.schema import PostValidator, RawMessage, encode_post
+from stream.kafka.messages import PostValidator, RawMessage, encode_post
 
 EPOCH_US = 1_704_067_200 * 1_000_000  # 2024-01-01T00:00:00Z
 N_ACCOUNTS = 200_000

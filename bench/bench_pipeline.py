@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import median_spread, save, table
 from detectors.boilerplate import LlmBoilerplateDetector, NoopDetector
-from stream.broker import EmbeddedBroker
 from stream.config import ChorusConfig
-from stream.producer import produce_posts
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.topics import ensure_topics
-from stream.worker import PostWorker
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.producer import produce_posts
+from stream.kafka.topics import ensure_topics
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.pipeline.worker import PostWorker
+from stream.store.database import Store
 
 STAGES = ("poll", "validate", "detect", "policy", "store", "produce", "commit")
 

@@ -38,15 +38,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, result_name, save, table
-from stream.broker import EmbeddedBroker
-from stream.commands import spawn_worker_process, write_private_config
 from stream.config import ChorusConfig
-from stream.kafka_clients import make_admin, make_producer
-from stream.producer import post_key
-from stream.schema import encode_post
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.topics import ensure_topics
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.clients import make_admin, make_producer
+from stream.kafka.messages import encode_post
+from stream.kafka.producer import post_key
+from stream.kafka.topics import ensure_topics
+from stream.pipeline.processes import spawn_worker_process, write_private_config
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.store.database import Store
 
 POLICY = """
 [policy]

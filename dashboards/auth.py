@@ -23,7 +23,7 @@ from typing import Any
 
 import streamlit as st
 
-from stream.review import ROLES, Reviewer
+from stream.review.queries import ROLES, Reviewer
 
 
 def _secrets_section(name: str) -> Mapping[str, Any]:

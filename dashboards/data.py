@@ -1,9 +1,9 @@
-"""The console's one data-access module: cached reads and audited actions over :mod:`stream.review`.
+"""The console's one data-access module: cached reads and audited actions over :mod:`stream.review.queries`.
 
 Pages call only this module. Reads are wrapped in ``st.cache_data`` with a short TTL, keyed by
 the store URL and the (frozen, hashable) filter, so reruns and other reviewers' sessions share
 results and a page of a 100,000-flag queue costs one indexed query every few seconds at most.
-Every action goes straight to :mod:`stream.review` (never cached; it validates against the
+Every action goes straight to :mod:`stream.review.queries` (never cached; it validates against the
 database, not against what the cache showed) and then clears the read cache, so the reviewer sees
 the effect of their action at once. Other reviewers' changes show up within :data:`READ_TTL_S`;
 a conflict caused by a stale screen is caught by the optimistic checks and explained.
@@ -27,13 +27,13 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from stream import review
 from stream.config import ChorusConfig
 from stream.policy import actions as policy_actions
 from stream.policy import compare, registry
 from stream.policy.actions import ActionFilter
-from stream.review import CampaignFilter, FlagFilter, Outcome, QueuePage, Reviewer
-from stream.store import Store
+from stream.review import queries as review
+from stream.review.queries import CampaignFilter, FlagFilter, Outcome, QueuePage, Reviewer
+from stream.store.database import Store
 
 #: How long a cached read may be shown before it is read again (seconds).
 READ_TTL_S = 10

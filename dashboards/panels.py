@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from stream.review import DECISIONS, MAX_STATEMENT_CHARS, REASON_CODES, Reviewer, reason_codes_for
+from stream.review.queries import DECISIONS, MAX_STATEMENT_CHARS, REASON_CODES, Reviewer, reason_codes_for
 
 #: The decisions offered first, each with its shortcut key; the enforcement actions share "4".
 QUICK_DECISIONS: tuple[tuple[str, str], ...] = (("confirm", "1"), ("dismiss", "2"), ("escalate", "3"), ("label", "4"))

@@ -11,7 +11,7 @@ benchmarks can treat the AI-text detector, the campaign detector and any future 
   Binoculars, so a policy can pick another named threshold without re-scoring.
 
 A batch of posts is a polars DataFrame with at least the columns of :data:`POST_COLUMNS` (the
-validated post schema, see ``stream/schema.py``). Detectors are pure: frames in, arrays out, no I/O.
+validated post schema, see ``stream/kafka/messages.py``). Detectors are pure: frames in, arrays out, no I/O.
 """
 
 from __future__ import annotations

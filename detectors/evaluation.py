@@ -1,6 +1,6 @@
 """How good is a detector on labelled posts: the metric maths, as pure functions over arrays and frames.
 
-``chorus eval`` (``stream/eval_cli.py``), the evaluation notebook and the benchmarks all call these,
+``chorus eval`` (``stream/evaluation/report.py``), the evaluation notebook and the benchmarks all call these,
 so a number in the README, in a report and in a notebook is computed one way. Nothing here reads a
 file or draws a plot: arrays and polars frames in, numbers and frames out (the Binoculars
 ``metrics.py`` idea: metric maths you can test on five hand-made scores).

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-    from stream.store import Store
+    from stream.store.database import Store
 
 #: The repository root (this file is ``notebooks/_paths.py``).
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def demo_store(posts: int = DEMO_POSTS) -> Path:
             return candidate
     path = REPO / "chorus-data" / "notebook-demo.db"
     path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "stream.cli", "demo", "--posts", str(posts), "--workers", "1",
+    command = [sys.executable, "-m", "stream.cli.main", "demo", "--posts", str(posts), "--workers", "1",
                "--no-progress", "--store", str(path)]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:

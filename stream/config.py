@@ -123,7 +123,7 @@ class WorkerConfig:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
-    #: Names from ``stream.detector_registry``; every post goes through each of them.
+    #: Names from ``stream.pipeline.detectors``; every post goes through each of them.
     detectors: tuple[str, ...] = ("llm_boilerplate",)
     #: Republish every valid post, with the sentence embedding a detector computed for it (the
     #: ``aitext`` detector's MiniLM vector), to ``topics.embedded``, in the same checkpoint as the

@@ -6,7 +6,7 @@ Two brokers, because Chorus must work on both:
   come from Maven Central through ``tests/kafka/pom.xml`` and are cached under
   ``.cache/kafka-<version>/libs`` (``$CHORUS_KAFKA_CACHE/kafka-<version>/libs`` when that is set), so only
   the first run on a machine pays for the download (~20 s, 43 MB).
-* Tansu, the broker the demo embeds (:class:`stream.broker.EmbeddedBroker`).
+* Tansu, the broker the demo embeds (:class:`stream.kafka.broker.EmbeddedBroker`).
 
 :class:`ApacheKafkaBroker` keeps its ports and log directory across ``stop()``/``kill()`` and
 ``start()``, so a test can take the broker away and bring the same one back.
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from stream.broker import BrokerStartError, create_topics, free_port, wait_for_kafka
+from stream.kafka.broker import BrokerStartError, create_topics, free_port, wait_for_kafka
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -248,7 +248,7 @@ class ApacheKafkaBroker:
             "transaction.state.log.num.partitions": "4",
             # Tests join groups all the time; the default 3 s delay would add 3 s to each.
             "group.initial.rebalance.delay.ms": "0",
-            # Topics are created on purpose (stream.broker.create_topics) with their partition counts.
+            # Topics are created on purpose (stream.kafka.broker.create_topics) with their partition counts.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
             # After a SIGKILL the restarted broker is refused (DUPLICATE_BROKER_REGISTRATION) until the

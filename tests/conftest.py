@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from brokers import ApacheKafkaBroker, RunningBroker, new_topic, resolve_kafka_jars
 
-from stream.broker import EmbeddedBroker
+from stream.kafka.broker import EmbeddedBroker
 
 # --- What CI must not skip: tests/ci_guard.py ------------------------------------------------------
 pytest_plugins = ["ci_guard", "pytester"]
@@ -74,7 +74,7 @@ def topic_factory(request: pytest.FixtureRequest) -> Callable[..., str]:
 
 
 # --- console -------------------------------------------------------------------------------------
-# The review console and its data access (stream/review.py). `review_db_url` is an empty store on
+# The review console and its data access (stream/review/queries.py). `review_db_url` is an empty store on
 # SQLite and, when CHORUS_TEST_PG_URL is set, on PostgreSQL (a schema of its own per test). The
 # console tests read a store filled by the real pipeline: `chorus demo` runs once per session
 # (`demo_store_file`, ~10 s with its embedded broker) and each test gets its own copy (`demo_store`).
@@ -132,7 +132,7 @@ def demo_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("console-demo")
     path = folder / "demo.db"
     result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "demo", "--posts", "400", "--workers", "1", "--no-progress",
+        [sys.executable, "-m", "stream.cli.main", "demo", "--posts", "400", "--workers", "1", "--no-progress",
          "--store", str(path), "--timeout", "240"],
         capture_output=True, text=True, timeout=300, cwd=folder,
     )  # fmt: skip

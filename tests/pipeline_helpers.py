@@ -14,10 +14,10 @@ from typing import Any
 from brokers import CONSUMER_GROUP_TIMEOUTS, RunningBroker, new_topic
 from kafka import KafkaConsumer
 
-from stream.commands import spawn_worker_process, write_private_config
 from stream.config import ChorusConfig
-from stream.schema import PostValidator, RawMessage, encode_post
-from stream.topics import committed_offsets
+from stream.kafka.messages import PostValidator, RawMessage, encode_post
+from stream.kafka.topics import committed_offsets
+from stream.pipeline.processes import spawn_worker_process, write_private_config
 
 
 def pipeline_config(broker: RunningBroker, tmp_path: Path, *, partitions: int = 4, **worker: Any) -> ChorusConfig:

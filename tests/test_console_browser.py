@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from test_console import HOSTILE, add_simulated_campaigns, write_flagged_post
 
-from stream.store import Store
+from stream.store.database import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,7 +10,7 @@ import pytest
 
 from detectors.coordination import CoActionConfig, co_action_edges, posts_to_qut
 from detectors.coordination.generate import generate_stream
-from stream import coord_cli
+from stream.cli import coord as coord_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "coordination" / "qut_coretweet_test_input.csv"
 

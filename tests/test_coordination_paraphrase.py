@@ -39,7 +39,8 @@ from detectors.coordination.paraphrase import (
     similar_vector_pairs,
     slice_plan,
 )
-from stream import coord_cli
+from stream.cli import coord as coord_cli
+from stream.coordination import batch
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 DIM = 384
@@ -386,7 +387,7 @@ def test_real_minilm_embeddings_through_the_library() -> None:
     posts = make_posts(
         [{"id": str(i), "account": a, "t": t, "text": text} for i, (a, t, text) in enumerate(PARAPHRASES)]
     )
-    embedded = coord_cli.add_embeddings(posts.drop("embedding"), batch_size=4)
+    embedded = batch.add_embeddings(posts.drop("embedding"), batch_size=4)
     vectors = np.stack(embedded["embedding"].to_list())
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert float(vectors[0] @ vectors[1]) >= 0.9 > float(vectors[0] @ vectors[3])

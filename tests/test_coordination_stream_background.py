@@ -25,10 +25,10 @@ from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import CampaignConfig, CampaignResult, detect_campaigns
 from detectors.coordination.incremental import campaigns_from_state
 from stream.config import ChorusConfig
-from stream.coordinator import Coordinator, CoordinatorSettings
-from stream.producer import produce_posts
-from stream.store import Store
-from stream.topics import committed_offsets
+from stream.coordination.coordinator import Coordinator, CoordinatorSettings
+from stream.kafka.producer import produce_posts
+from stream.kafka.topics import committed_offsets
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 

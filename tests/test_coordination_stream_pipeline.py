@@ -26,12 +26,12 @@ from pipeline_helpers import pipeline_config, read_topic, wait_until
 
 from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import detect_campaigns
-from stream.commands import write_private_config
 from stream.config import ChorusConfig
-from stream.coordinator import CAMPAIGN_FLAG_SCHEMA, Coordinator, CoordinatorSettings
-from stream.producer import produce_posts
-from stream.store import Store
-from stream.topics import committed_offsets
+from stream.coordination.coordinator import CAMPAIGN_FLAG_SCHEMA, Coordinator, CoordinatorSettings
+from stream.kafka.producer import produce_posts
+from stream.kafka.topics import committed_offsets
+from stream.pipeline.processes import write_private_config
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 
@@ -40,7 +40,7 @@ SETTINGS = CoordinatorSettings(horizon_s=30 * 86_400, graph_interval_s=1.0)
 
 
 def start_coordinator(config_path: Path, group: str, log_file: Path, *, idle_exit_s: float | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "stream.coordinator_cli", "coordinator", "--config", str(config_path),
+    cmd = [sys.executable, "-m", "stream.cli.coordinator", "coordinator", "--config", str(config_path),
            "--group", group, "--horizon-s", str(SETTINGS.horizon_s), "--graph-interval-s", "1",
            "--batch-max-posts", "400"]  # fmt: skip
     if idle_exit_s is not None:

@@ -27,10 +27,10 @@ from detectors.coordination.incremental import (
     IncrementalConfig,
     matches_from_object_rows,
 )
-from stream.coordinator import Coordinator, CoordinatorSettings
-from stream.producer import produce_posts
-from stream.rekey import Rekeyer, RekeySettings, decode_actions, encode_actions, object_actions
-from stream.store import Store
+from stream.coordination.coordinator import Coordinator, CoordinatorSettings
+from stream.coordination.rekey import Rekeyer, RekeySettings, decode_actions, encode_actions, object_actions
+from stream.kafka.producer import produce_posts
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 

@@ -29,7 +29,7 @@ from detectors.coordination.incremental import (
     ObjectMatchLedger,
 )
 from stream.config import CoordinatorSettings
-from stream.rekey import decode_actions, encode_actions, object_actions
+from stream.coordination.rekey import decode_actions, encode_actions, object_actions
 
 SIMILAR = ("co_similar",)
 #: Messages of 4 to 10 words: one word changed is above 0.8 Jaccard for the long ones, below for the short.

@@ -13,18 +13,18 @@ import sqlalchemy as sa
 from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import detect_campaigns
 from detectors.coordination.incremental import CoActionState, IncrementalConfig, campaigns_from_state
-from stream.campaign_store import (
+from stream.config import ChorusConfig
+from stream.coordination.coordinator import Coordinator, CoordinatorSettings, campaign_flag, campaign_records
+from stream.review.queries import campaign_edges
+from stream.store.campaigns import (
     CampaignRecord,
     campaign_version,
     load_campaigns,
     machine_shares,
     write_campaigns,
 )
-from stream.config import ChorusConfig
-from stream.coordinator import Coordinator, CoordinatorSettings, campaign_flag, campaign_records
-from stream.review import campaign_edges
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 

@@ -11,11 +11,11 @@ import pytest
 
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES
 from stream.config import ChorusConfig
-from stream.demo import with_paraphrase_network
-from stream.demo_truth import demo_truth
-from stream.simulator import malformed_messages
-from stream.store import Store
-from stream.topics import topic_plan
+from stream.kafka.topics import topic_plan
+from stream.pipeline.demo import with_paraphrase_network
+from stream.pipeline.demo_truth import demo_truth
+from stream.pipeline.simulator import malformed_messages
+from stream.store.database import Store
 
 REPO = Path(__file__).resolve().parents[1]
 #: What the demo's AI-text detector must at least do on its own ground truth (scores, not timings).
@@ -29,7 +29,7 @@ DEMO_FLOORS = {"auroc": 0.65, "machine_flagged": 0.04, "organic_flagged": 0.05}
 def test_demo_runs_the_whole_pipeline_into_the_store(tmp_path: Path) -> None:
     store_path = tmp_path / "demo.db"
     result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "demo", "--posts", "600", "--workers", "2", "--no-progress",
+        [sys.executable, "-m", "stream.cli.main", "demo", "--posts", "600", "--workers", "2", "--no-progress",
          "--store", str(store_path), "--timeout", "300"],
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )

@@ -2,7 +2,7 @@
 
 The detectors here are small fakes registered the way a real one is (``DETECTOR_FACTORIES``), which
 is also the proof that a detector registered later (the trained ``aitext``) is evaluated with no
-change to ``stream/eval_cli.py``.
+change to ``stream/evaluation/report.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import pytest
 
 from detectors.base import Detector, ScoringDetector
 from detectors.evaluation import auroc
-from stream import detector_registry, eval_cli
-from stream.detector_registry import DETECTOR_FACTORIES
-from stream.schema import POSTS_FRAME_SCHEMA
+from stream.cli import evaluation as eval_command
+from stream.evaluation import report as eval_cli
+from stream.kafka.messages import POSTS_FRAME_SCHEMA
+from stream.pipeline import detectors as detector_registry
+from stream.pipeline.detectors import DETECTOR_FACTORIES
 
 
 class MachineWordsDetector(ScoringDetector):
@@ -76,7 +78,7 @@ def _write_jsonl_gz(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chorus")
-    eval_cli.register(parser.add_subparsers(dest="command"))
+    eval_command.register(parser.add_subparsers(dest="command"))
     return parser
 
 
@@ -305,7 +307,7 @@ def test_detectors_flag_accepts_commas_and_spaces(tmp_path: Path, fakes: None) -
 
 def test_labelled_from_demo_store(demo_store_file: Path) -> None:
     """The simulator's truth in a demo store is a labelled set: the boilerplate detector finds the leaks."""
-    from stream.store import Store
+    from stream.store.database import Store
 
     with Store.open(str(demo_store_file), migrate=False) as store:
         labelled = eval_cli.labelled_from_store(store)
@@ -320,11 +322,11 @@ def test_labelled_from_demo_store(demo_store_file: Path) -> None:
 
 
 def test_chorus_eval_is_on_the_command_line(tmp_path: Path) -> None:
-    from stream import cli
+    from stream.cli import main as cli
 
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert "eval" in commands, "stream/cli.py must register eval_cli"
+    assert "eval" in commands, "stream/cli/main.py must register eval_cli"
     data = _write_jsonl_gz(tmp_path / "toy.jsonl.gz", _rows(8))
     argv = ["eval", str(data), "--out", str(tmp_path / "r"), "--raw-only", "--detectors", "llm_boilerplate"]
     assert cli.main(argv) == 0

@@ -24,12 +24,12 @@ from pipeline_helpers import (
 
 from detectors.base import ScoringDetector
 from detectors.boilerplate import LlmBoilerplateDetector
-from stream.detector_registry import build_detectors
-from stream.producer import produce_posts
-from stream.simulator import SimulationConfig, malformed_messages, simulate_posts
-from stream.store import Store
-from stream.topics import committed_offsets
-from stream.worker import PostWorker
+from stream.kafka.producer import produce_posts
+from stream.kafka.topics import committed_offsets
+from stream.pipeline.detectors import build_detectors
+from stream.pipeline.simulator import SimulationConfig, malformed_messages, simulate_posts
+from stream.pipeline.worker import PostWorker
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 

@@ -29,16 +29,17 @@ from detectors.policy import (
     evaluation_frame,
     match_rules,
 )
-from stream import migrations, policy_cli
+from stream.cli import policy as policy_cli
 from stream.config import PolicyConfig
+from stream.kafka.messages import PostValidator, RawMessage, encode_post
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.policy import registry
 from stream.policy.compare import compare_matches
 from stream.policy.engine import PolicyEngine, action_message
 from stream.policy.files import PolicyError, key_lines, load_policy, parse_policy
-from stream.schema import PostValidator, RawMessage, encode_post
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.store import migrations
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "policies" / "example.toml"
@@ -152,7 +153,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def chorus(argv: list[str]) -> int:
-    """``chorus ARGV`` for the policy commands (stream.cli wires policy_cli in the same way)."""
+    """``chorus ARGV`` for the policy commands (stream.cli.main wires policy_cli in the same way)."""
     parser = argparse.ArgumentParser(prog="chorus")
     policy_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)

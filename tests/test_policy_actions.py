@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from stream import migrations
 from stream.policy.actions import (
     REVERSAL_SCHEMA,
     ActionFilter,
@@ -27,9 +26,10 @@ from stream.policy.actions import (
     pending_reversals,
     reverse_actions,
 )
-from stream.review import InvalidDecision, PermissionDenied, Reviewer
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.review.queries import InvalidDecision, PermissionDenied, Reviewer
+from stream.store import migrations
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 LEAD = Reviewer("lead@example.org", "lead")

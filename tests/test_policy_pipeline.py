@@ -11,12 +11,12 @@ from brokers import new_topic
 from pipeline_helpers import decode, expected_flags, pipeline_config, read_topic
 
 from detectors.boilerplate import LlmBoilerplateDetector
+from stream.kafka.producer import produce_posts
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.pipeline.worker import PostWorker
 from stream.policy.actions import REVERSAL_SCHEMA, pending_reversals, reverse_actions
-from stream.producer import produce_posts
-from stream.review import Reviewer
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.worker import PostWorker
+from stream.review.queries import Reviewer
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 

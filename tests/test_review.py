@@ -1,4 +1,4 @@
-"""Review data access (stream/review.py) on SQLite and PostgreSQL: claims, decisions, bulk, reversal, roles.
+"""Review data access (stream/review/queries.py) on SQLite and PostgreSQL: claims, decisions, bulk, reversal, roles.
 
 What these prove: two reviewers claiming one case -> one wins and the other is told who has it;
 a decision changes the case, writes its decision row and its audit row (reviewer, time, before,
@@ -20,10 +20,10 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from stream import review
-from stream.review import FlagFilter, InvalidDecision, PermissionDenied, Reviewer
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.review import queries as review
+from stream.review.queries import FlagFilter, InvalidDecision, PermissionDenied, Reviewer
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=30)

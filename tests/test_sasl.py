@@ -30,13 +30,13 @@ from pipeline_helpers import expected_flags
 from tls import make_pki
 
 from detectors.boilerplate import LlmBoilerplateDetector
-from stream.broker import create_topics
 from stream.config import ChorusConfig
-from stream.kafka_clients import KafkaUnreachable
-from stream.producer import produce_posts
-from stream.simulator import SimulationConfig, simulate_posts
-from stream.store import Store
-from stream.worker import PostWorker
+from stream.kafka.broker import create_topics
+from stream.kafka.clients import KafkaUnreachable
+from stream.kafka.producer import produce_posts
+from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.pipeline.worker import PostWorker
+from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
 

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from stream.schema import (
+from stream.kafka.messages import (
     REJECTION_REASONS,
     EmbeddedPostV1,
     PostValidator,
@@ -19,7 +19,7 @@ from stream.schema import (
     encode_embedding,
     encode_post,
 )
-from stream.simulator import SimulationConfig, malformed_messages, simulate_posts
+from stream.pipeline.simulator import SimulationConfig, malformed_messages, simulate_posts
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

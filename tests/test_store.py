@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from stream import migrations
-from stream.store import Store
-from stream.store_schema import TABLES
+from stream.store import migrations
+from stream.store.database import Store
+from stream.store.tables import TABLES
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 #: Tables whose rows a replay must leave exactly as they were.
@@ -165,7 +165,7 @@ def test_migrate_applies_every_version_once_and_is_idempotent(db_url: str) -> No
 
 
 def test_schema_matches_table_definitions(store: Store) -> None:
-    """What the migrations built is what stream/store_schema.py describes (guards against drift)."""
+    """What the migrations built is what stream/store/tables.py describes (guards against drift)."""
     inspector = sa.inspect(store.engine)
     for name, table in TABLES.items():
         assert {c["name"] for c in inspector.get_columns(name)} == set(table.columns.keys()), name

@@ -11,7 +11,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream import review
+from stream.review import queries as review
 
 reviewer = st.session_state["reviewer"]
 

@@ -11,8 +11,8 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream import review
-from stream.review import CAMPAIGN_SORTS, CampaignFilter
+from stream.review import queries as review
+from stream.review.queries import CAMPAIGN_SORTS, CampaignFilter
 
 STATUSES = ("open", "claimed", "escalated", "confirmed", "dismissed", "actioned")
 PAGE_SIZE = 50

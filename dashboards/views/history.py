@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data, panels
-from stream import review
-from stream.review import MAX_STATEMENT_CHARS, REVERSAL_REASONS
+from stream.review import queries as review
+from stream.review.queries import MAX_STATEMENT_CHARS, REVERSAL_REASONS
 
 PAGE_SIZE = 100
 

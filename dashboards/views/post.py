@@ -15,8 +15,8 @@ import streamlit as st
 
 from dashboards import data, panels, render
 from detectors.policy import ACCOUNT_WINDOW
-from stream import review
-from stream.review import UNDECIDED, FlagFilter
+from stream.review import queries as review
+from stream.review.queries import UNDECIDED, FlagFilter
 
 reviewer = st.session_state["reviewer"]
 flag_param = st.query_params.get("flag")

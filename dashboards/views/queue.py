@@ -11,8 +11,8 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream import review
-from stream.review import FLAG_SORTS, FlagFilter
+from stream.review import queries as review
+from stream.review.queries import FLAG_SORTS, FlagFilter
 
 PAGE_SIZES = (25, 50, 100, 200)
 AGES = {

@@ -16,7 +16,7 @@ group in both train and evaluate would overstate quality. :func:`split_by_key` s
 whole to one split, by a stable hash, so adding data never moves an existing key.
 
 All functions are pure (strings and frames in, strings and frames out); reading the corpora is
-``stream``'s job (:mod:`stream.aitext_corpus`).
+``stream``'s job (:mod:`stream.training.corpus`).
 """
 
 from __future__ import annotations
@@ -100,10 +100,16 @@ GENERATOR_FAMILIES: Mapping[str, str] = {
     "vicuna-v1.3_7b": "vicuna",
     "vicuna-v1.3_13b": "vicuna",
     "vicuna-v1.3_33b": "vicuna",
+    "qwen2.5-coder-0.5b": "qwen2.5",
+    "qwen2.5-coder-1.5b": "qwen2.5",
+    "gemma-3-270m": "gemma-3",
 }
 #: Families of instruction-tuned models from 2022 on: the ones the detector must catch.
 MODERN_FAMILIES: frozenset[str] = frozenset(
-    {"gpt-4o", "gpt-4", "gpt-3.5", "claude-3", "gemini-1.5", "llama-3", "llama-2", "vicuna", "smollm2", "qwen2.5"}
+    {
+        "gpt-4o", "gpt-4", "gpt-3.5", "claude-3", "gemini-1.5", "llama-3", "llama-2", "vicuna",
+        "smollm2", "qwen2.5", "gemma-3",
+    }
 )
 
 

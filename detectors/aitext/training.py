@@ -1,6 +1,6 @@
 """Pure training and evaluation maths for the AI-text head: group splits, ROC, thresholds, fitting.
 
-No file is read here: ``stream/aitext_cli.py`` loads the data, caches the features and calls these
+No file is read here: ``stream/training/tweepfake.py`` loads the data, caches the features and calls these
 functions. Everything random takes a ``seed``.
 
 Why split by group: ``group`` is the leakage key of the development data (the account a tweet came

@@ -8,7 +8,7 @@
 * The Chorus post schema itself (:data:`detectors.base.POST_COLUMNS`), with list columns either
   as lists (Parquet/JSONL) or space-separated strings (CSV).
 
-Reading files is the caller's business (``stream/coord_cli.py``); everything here takes and
+Reading files is the caller's business (``stream/coordination/batch.py``); everything here takes and
 returns frames.
 """
 

@@ -290,7 +290,7 @@ class CoActionState:
     def add_actions(self, actions: pl.DataFrame) -> CoActionDelta:
         """Add actions already split by object: ``network, post_id, account_id, t_us, key``.
 
-        The scale-out path (``stream/rekey.py``): a coordination worker receives only the actions
+        The scale-out path (``stream/coordination/rekey.py``): a coordination worker receives only the actions
         of the objects routed to it, one message per (post, object), and must match a post on
         those objects only. Replays are recognised per (type, post, object). Use either this or
         :meth:`add` on one state, not both.

@@ -49,7 +49,7 @@ def eligible_sets(keys: pl.Expr, min_tokens: int) -> pl.Expr:
 def set_band_codes(keys: pl.Series, coaction: CoActionConfig) -> pl.DataFrame:
     """``key, code``: the LSH band codes of each distinct eligible key, as the batch computes them.
 
-    What the scale-out path routes co_similar by (``stream/rekey.py``): two sets the batch can
+    What the scale-out path routes co_similar by (``stream/coordination/rekey.py``): two sets the batch can
     relate share at least one code, so one worker owning that code sees both.
     """
     bands, rows = choose_bands(coaction.similarity_threshold, coaction.num_perm)

@@ -1,7 +1,7 @@
 """What people do with the policies' automated actions: read them, reverse them, acknowledge alerts.
 
 The console's "Automated actions" page calls only this module (through ``dashboards/data.py``),
-so every step a reviewer can take is a plain function over a :class:`~stream.store.Store` that the
+so every step a reviewer can take is a plain function over a :class:`~stream.store.database.Store` that the
 tests drive directly, on SQLite and PostgreSQL.
 
 **Reversal.** Only an action that was sent to the platform (``mode='active'``,
@@ -38,7 +38,7 @@ import msgspec
 import polars as pl
 import sqlalchemy as sa
 
-from stream.review import (
+from stream.review.queries import (
     MAX_STATEMENT_CHARS,
     InvalidDecision,
     Outcome,
@@ -48,8 +48,8 @@ from stream.review import (
     _require_actor,
     _select_columns,
 )
-from stream.store import Store
-from stream.store_schema import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS, TABLES, utcnow
+from stream.store.database import Store
+from stream.store.tables import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS, TABLES, utcnow
 
 #: ``schema`` of a reversal message on the actions topic (actions themselves are ``chorus.action/1``).
 REVERSAL_SCHEMA = "chorus.action-reversal/1"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from stream.policy.registry import read_slots
-from stream.store import Store
+from stream.store.database import Store
 
 #: Reviewer decisions meaning "the post was a problem" and "it was not".
 POSITIVE_DECISIONS: frozenset[str] = frozenset(

@@ -1,6 +1,6 @@
 """The worker's policy stage: evaluate the active and the shadow policy on each micro-batch.
 
-:meth:`PolicyEngine.evaluate` is called by :class:`stream.worker.PostWorker` after detection and
+:meth:`PolicyEngine.evaluate` is called by :class:`stream.pipeline.worker.PostWorker` after detection and
 before the store write. It returns a :class:`PolicyOutcome`: every action record (active, held back
 by a circuit breaker, shadow) for the batch's store transaction, the breaker alerts for the same
 transaction, and the actions to produce to the actions topic before the offsets are committed.

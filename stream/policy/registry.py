@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 
 from detectors.policy import Policy
 from stream.policy.files import parse_policy
-from stream.store import Store
-from stream.store_schema import POLICY_SLOTS, TABLES, utcnow
+from stream.store.database import Store
+from stream.store.tables import POLICY_SLOTS, TABLES, utcnow
 
 AUDIT_SUBJECT = "policy_slot"
 AUDIT_SET = "policy.set"

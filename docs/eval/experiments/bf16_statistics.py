@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from detectors.aitext.training import auroc  # noqa: E402
-from stream.aitext_cli import load_tweepfake, plan_training_rows  # noqa: E402
+from stream.training.tweepfake import load_tweepfake, plan_training_rows  # noqa: E402
 
 #: The head's default row plan (``chorus train-aitext``'s defaults), so the posts are its evaluate rows.
 HEAD_PLAN = {"n_train": 2000, "n_cal_human": 1000, "n_cal_machine": 600, "n_eval_extra": 400, "n_validation": 1000}

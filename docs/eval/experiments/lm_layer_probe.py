@@ -6,7 +6,7 @@ Its features are a handful of zero-shot LM statistics, MiniLM's embedding and a 
 MiniLM adapter. This script asks whether the language model's *internal* representation carries
 more: it mean-pools SmolLM2's hidden states over each post's tokens at every layer, fits a
 logistic-regression probe per layer on the train accounts, and scores the same held-out rows the
-head is measured on (``stream.aitext_cli.plan_training_rows``: calibrate and evaluate accounts are
+head is measured on (``stream.training.tweepfake.plan_training_rows``: calibrate and evaluate accounts are
 disjoint from train; ``seen`` is TweepFake's validation split of train accounts, the published
 protocol). The threshold is the 99th percentile of the calibrate accounts' human posts (1% FPR).
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from detectors.aitext.features import MAX_LM_TOKENS, length_batches, pad_batch  # noqa: E402
 from detectors.aitext.text import triage  # noqa: E402
 from detectors.aitext.training import auroc  # noqa: E402
-from stream.aitext_cli import load_tweepfake, plan_training_rows  # noqa: E402
+from stream.training.tweepfake import load_tweepfake, plan_training_rows  # noqa: E402
 
 #: The head's default row plan (``chorus train-aitext``'s defaults), so rows match its metrics.
 HEAD_PLAN = {"n_train": 2000, "n_cal_human": 1000, "n_cal_machine": 600, "n_eval_extra": 400, "n_validation": 1000}
