@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from detectors.aitext.corpus import explode_pieces, generator_family, split_by_key, strip_markers
+from stream.training.generate import clean_generation
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,13 @@ def read_generated(paths: Sequence[Path]) -> pl.DataFrame | None:
         with path.open(encoding="utf-8") as handle:
             for i, line in enumerate(handle):
                 post = json.loads(line)
+                text = clean_generation(post["text"])  # files written before a cleaning rule still obey it
+                if text is None:
+                    continue
                 rows.append(
                     {
                         "id": f"{path.stem}:{i}",
-                        "text_raw": post["text"],
+                        "text_raw": text,
                         "label": 1,
                         "source_model": post["model"],
                         "language": "en",

@@ -170,12 +170,27 @@ def draw_prompts(
     return prompts
 
 
+#: What a small instruction-tuned model writes around or instead of the post: echoes of the
+#: instructions ("No quotes, no hashtags, ..."), talk about the task ("Here is a new tweet ...") and
+#: template slots ("Hey [Friend's Name]"). Seen in Qwen2.5-Coder-0.5B's first 66 imitation and
+#: persona posts; no operator would post them, so they would teach the detector the wrong thing.
+_NOT_A_POST = re.compile(
+    r"no (?:quotes|hashtags|explanation)|new tweet|this person|in their style|\[[^\]]{2,30}\]", re.IGNORECASE
+)
+
+
 def clean_generation(text: str) -> str | None:
-    """The post in a model's answer: first non-empty line, enclosing quotes off; None if too short."""
+    """The post in a model's answer: first usable line, enclosing quotes off; None if there is none.
+
+    A line is skipped when it introduces the post (``Sure``/``Here``/``Tweet:``, or ends with a colon)
+    and the answer is dropped when the line talks about the task rather than posting (:data:`_NOT_A_POST`).
+    """
     for line in text.strip().splitlines():
         line = line.strip().removeprefix("- ").strip().strip('"').strip("\u201c\u201d").strip()
-        if line.lower().startswith(("tweet:", "here", "sure")):
+        if line.lower().startswith(("tweet:", "here", "sure")) or line.endswith(":"):
             continue
+        if _NOT_A_POST.search(line):
+            return None
         if line[-1:] not in ".!?…" and _SENTENCE_END.search(line[:-1]):
             # cut off by the token limit: keep the complete sentences
             line = line[: max(m.end() for m in _SENTENCE_END.finditer(line[:-1]))].strip()
