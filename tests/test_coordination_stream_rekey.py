@@ -4,7 +4,8 @@
 hold: every action of an object lands on one partition, so two coordination workers that each own
 half of the partitions, each with its own :class:`CoActionState`, together find exactly the
 batch's matches (their per-object rows merged); and a coordinator reading the by-object topic
-(``--input actions``) finds the batch's campaigns.
+(``--input actions``) finds the batch's campaigns. And the rekey stage waits out a broker that goes
+away with a batch in hand (Apache Kafka, killed and restarted) instead of crashing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from brokers import RunningBroker, new_topic
-from pipeline_helpers import pipeline_config, read_topic
+from pipeline_helpers import pipeline_config, read_topic, wait_until
 
 from detectors.coordination.coaction import CoActionConfig, co_action_networks, edges_from_matches
 from detectors.coordination.generate import generate_stream
@@ -27,9 +28,12 @@ from detectors.coordination.incremental import (
     IncrementalConfig,
     matches_from_object_rows,
 )
+from stream.config import ChorusConfig
 from stream.coordination.coordinator import Coordinator, CoordinatorSettings
 from stream.coordination.rekey import Rekeyer, RekeySettings, decode_actions, encode_actions, object_actions
+from stream.kafka.loop import BatchResult, Record
 from stream.kafka.producer import produce_posts
+from stream.kafka.topics import committed_offsets
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
@@ -102,3 +106,66 @@ def test_two_workers_over_the_by_object_topic_find_the_batch_matches(tansu: Runn
     assert {frozenset(m) for _, m in members.iter_rows()} == set(batch.members.values())
     assert coordinator.stats.accepted == len(records)
     store.close()
+
+
+class HeldRekeyer(Rekeyer):
+    """Holds its second micro-batch until the test releases it (the first one has taught the
+    producer the output topic's partitions, so sends do not block on metadata while the broker is
+    away): the batch is in hand, not yet produced or committed, when the broker dies."""
+
+    def __init__(self, config: ChorusConfig, settings: RekeySettings) -> None:
+        super().__init__(config, settings)
+        self.batches_seen = 0
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def process_batch(self, records: list[Record]) -> BatchResult:
+        self.batches_seen += 1
+        if self.batches_seen == 2:
+            self.holding.set()
+            assert self.release.wait(120), "the test never released the batch"
+        return super().process_batch(records)
+
+
+@pytest.mark.timeout(300)
+def test_rekey_waits_out_a_broker_outage_and_every_action_lands(fresh_apache_kafka, tmp_path: Path) -> None:
+    broker = fresh_apache_kafka
+    config = pipeline_config(broker, tmp_path, partitions=2, retry_backoff_max_s=2.0)
+    # Short client timeouts: the flush (or the commit) gives up on the dead broker and the stage's
+    # retry loop is what waits.
+    config = config.with_overrides(kafka={"request_timeout_ms": 4_000})
+    by_object = new_topic(broker, 2, prefix="by-object")
+    posts = generate_stream(n_organic=40, n_campaigns=1, seed=2).posts.drop("machine_probability")
+    ends = produce_posts(config, posts.to_dicts())
+    group = f"{config.worker.group_id}-rekey"
+    rekeyer = HeldRekeyer(config, RekeySettings(group_id=group, topic=by_object, batch_max_posts=100))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rekeyer.run()
+        except BaseException as exc:  # the assertions below report it
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert rekeyer.holding.wait(60), "the rekeyer never reached its second batch"
+        broker.kill()
+        rekeyer.release.set()
+        wait_until(lambda: rekeyer.retries > 0 or bool(errors), 120, "a retry against the dead broker")
+        assert thread.is_alive() and not errors, errors
+        broker.start()
+        wait_until(lambda: committed_offsets(config, group, config.topics.posts) == ends, 180,
+                   "every post committed after the outage")
+        assert thread.is_alive() and not errors, errors
+    finally:
+        rekeyer.release.set()
+        rekeyer.request_stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "request_stop must end the rekeyer"
+    assert not errors, errors
+    assert rekeyer.retries > 0
+    assert rekeyer.posts == posts.height  # a batch re-read after a refused commit counts once
+    landed = {(bytes(r.key), bytes(r.value)) for r in read_topic(broker, by_object)}
+    assert landed == set(encode_actions(object_actions(posts)))  # replays re-send identical actions

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from pipeline_helpers import (
     wait_until,
 )
 
-from detectors.base import ScoringDetector
+from detectors.base import Detections, ScoringDetector
 from detectors.boilerplate import LlmBoilerplateDetector
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets
@@ -127,16 +126,39 @@ def test_a_restarted_group_resumes_from_committed_offsets(broker, tmp_path: Path
         store.close()
 
 
+class _HeldDetector(LlmBoilerplateDetector):
+    """The boilerplate detector, holding the first batch that holds a post whose id starts with
+    ``prefix`` until the test releases it: the batch is in hand (read, not yet produced or
+    committed) when the test takes the broker away."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def detect(self, posts: pl.DataFrame, threshold: str = "default") -> Detections:
+        if not self.holding.is_set() and posts["post_id"].str.starts_with(self.prefix).any():
+            self.holding.set()
+            assert self.release.wait(120), "the test never released the batch"
+        return super().detect(posts, threshold)
+
+
 def test_the_worker_survives_the_broker_going_away(fresh_apache_kafka, tmp_path: Path) -> None:
-    """Broker down for a while mid-stream: retries and back-off, no crash, nothing lost."""
+    """Broker down with a batch in hand: its delivery and commit wait the outage out (counted as
+    retries), no crash, every post lands, and none is counted twice."""
     broker = fresh_apache_kafka
     config = pipeline_config(broker, tmp_path, partitions=2, retry_backoff_max_s=2.0)
+    # Short client timeouts, so the delivery (or the commit) gives up on the dead broker and the
+    # worker's retry loop is what waits, well before the broker is back.
+    config = config.with_overrides(kafka={"request_timeout_ms": 4_000})
     first = simulate_posts(SimulationConfig(seed=8, posts=400))
     second = [dict(p, post_id="late-" + p["post_id"]) for p in simulate_posts(SimulationConfig(seed=9, posts=400))]
     produce_posts(config, first)
 
     store = Store.open(config.store.url)
-    worker = PostWorker(config, store, build_detectors(("llm_boilerplate",), config), worker_id="survivor")
+    detector = _HeldDetector("late-")
+    worker = PostWorker(config, store, [detector], worker_id="survivor")
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -149,19 +171,28 @@ def test_the_worker_survives_the_broker_going_away(fresh_apache_kafka, tmp_path:
     thread.start()
     try:
         wait_until(lambda: store.count("posts") == 400, 120, "the first 400 posts")
+        ends = produce_posts(config, second)  # end offsets: every post of both halves
+        assert detector.holding.wait(60), "the worker never read the posts produced second"
         broker.kill()
-        time.sleep(8)  # the worker polls, reconnects and backs off against a dead broker meanwhile
+        detector.release.set()
+        # The batch in hand now meets the dead broker when it delivers its flags or commits.
+        wait_until(lambda: worker.stats.retries > 0 or bool(errors), 120, "a retry against the dead broker")
         assert thread.is_alive() and not errors, errors
         broker.start()
-        produce_posts(config, second)
-        wait_until(lambda: store.count("posts") == 800, 180, "the 400 posts produced after the outage")
+        wait_until(lambda: store.count("posts") == 800 and all_committed(config, ends), 180,
+                   "the 400 posts read before the outage, stored and committed after it")
         assert thread.is_alive() and not errors, errors
     finally:
+        detector.release.set()
         worker.request_stop()
         thread.join(timeout=60)
         store.close()
     assert not thread.is_alive(), "request_stop must end the worker"
     assert not errors, errors
+    assert worker.stats.retries > 0
+    # Counted once each, although the batch in hand may have been read twice (a rebalance after
+    # the restart refuses its commit, and the new owner, this worker again, re-reads it).
+    assert worker.stats.valid == 800
 
 
 def test_sigterm_finishes_the_batch_commits_and_leaves(broker, tmp_path: Path) -> None:

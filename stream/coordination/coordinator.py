@@ -52,11 +52,14 @@ the edges topic, flush, and commit as above) and ONE graph stage (``chorus graph
 = "edges"``: the same class, whose horizon is an
 :class:`~detectors.coordination.incremental.ObjectMatchLedger` fed from the edges topic, with the
 same checkpoint and restart scheme); see ``stream/coordination/graph_stage.py``.
+
+Polling, delivering and committing are the consume loop every stage shares
+(:mod:`stream.kafka.loop`); the coordinator's micro-batches ask it for no commit, and a checkpoint
+commits through the same loop, which delivers everything sent (flags, edges) first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -68,13 +71,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import networkx as nx
 import polars as pl
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from detectors.coordination.graph import CampaignConfig, CampaignResult
@@ -88,8 +91,9 @@ from stream.config import ChorusConfig, CoordinatorSettings
 from stream.coordination.graph_stage import decode_edges, encode_edges
 from stream.coordination.rekey import decode_actions
 from stream.kafka.clients import make_consumer, make_producer
+from stream.kafka.loop import BatchLimits, BatchResult, BatchStage, OutMessage, Record, StreamLoop
 from stream.kafka.messages import PostValidator, RawMessage
-from stream.kafka.retry import StopRequested, retry_transient
+from stream.kafka.retry import Retrier
 from stream.store.campaigns import (
     COORDINATION_DETECTOR,
     CampaignRecord,
@@ -103,8 +107,6 @@ __all__ = ["CAMPAIGN_FLAG_SCHEMA", "MODEL_VERSION", "Coordinator", "CoordinatorS
            "campaign_flag", "campaign_records"]  # fmt: skip
 
 log = logging.getLogger("chorus.coordinator")
-
-T = TypeVar("T")
 
 CAMPAIGN_FLAG_SCHEMA = "chorus.campaign_flag/1"
 #: Bumped when what the coordinator computes changes meaning (it is in every flag and summary).
@@ -154,22 +156,7 @@ class _GraphRun:
     started: float
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """On any rebalance the state starts over from the committed offsets (the horizon's start)."""
-
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.coordinator = coordinator
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.coordinator._buffer = []
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.coordinator._assignment_changed = True
-        log.info("%s: partitions assigned %s", self.coordinator.coordinator_id,
-                 ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)) or "none")
-
-
-class Coordinator:
+class Coordinator(BatchStage[None]):
     """The coordination stage of the stream: one process, one member of its own consumer group.
 
     ``settings`` default to the configuration's ``[coordinator]`` section. The same class is a
@@ -206,15 +193,18 @@ class Coordinator:
         self.state: Horizon = self._new_state()
         self.stats = CoordinatorStats()
         self._stop = threading.Event()
-        self._buffer: list[Any] = []
+        self._retry = Retrier(
+            self._stop, config.worker.retry_backoff_initial_s, config.worker.retry_backoff_max_s,
+            self.coordinator_id, on_retry=self._count_retry,
+        )
+        self._loop: StreamLoop[None] | None = None
         self._consumer: Any = None
-        self._producer: Any = None
         self._assignment_changed = False
+        self._caught_up_now = False
         # Bumped at every (re)assignment: a graph run of an older generation is not written.
         self._generation = 0
         self._graph_run: _GraphRun | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._edge_sends: list[Any] = []
         # Per partition: (first offset, newest post time) of each micro-batch still possibly in the horizon.
         self._segments: dict[TopicPartition, deque[tuple[int, int]]] = {}
         self._next_offset: dict[TopicPartition, int] = {}
@@ -263,60 +253,68 @@ class Coordinator:
             group_id=s.group_id,
             max_poll_records=s.batch_max_posts,
         )
-        self._producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.coordinator_id}-out")
+        producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.coordinator_id}-out")
+        self._loop = StreamLoop(
+            self._consumer, producer, retry=self._retry, name=self.coordinator_id,
+            limits=BatchLimits(s.batch_max_posts, s.batch_max_latency_ms),
+            delivery_timeout_s=cfg.kafka.request_timeout_ms / 1000,
+        )
         if s.graph_in_background and not s.emit_edges:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.coordinator_id}-graph")
-        self._consumer.subscribe([self.topic], listener=_Rebalance(self))
         log.info(
-            "%s: joined group %r on %r (input %s, horizon %.0f s, networks %s, %s every %.0f s)",
+            "%s: joining group %r on %r (input %s, horizon %.0f s, networks %s, %s every %.0f s)",
             self.coordinator_id, s.group_id, self.topic, s.input, s.horizon_s, ",".join(s.networks),
             f"edges to {s.edges_topic!r}" if s.emit_edges else
             "graph stage in the background" if s.graph_in_background else "graph stage", s.graph_interval_s,
         )  # fmt: skip
-        last_data = time.monotonic()
         try:
-            while not self.stopping:
-                records = self._collect_batch()
-                if self._assignment_changed:
-                    self._start_over()
-                if records:
-                    last_data = time.monotonic()
-                    self._process(records)
-                caught_up = self._caught_up()
-                idle = not records
-                due = time.monotonic() - self._last_checkpoint >= s.graph_interval_s
-                try:
-                    self._finish_graph_run(wait=False)
-                    if caught_up and self._dirty and (idle or due) and self._graph_run is None:
-                        self._checkpoint(wait=not s.graph_in_background)
-                except StopRequested:
-                    log.warning("%s: stopped while retrying; the uncommitted horizon will be re-read",
-                                self.coordinator_id)
-                    break
-                if not self._consumer.assignment():
-                    last_data = time.monotonic()
-                elif idle_exit_s is not None and caught_up and not self._dirty and self._graph_run is None and (
-                    time.monotonic() - last_data > idle_exit_s
-                ):
-                    log.info("%s: idle for %.0f s, stopping", self.coordinator_id, idle_exit_s)
-                    break
-                self._maybe_log()
-            if self.stopping and self._rebuilt:
-                with contextlib.suppress(StopRequested):
-                    self._finish_graph_run(wait=True)
-                    if self._dirty:
-                        self._checkpoint(wait=True)
+            self._loop.run(self, [self.topic], idle_exit_s=idle_exit_s)
         finally:
             self._shutdown()
         return self.stats
 
+    # -- the loop's hooks (stream.kafka.loop) ------------------------------------------------------
+    def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Any rebalance starts the state over from the committed offsets (the horizon's start); done
+        by the next hook, outside the consumer's callback."""
+        self._assignment_changed = True
+
+    def process_batch(self, records: list[Record]) -> BatchResult[None]:
+        """Feed the horizon; nothing is committed per batch (checkpoints do, in ``between_batches``)."""
+        if self._assignment_changed:
+            self._start_over()
+        return BatchResult(self._process(records), commit=False)
+
+    def between_batches(self, *, idle: bool) -> None:
+        """Collect a finished graph run, and checkpoint when caught up and idle or due."""
+        if self._assignment_changed:
+            self._start_over()
+        caught_up = self._caught_up_now = self._caught_up()
+        due = time.monotonic() - self._last_checkpoint >= self.settings.graph_interval_s
+        self._finish_graph_run(wait=False)
+        if caught_up and self._dirty and (idle or due) and self._graph_run is None:
+            self._checkpoint(wait=not self.settings.graph_in_background)
+        self._maybe_log()
+
+    def may_exit_idle(self) -> bool:
+        """Only once caught up with everything written and committed."""
+        return self._caught_up_now and not self._dirty and self._graph_run is None
+
+    def finish(self) -> None:
+        """A stop request: wait for the graph run in flight, write what is left, commit."""
+        if self._rebuilt:
+            self._finish_graph_run(wait=True)
+            if self._dirty:
+                self._checkpoint(wait=True)
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
+
     def _shutdown(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-        if self._consumer is not None:
-            self._consumer.close(autocommit=False)
+        if self._loop is not None:
+            self._loop.close()
         self._maybe_log(force=True)
 
     def _load_known(self) -> None:
@@ -357,28 +355,12 @@ class Coordinator:
                           for tp, v in sorted(self._resume_at.items())) or "none")
 
     # -- consuming -----------------------------------------------------------------------------
-    def _collect_batch(self) -> list[Any]:
-        """Poll until the batch is full or its latency bound has passed since its first record."""
-        s = self.settings
-        deadline: float | None = None
-        while len(self._buffer) < s.batch_max_posts and not self.stopping:
-            timeout_ms = s.batch_max_latency_ms if deadline is None else int((deadline - time.monotonic()) * 1000)
-            if timeout_ms <= 0:
-                break
-            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=s.batch_max_posts - len(self._buffer))
-            for records in polled.values():
-                self._buffer.extend(records)
-            if self._buffer and deadline is None:
-                deadline = time.monotonic() + s.batch_max_latency_ms / 1000
-            if not self._buffer:
-                break
-        batch, self._buffer = self._buffer, []
-        return batch
-
-    def _process(self, records: list[Any]) -> None:
-        """Validate (skipping what is not a post) and feed the state; remember where each batch began."""
+    def _process(self, records: list[Record]) -> list[OutMessage]:
+        """Validate (skipping what is not a post) and feed the state; remember where each batch began.
+        Returns the edges a coordination worker sends (delivered before its next commit)."""
         started = time.perf_counter()
         delta: CoActionDelta | None = None
+        edges: list[OutMessage] = []
         if self.settings.input == "edges":
             assert isinstance(self.state, ObjectMatchLedger)
             rows, actions, newest, bad = decode_edges([r.value for r in records])
@@ -416,7 +398,7 @@ class Coordinator:
             validated_at = time.perf_counter()
             delta = self.state.add(posts) if posts.height else None
         if delta is not None and self.settings.emit_edges:
-            self._send_edges(delta)
+            edges = self._edges(delta)
         added_at = time.perf_counter()
         newest_by_partition = dict(timed.group_by("source_partition").agg(pl.col("t_us").max()).rows())
         first: dict[TopicPartition, int] = {}
@@ -437,14 +419,18 @@ class Coordinator:
             self._dirty = self._dirty or delta.accepted > 0
         self.stats.add_stage("validate", validated_at - started)
         self.stats.add_stage("coaction", added_at - validated_at)
+        return edges
 
-    def _send_edges(self, delta: CoActionDelta) -> None:
+    def _edges(self, delta: CoActionDelta) -> list[OutMessage]:
         """A coordination worker's output: the micro-batch's new per-object rows and actions (sent
-        asynchronously; flushed and checked before the next commit)."""
+        asynchronously by the loop; delivered before the next commit)."""
         key = self.coordinator_id.encode()
-        for value in encode_edges(delta.object_matches, delta.actions, source=self.coordinator_id):
-            self._edge_sends.append(self._producer.send(self.settings.edges_topic, key=key, value=value))
-            self.stats.edge_messages += 1
+        edges = [
+            OutMessage(self.settings.edges_topic, value, key=key)
+            for value in encode_edges(delta.object_matches, delta.actions, source=self.coordinator_id)
+        ]
+        self.stats.edge_messages += len(edges)
+        return edges
 
     def _drop_old_segments(self) -> None:
         """Forget the micro-batches whose posts are all older than anything the state still holds."""
@@ -502,19 +488,12 @@ class Coordinator:
 
     def _checkpoint_edges(self) -> None:
         started = time.perf_counter()
-        self._retry("produce edges", self._flush_edges)
+        self._need_loop().deliver()  # the edges, even where there is nothing to commit yet
         self._commit(self._commit_offsets())
         self.stats.checkpoints += 1
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         self.stats.add_stage("edges+commit", time.perf_counter() - started)
-
-    def _flush_edges(self) -> None:
-        timeout = self.config.kafka.request_timeout_ms / 1000
-        self._producer.flush(timeout=timeout)
-        for future in self._edge_sends:
-            future.get(timeout=timeout)
-        self._edge_sends = []
 
     def _start_graph_run(self) -> None:
         """Snapshot the horizon and what committing it would mean; run the graph stage over it."""
@@ -570,7 +549,7 @@ class Coordinator:
         outcome = self._retry("store write", lambda: write_campaigns(store, records))
         to_announce = [r for r in records if self._announced.get(r.campaign_id) != r.version]
         if to_announce:
-            self._retry("produce", lambda: self._produce(to_announce))
+            self._produce(to_announce)
             announced = [r.flagged(r.version) for r in to_announce]
             self._retry("store write", lambda: write_campaigns(store, announced))
             for r in to_announce:
@@ -615,14 +594,13 @@ class Coordinator:
             self._known_seen.pop(campaign_id, None)
 
     def _produce(self, records: Sequence[CampaignRecord]) -> None:
+        """The campaigns' flags, on the broker before the store records them as announced."""
         now = dt.datetime.now(dt.UTC)
-        futures = [
-            self._producer.send(self.config.topics.flags, key=r.campaign_id.encode(), value=campaign_flag(r, now))
-            for r in records
-        ]
-        self._producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
-        for future in futures:
-            future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
+        loop = self._need_loop()
+        loop.send(
+            OutMessage(self.config.topics.flags, campaign_flag(r, now), key=r.campaign_id.encode()) for r in records
+        )
+        loop.deliver()
 
     def _commit_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Per assigned partition: where the horizon starts now, with where consumption is (``end``)."""
@@ -637,25 +615,14 @@ class Coordinator:
         return offsets
 
     def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
-        if not offsets:
-            return
-        try:
-            self._retry("commit", lambda: self._consumer.commit(dict(offsets)), give_up_on=(CommitFailedError,))
-        except CommitFailedError as exc:
-            # A rebalance: the state starts over from the last commit; the store writes were idempotent.
-            log.warning("%s: commit refused after a rebalance (%s)", self.coordinator_id, exc)
+        """Deliver what was sent, then commit; a rebalance that refuses the commit starts the state
+        over from the last commit (the store writes were idempotent)."""
+        self._need_loop().commit(offsets)
 
-    def _retry(
-        self, what: str, action: Callable[[], T], *, give_up_on: tuple[type[BaseException], ...] = ()
-    ) -> T:
-        def count() -> None:
-            self.stats.retries += 1
-
-        wcfg = self.config.worker
-        return retry_transient(
-            what, action, stop=self._stop, initial_s=wcfg.retry_backoff_initial_s, max_s=wcfg.retry_backoff_max_s,
-            name=self.coordinator_id, on_retry=count, give_up_on=give_up_on,
-        )
+    def _need_loop(self) -> StreamLoop[None]:
+        if self._loop is None:
+            raise RuntimeError("the coordinator is not running")
+        return self._loop
 
     def _maybe_log(self, force: bool = False) -> None:
         now = time.monotonic()

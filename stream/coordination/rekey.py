@@ -47,9 +47,12 @@ proves it through Tansu with two workers), and so does an
 the batch's campaigns). Without the workers, one ``chorus coordinator --input actions`` runs the
 whole stage over the by-object topic.
 
-At-least-once, like the worker: produce every action of a micro-batch, flush, then commit. A replay
-re-sends identical actions, which the coordination state recognises by (type, post, object).
-Invalid messages are skipped and counted (the posts workers dead-letter them).
+At-least-once, like the worker, through the consume loop every stage shares
+(:mod:`stream.kafka.loop`): produce every action of a micro-batch, flush, then commit; a broker
+that is briefly away is waited for (counted in ``retries``), not crashed on. A replay re-sends
+identical actions, which the coordination state recognises by (type, post, object); a batch whose
+commit a rebalance refused is counted by its new owner only. Invalid messages are skipped and
+counted (the posts workers dead-letter them).
 """
 
 from __future__ import annotations
@@ -61,20 +64,18 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import polars as pl
-from kafka import TopicPartition
-from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata
 
 from detectors.coordination.coaction import CoActionConfig, post_actions
 from detectors.coordination.incremental import STREAM_NETWORK_TYPES
 from detectors.coordination.incremental_similar import eligible_sets, set_band_codes
 from stream.config import BY_OBJECT_TOPIC, ChorusConfig
 from stream.kafka.clients import make_consumer, make_producer
+from stream.kafka.loop import BatchLimits, BatchReport, BatchResult, BatchStage, OutMessage, Record, StreamLoop
 from stream.kafka.messages import PostValidator, RawMessage
+from stream.kafka.retry import Retrier
 
 log = logging.getLogger("chorus.rekey")
 
@@ -195,7 +196,16 @@ class RekeySettings:
     log_interval_s: float = 10.0
 
 
-class Rekeyer:
+@dataclass(frozen=True)
+class _Rekeyed:
+    """A micro-batch's counts, added to the totals once it is committed."""
+
+    posts: int
+    invalid: int
+    actions: int
+
+
+class Rekeyer(BatchStage[_Rekeyed]):
     """One member of the rekey stage's consumer group: posts in, actions by object out."""
 
     def __init__(self, config: ChorusConfig, settings: RekeySettings | None = None, *, rekeyer_id: str | None = None):
@@ -207,11 +217,17 @@ class Rekeyer:
             max_message_bytes=config.validation.max_message_bytes,
             future_skew_s=config.validation.future_skew_s,
         )
-        self.posts = self.invalid = self.actions = 0
+        #: Totals of committed batches; ``retries``: transient broker failures waited out.
+        self.posts = self.invalid = self.actions = self.retries = 0
         self._stop = threading.Event()
+        self._retry = Retrier(
+            self._stop, config.worker.retry_backoff_initial_s, config.worker.retry_backoff_max_s, self.rekeyer_id,
+            on_retry=self._count_retry,
+        )
         self._last_log = time.monotonic()
 
     def request_stop(self) -> None:
+        """Finish the batch in hand, commit it, and leave the group."""
         self._stop.set()
 
     def run(self, *, idle_exit_s: float | None = None) -> None:
@@ -222,53 +238,43 @@ class Rekeyer:
             max_poll_records=s.batch_max_posts,
         )  # fmt: skip
         producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.rekeyer_id}-out")
-        consumer.subscribe([cfg.topics.posts])
-        last_data = time.monotonic()
+        loop: StreamLoop[_Rekeyed] = StreamLoop(
+            consumer, producer, retry=self._retry, name=self.rekeyer_id,
+            limits=BatchLimits(s.batch_max_posts, s.batch_max_latency_ms),
+            delivery_timeout_s=cfg.kafka.request_timeout_ms / 1000,
+        )
         try:
-            while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=s.batch_max_latency_ms, max_records=s.batch_max_posts)
-                records = [r for batch in polled.values() for r in batch]
-                if records:
-                    last_data = time.monotonic()
-                    self._handle(records, consumer, producer)
-                elif not consumer.assignment():
-                    last_data = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                    break
-                self._maybe_log()
+            loop.run(self, [cfg.topics.posts], idle_exit_s=idle_exit_s)
         finally:
-            producer.close(timeout=10)
-            consumer.close(autocommit=False)
+            loop.close()
             self._maybe_log(force=True)
 
-    def _handle(self, records: list[Any], consumer: Any, producer: Any) -> None:
+    def process_batch(self, records: list[Record]) -> BatchResult[_Rekeyed]:
+        """The batch's posts as actions routed by object (invalid messages skipped)."""
         raws = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
         validated = self.validator.validate(raws)
         actions = object_actions(
             validated.posts, self.settings.networks, self.config.coordinator.incremental_config().coaction
         )
-        futures = [producer.send(self.settings.topic, key=k, value=v) for k, v in encode_actions(actions)]
-        producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
-        for future in futures:
-            future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        try:
-            consumer.commit(offsets)
-        except CommitFailedError as exc:  # a rebalance: the new owner re-sends identical actions
-            log.warning("%s: commit refused after a rebalance (%s)", self.rekeyer_id, exc)
-        self.posts += validated.posts.height
-        self.invalid += len(validated.rejected)
-        self.actions += actions.height
+        messages = [OutMessage(self.settings.topic, value, key=key) for key, value in encode_actions(actions)]
+        return BatchResult(messages, summary=_Rekeyed(validated.posts.height, len(validated.rejected), actions.height))
+
+    def batch_done(self, records: list[Record], result: BatchResult[_Rekeyed], report: BatchReport) -> None:
+        done = result.summary
+        if report.committed and done is not None:
+            self.posts += done.posts
+            self.invalid += done.invalid
+            self.actions += done.actions
+
+    def between_batches(self, *, idle: bool) -> None:
+        self._maybe_log()
+
+    def _count_retry(self) -> None:
+        self.retries += 1
 
     def _maybe_log(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_log < self.settings.log_interval_s:
             return
         self._last_log = time.monotonic()
-        log.info("%s: %d posts -> %d actions on %s (%d invalid skipped)", self.rekeyer_id, self.posts,
-                 self.actions, self.settings.topic, self.invalid)
-
-
+        log.info("%s: %d posts -> %d actions on %s (%d invalid skipped, %d retries)", self.rekeyer_id, self.posts,
+                 self.actions, self.settings.topic, self.invalid, self.retries)

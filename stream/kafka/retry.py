@@ -1,8 +1,8 @@
 """Waiting out transient failures of the broker or the store, for every long-running stage.
 
-The worker and the coordinator both commit offsets only after their effects; between effect and
-commit a broker or database that is briefly away must be waited for, not crashed on, and a
-permanent error must surface at once instead of looping forever.
+Every stage (the worker, the coordinator, rekey) commits offsets only after its effects; between
+effect and commit a broker or database that is briefly away must be waited for, not crashed on,
+and a permanent error must surface at once instead of looping forever.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from kafka.errors import KafkaError
@@ -68,3 +69,31 @@ def retry_transient(
             if stop.wait(delay):
                 raise StopRequested(what) from exc
             delay = min(delay * 2, max_s)
+
+
+def _no_count() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Retrier:
+    """:func:`retry_transient` with one stage's stop event, back-off and retry counter bound in.
+
+    A stage hands the same instance to its store writes and to the shared consume loop
+    (:mod:`stream.kafka.loop`), so every wait, whoever hits it, honours the same stop request and
+    shows up in the same ``retries`` count.
+    """
+
+    stop: threading.Event
+    initial_s: float
+    max_s: float
+    name: str
+    on_retry: Callable[[], None] = _no_count
+
+    def __call__(
+        self, what: str, action: Callable[[], T], *, give_up_on: tuple[type[BaseException], ...] = ()
+    ) -> T:
+        return retry_transient(
+            what, action, stop=self.stop, initial_s=self.initial_s, max_s=self.max_s, name=self.name,
+            on_retry=self.on_retry, give_up_on=give_up_on,
+        )

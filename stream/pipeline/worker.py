@@ -1,7 +1,8 @@
 """The stream worker: posts topic -> validation -> detectors -> store -> flags topic -> commit.
 
-At-least-once, written down as one ordered list of steps (``_process``), as quixstreams'
-checkpoint does it:
+At-least-once, written down as one ordered list of steps, as quixstreams' checkpoint does it. The
+worker does steps 1-4 and hands step 5's messages back (``process_batch``); the consume loop every
+stage shares (:mod:`stream.kafka.loop`) polls the batch, sends and flushes them, and commits:
 
 1. validate the micro-batch; bad messages become dead letters with their reason;
 2. run every registered detector on the valid posts (one call per detector per batch);
@@ -19,8 +20,10 @@ checkpoint does it:
 A crash anywhere before step 6 means the batch is read again by whoever owns the partition next,
 and steps 4-5 are idempotent (store upserts; flags carry a stable ``flag_id``, actions a stable
 ``action_id`` derived from policy version, rule and post). Transient failures
-of the store or the broker are retried with exponential back-off instead of crashing the worker.
-SIGTERM (``request_stop``) lets the batch in hand finish, commits it and leaves the group.
+of the store or the broker are retried with exponential back-off instead of crashing the worker
+(each one counts in ``WorkerStats.retries``). A batch whose commit a rebalance refused is counted
+by its new owner only, not here. SIGTERM (``request_stop``) lets the batch in hand finish, commits
+it and leaves the group.
 
 Between batches, every ``policy.reload_interval_s``, a worker with the policy stage on also relays
 the console's reversals of policy actions to the actions topic (the outbox described in
@@ -35,29 +38,27 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import numpy as np
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka import TopicPartition
+from kafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from detectors.base import Detections, Detector
 from stream.config import ChorusConfig, ConfigError
 from stream.kafka.clients import make_consumer, make_producer
+from stream.kafka.loop import BatchLimits, BatchReport, BatchResult, BatchStage, OutMessage, Record, StreamLoop
 from stream.kafka.messages import EmbeddedPostV1, PostValidator, RawMessage, Rejection, ValidatedBatch, encode_embedding
-from stream.kafka.retry import StopRequested, retry_transient
+from stream.kafka.retry import Retrier
 from stream.policy.actions import relay_reversals
 from stream.policy.engine import PolicyEngine, PolicyOutcome, action_message
 from stream.store.database import Store
 
 log = logging.getLogger("chorus.worker")
-
-T = TypeVar("T")
 
 FLAG_SCHEMA = "chorus.flag/1"
 
@@ -83,28 +84,18 @@ class WorkerStats:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
 
-class _DropRevokedRecords(ConsumerRebalanceListener):
-    """Records buffered from a partition we lose are dropped: they are uncommitted, so the new
-    owner reads them again. Processing them here instead could race the new owner."""
+@dataclass(frozen=True)
+class _Processed:
+    """What ``process_batch`` did, counted only once the loop has committed the batch."""
 
-    def __init__(self, worker: PostWorker) -> None:
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        lost = set(revoked)
-        before = len(self.worker._buffer)
-        self.worker._buffer = [r for r in self.worker._buffer if TopicPartition(r.topic, r.partition) not in lost]
-        if revoked:
-            log.info(
-                "%s: partitions revoked %s (dropped %d buffered records for their new owner)",
-                self.worker.worker_id, _fmt_partitions(revoked), before - len(self.worker._buffer),
-            )
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        log.info("%s: partitions assigned %s", self.worker.worker_id, _fmt_partitions(assigned))
+    messages: int
+    valid: int
+    rejected: int
+    flagged: int
+    timings: dict[str, float]
 
 
-class PostWorker:
+class PostWorker(BatchStage[_Processed]):
     """One member of the workers' consumer group."""
 
     def __init__(
@@ -139,10 +130,14 @@ class PostWorker:
             )
         self.stats = WorkerStats()
         self._stop = threading.Event()
-        self._buffer: list[Any] = []
+        self._retry = Retrier(
+            self._stop, config.worker.retry_backoff_initial_s, config.worker.retry_backoff_max_s, self.worker_id,
+            on_retry=self._count_retry,
+        )
         self._pending_metrics: dict[str, Any] | None = None
-        self._consumer = None
-        self._producer = None
+        self._loop: StreamLoop[_Processed] | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
         self._last_log = time.monotonic()
         self._last_log_valid = 0
         self._last_relay = float("-inf")
@@ -161,34 +156,28 @@ class PostWorker:
         cfg = self.config
         self._consumer = make_consumer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.worker_id}")
         self._producer = make_producer(cfg, client_id=f"{cfg.kafka.client_id_prefix}-{self.worker_id}-out")
-        self._consumer.subscribe([cfg.topics.posts], listener=_DropRevokedRecords(self))
+        self._loop = StreamLoop(
+            self._consumer, self._producer, retry=self._retry, name=self.worker_id,
+            limits=BatchLimits(cfg.worker.batch_max_posts, cfg.worker.batch_max_latency_ms),
+            delivery_timeout_s=cfg.kafka.request_timeout_ms / 1000,
+        )
         log.info(
-            "%s: joined group %r on topic %r (batches of <= %d posts / %d ms; detectors: %s)",
+            "%s: joining group %r on topic %r (batches of <= %d posts / %d ms; detectors: %s)",
             self.worker_id, cfg.worker.group_id, cfg.topics.posts, cfg.worker.batch_max_posts,
             cfg.worker.batch_max_latency_ms, ", ".join(d.name for d in self.detectors) or "none",
         )
-        last_data = time.monotonic()
         try:
-            while not self.stopping:
-                batch = self._collect_batch()
-                if batch:
-                    last_data = time.monotonic()
-                    try:
-                        self._process(batch)
-                    except StopRequested:
-                        log.warning("%s: stopped while retrying; the uncommitted batch will be re-read",
-                                    self.worker_id)
-                        break
-                elif not self._consumer.assignment():
-                    last_data = time.monotonic()  # still joining the group: not idle yet
-                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                    log.info("%s: idle for %.0f s, stopping", self.worker_id, idle_exit_s)
-                    break
-                self._maybe_relay_reversals()
-                self._maybe_log()
+            self._loop.run(self, [cfg.topics.posts], idle_exit_s=idle_exit_s)
         finally:
             self._shutdown()
         return self.stats
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
+
+    def between_batches(self, *, idle: bool) -> None:
+        self._maybe_relay_reversals()
+        self._maybe_log()
 
     def _maybe_relay_reversals(self, *, force: bool = False) -> None:
         """Send the console's reversals of policy actions to the actions topic (see
@@ -219,45 +208,16 @@ class PostWorker:
             except (KafkaError, StatementError) as exc:
                 log.warning("%s: last metrics row not written: %s", self.worker_id, exc)
             self._pending_metrics = None
-        if self._producer is not None:
+        if self._loop is not None:
             self._maybe_relay_reversals(force=True)
-            self._producer.close(timeout=10)
-        if self._consumer is not None:
-            # Offsets were committed explicitly after each batch; closing leaves the group at once
-            # so the partitions move to another worker without waiting for the session timeout.
-            self._consumer.close(autocommit=False)
+            self._loop.close()
         self._maybe_log(force=True)
         log.info("%s: left the group after %d batches, %d posts", self.worker_id, self.stats.batches,
                  self.stats.valid)
 
-    # -- the loop --------------------------------------------------------------------------
-    def _collect_batch(self) -> list[Any]:
-        """Poll until the batch is full or its latency bound has passed since its first record."""
-        wcfg = self.config.worker
-        deadline: float | None = None
-        started = time.perf_counter()
-        while len(self._buffer) < wcfg.batch_max_posts and not self.stopping:
-            if deadline is None:
-                timeout_ms = wcfg.batch_max_latency_ms
-            else:
-                timeout_ms = int((deadline - time.monotonic()) * 1000)
-                if timeout_ms <= 0:
-                    break
-            polled = self._consumer.poll(
-                timeout_ms=timeout_ms, max_records=wcfg.batch_max_posts - len(self._buffer)
-            )
-            for records in polled.values():
-                self._buffer.extend(records)
-            if self._buffer and deadline is None:
-                deadline = time.monotonic() + wcfg.batch_max_latency_ms / 1000
-            if not self._buffer:
-                break
-        batch, self._buffer = self._buffer, []
-        if batch:
-            self.stats.add_stage("poll", time.perf_counter() - started)
-        return batch
-
-    def _process(self, records: list[Any]) -> None:
+    # -- one micro-batch -------------------------------------------------------------------
+    def process_batch(self, records: list[Record]) -> BatchResult[_Processed]:
+        """Steps 1-4 of the module docstring; the loop then delivers the messages and commits."""
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -319,30 +279,39 @@ class PostWorker:
             _embedded_posts(validated, detections, refused)
             if self.config.worker.publish_embeddings and validated.posts.height else []
         )
-        self._retry("produce", lambda: self._produce(flag_rows, validated, outcome.emit, embedded))
-        lap("produce")
+        messages = self._messages(flag_rows, validated, outcome.emit, embedded)
+        valid = validated.posts.height - len(refused)
+        done = _Processed(len(records), valid, len(validated.rejected), len(flag_rows), timings)
+        return BatchResult(messages, summary=done)
 
-        self._commit(records)
-        lap("commit")
-
+    def batch_done(self, records: list[Record], result: BatchResult[_Processed], report: BatchReport) -> None:
+        """Count a committed batch and keep its metrics row for the next store write."""
+        for stage, seconds in report.seconds.items():
+            self.stats.add_stage(stage, seconds)
+        if not report.committed:
+            self.stats.commit_failures += 1  # its new owner counts it
+            return
+        done = result.summary
+        assert done is not None
+        timings = {**done.timings, "produce": report.seconds["produce"], "commit": report.seconds["commit"]}
         self.stats.batches += 1
-        self.stats.messages += len(records)
-        self.stats.valid += validated.posts.height - len(refused)
-        self.stats.rejected += len(validated.rejected)
-        self.stats.flagged += len(flag_rows)
+        self.stats.messages += done.messages
+        self.stats.valid += done.valid
+        self.stats.rejected += done.rejected
+        self.stats.flagged += done.flagged
         lag = self._lag()
         total = sum(timings.values())
         self._pending_metrics = {
             "at": dt.datetime.now(dt.UTC),
             "worker_id": self.worker_id,
-            "batch_size": len(records),
-            "valid": validated.posts.height - len(refused),
-            "rejected": len(validated.rejected),
-            "flagged": len(flag_rows),
+            "batch_size": done.messages,
+            "valid": done.valid,
+            "rejected": done.rejected,
+            "flagged": done.flagged,
             "lag_total": sum(lag.values()) if lag else None,
             "lag": {str(k): v for k, v in lag.items()},
             "timings": {k: round(v * 1000, 3) for k, v in timings.items()},
-            "posts_per_s": len(records) / total if total > 0 else None,
+            "posts_per_s": done.messages / total if total > 0 else None,
         }
 
     def _dead_rows(self, rejected: list[Rejection], now: dt.datetime) -> list[dict[str, Any]]:
@@ -389,79 +358,41 @@ class PostWorker:
                 refused_ids.add(pid)
         return [f for f in flag_rows if f["post_id"] not in refused_ids], refused
 
-    def _produce(
+    def _messages(
         self,
         flag_rows: list[dict[str, Any]],
         validated: ValidatedBatch,
         actions: Sequence[dict[str, Any]] = (),
         embedded: Sequence[tuple[bytes, bytes]] = (),
-    ) -> None:
+    ) -> list[OutMessage]:
         topics = self.config.topics
-        futures = []
-        for key, value in embedded:
-            futures.append(self._producer.send(topics.embedded, key=key, value=value))
-        for flag in flag_rows:
-            futures.append(
-                self._producer.send(
-                    topics.flags,
-                    key=flag["post_id"].encode(),
-                    value=msgspec.json.encode({"schema": FLAG_SCHEMA, **flag}),
-                )
-            )
-        for action in actions:
-            futures.append(
-                self._producer.send(
-                    self.config.policy.actions_topic, key=action["post_id"].encode(), value=action_message(action)
-                )
-            )
-        for rejection in validated.rejected:
-            m = rejection.message
-            headers = [
-                ("chorus.reason", rejection.reason.encode()),
-                ("chorus.error", rejection.error.encode("utf-8", "replace")[:4000]),
-                ("chorus.source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
-                ("chorus.worker", self.worker_id.encode()),
-            ]
-            value = m.value or b""
-            if len(value) > DEAD_LETTER_MAX_VALUE_BYTES:
-                headers.append(("chorus.truncated_from", str(len(value)).encode()))
-                value = value[:DEAD_LETTER_MAX_VALUE_BYTES]
-            futures.append(self._producer.send(topics.dead_letter, key=m.key, value=value, headers=headers))
-        self._producer.flush(timeout=self.config.kafka.request_timeout_ms / 1000)
-        for future in futures:
-            # Raises the delivery error, if any, so the retry loop sends the whole set again.
-            future.get(timeout=self.config.kafka.request_timeout_ms / 1000)
+        out = [OutMessage(topics.embedded, value, key=key) for key, value in embedded]
+        out += [
+            OutMessage(topics.flags, msgspec.json.encode({"schema": FLAG_SCHEMA, **flag}), key=flag["post_id"].encode())
+            for flag in flag_rows
+        ]
+        out += [
+            OutMessage(self.config.policy.actions_topic, action_message(action), key=action["post_id"].encode())
+            for action in actions
+        ]
+        out += [self._dead_letter(rejection) for rejection in validated.rejected]
+        return out
 
-    def _commit(self, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        try:
-            self._retry("commit", lambda: self._consumer.commit(offsets), give_up_on=(CommitFailedError,))
-        except CommitFailedError as exc:
-            # The group rebalanced while we worked: another worker owns these partitions now and
-            # will re-read the batch. The store writes were idempotent, so this costs time only.
-            self.stats.commit_failures += 1
-            log.warning("%s: commit refused after a rebalance (%s); the new owner re-reads the batch",
-                        self.worker_id, exc)
-
-    def _retry(
-        self,
-        what: str,
-        action: Callable[[], T],
-        *,
-        give_up_on: tuple[type[BaseException], ...] = (),
-    ) -> T:
-        def count() -> None:
-            self.stats.retries += 1
-
-        wcfg = self.config.worker
-        return retry_transient(
-            what, action, stop=self._stop, initial_s=wcfg.retry_backoff_initial_s, max_s=wcfg.retry_backoff_max_s,
-            name=self.worker_id, on_retry=count, give_up_on=give_up_on,
-        )
+    def _dead_letter(self, rejection: Rejection) -> OutMessage:
+        """The original bytes with the reason in headers (cut past the broker's limit, so the
+        producer never loops on a message the broker cannot take; the store keeps it whole)."""
+        m = rejection.message
+        headers = [
+            ("chorus.reason", rejection.reason.encode()),
+            ("chorus.error", rejection.error.encode("utf-8", "replace")[:4000]),
+            ("chorus.source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
+            ("chorus.worker", self.worker_id.encode()),
+        ]
+        value = m.value or b""
+        if len(value) > DEAD_LETTER_MAX_VALUE_BYTES:
+            headers.append(("chorus.truncated_from", str(len(value)).encode()))
+            value = value[:DEAD_LETTER_MAX_VALUE_BYTES]
+        return OutMessage(self.config.topics.dead_letter, value, key=m.key, headers=headers)
 
     # -- observability ----------------------------------------------------------------------
     def _lag(self) -> dict[TopicPartition, int]:
@@ -579,10 +510,6 @@ def _result_and_flag_rows(
                     }
                 )
     return results, flags
-
-
-def _fmt_partitions(partitions: Sequence[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(partitions)) or "none"
 
 
 def _fmt_lag(lag: dict[TopicPartition, int]) -> str:
