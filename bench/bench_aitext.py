@@ -235,7 +235,8 @@ def onnx_rows(
 
     from detectors.aitext import features as F
     from detectors.aitext.models import DEFAULT_CPU_THREADS
-    from detectors.aitext.onnx_backend import DEFAULT_QUANTIZE, load_onnx_models
+    from detectors.aitext.onnx_backend import DEFAULT_QUANTIZE
+    from stream.models.aitext import load_onnx_models
 
     def onnx_extractor(threads: int | None, quantize: bool) -> Any:
         lm_forward, enc_forward = load_onnx_models("cpu", threads=threads, quantize=quantize)
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> str:
 
     torch.set_num_threads(args.threads)
     if args.save_tokenizers:
-        from detectors.aitext.models import load_encoder, load_language_model
+        from stream.models.weights import load_encoder, load_language_model
 
         load_language_model("cpu")[0].save_pretrained(args.save_tokenizers / "smollm2")
         load_encoder("cpu")[0].save_pretrained(args.save_tokenizers / "minilm")
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> str:
             parser.error("--random-weights needs --tokenizers DIR (write it with --save-tokenizers)")
         lm_tok, lm_model, enc_tok, enc_model = random_models(args.device, args.tokenizers)
     else:
-        from detectors.aitext.models import load_encoder, load_language_model
+        from stream.models.weights import load_encoder, load_language_model
 
         lm_tok, lm_model = load_language_model(args.device)
         enc_tok, enc_model = load_encoder(args.device)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> str:
     import polars as pl
     import torch
 
-    from detectors.aitext.detector import AiTextDetector
+    from stream.models.aitext import aitext_detector as AiTextDetector
     from stream.pipeline.simulator import SimulationConfig, simulate_posts
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -23,7 +23,7 @@ from typing import Any
 
 import streamlit as st
 
-from stream.review.queries import ROLES, Reviewer
+from stream.store.reviewers import ROLES, Reviewer
 
 
 def _secrets_section(name: str) -> Mapping[str, Any]:

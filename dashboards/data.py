@@ -1,23 +1,24 @@
-"""The console's one data-access module: cached reads and audited actions over :mod:`stream.review.queries`.
+"""The console's one data-access module: cached reads and audited actions over :mod:`stream.review`.
 
 Pages call only this module. Reads are wrapped in ``st.cache_data`` with a short TTL, keyed by
 the store URL and the (frozen, hashable) filter, so reruns and other reviewers' sessions share
 results and a page of a 100,000-flag queue costs one indexed query every few seconds at most.
-Every action goes straight to :mod:`stream.review.queries` (never cached; it validates against the
+Every action goes straight to :mod:`stream.review` (never cached; it validates against the
 database, not against what the cache showed) and then clears the read cache, so the reviewer sees
 the effect of their action at once. Other reviewers' changes show up within :data:`READ_TTL_S`;
 a conflict caused by a stale screen is caught by the optimistic checks and explained.
 
-Settings: the store URL comes from ``streamlit run dashboards/app.py -- --store URL`` (what
-``chorus console`` runs), else from the Chorus configuration (``--config FILE``,
-``CHORUS_CONFIG``, ``CHORUS_STORE__URL``). ``CHORUS_SLA_HOURS`` (or ``[chorus] sla_hours`` in
-Streamlit secrets) sets the review SLA, 24 hours by default.
+Settings come from the Chorus configuration (``--config FILE`` after ``--``, ``CHORUS_CONFIG``,
+``CHORUS_*`` variables), read once per session by :meth:`ChorusConfig.load`: the review SLA is
+``[review] sla_hours`` (``CHORUS_REVIEW__SLA_HOURS``, 24 hours by default) and links of campaigns
+stored without evidence are computed with the ``[coordinator]`` networks and windows. The store
+URL comes from ``streamlit run dashboards/app.py -- --store URL`` (what ``chorus console`` runs),
+else from the configuration's ``[store] url``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,13 +28,15 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from stream.config import ChorusConfig
+from stream.config import ChorusConfig, CoordinatorSettings
 from stream.policy import actions as policy_actions
 from stream.policy import compare, registry
 from stream.policy.actions import ActionFilter
-from stream.review import queries as review
-from stream.review.queries import CampaignFilter, FlagFilter, Outcome, QueuePage, Reviewer
+from stream.review import accounts, campaigns, claims, history, labels, metrics, posts, queues
+from stream.review.queues import CampaignFilter, FlagFilter
 from stream.store.database import Store
+from stream.store.reading import QueuePage
+from stream.store.reviewers import Outcome, Reviewer, ReviewError
 
 #: How long a cached read may be shown before it is read again (seconds).
 READ_TTL_S = 10
@@ -43,30 +46,24 @@ NOTICE_KEY = "chorus_notice"
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """Where the console reads and how it measures the SLA; resolved once per session."""
+    """Where the console reads, how it measures the SLA, how it infers links; resolved once per session."""
 
     store_url: str
     sla: timedelta
-
-
-def _secret(section: str, key: str) -> Any:
-    """A value from Streamlit secrets, or None when there is no secrets file or no such key."""
-    try:
-        return st.secrets.get(section, {}).get(key)
-    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
-        return None
+    coordination: CoordinatorSettings
 
 
 def settings() -> ConsoleSettings:
-    """The console's settings: command line after ``--``, then the Chorus configuration."""
+    """The console's settings: the Chorus configuration, with ``--store`` after ``--`` winning for the URL."""
     if "chorus_settings" not in st.session_state:
         parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         parser.add_argument("--store")
         parser.add_argument("--config")
         args, _ = parser.parse_known_args(sys.argv[1:])
-        url = args.store or ChorusConfig.load(args.config).store.url
-        hours = os.environ.get("CHORUS_SLA_HOURS") or _secret("chorus", "sla_hours") or 24
-        st.session_state["chorus_settings"] = ConsoleSettings(url, timedelta(hours=float(hours)))
+        config = ChorusConfig.load(args.config)
+        st.session_state["chorus_settings"] = ConsoleSettings(
+            args.store or config.store.url, config.review.sla, config.coordinator
+        )
     return st.session_state["chorus_settings"]
 
 
@@ -91,7 +88,7 @@ def store_label() -> str:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _flag_queue(url: str, flt: FlagFilter, limit: int, offset: int, sla_s: float) -> QueuePage:
-    return review.flag_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
+    return queues.flag_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
 
 
 def flag_queue(flt: FlagFilter, *, limit: int, offset: int) -> QueuePage:
@@ -101,7 +98,7 @@ def flag_queue(flt: FlagFilter, *, limit: int, offset: int) -> QueuePage:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _campaign_queue(url: str, flt: CampaignFilter, limit: int, offset: int, sla_s: float) -> QueuePage:
-    return review.campaign_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
+    return queues.campaign_queue(_open_store(url), flt, limit=limit, offset=offset, sla=timedelta(seconds=sla_s))
 
 
 def campaign_queue(flt: CampaignFilter, *, limit: int, offset: int) -> QueuePage:
@@ -111,7 +108,7 @@ def campaign_queue(flt: CampaignFilter, *, limit: int, offset: int) -> QueuePage
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _facets(url: str) -> dict[str, list[str]]:
-    return review.facets(_open_store(url))
+    return queues.facets(_open_store(url))
 
 
 def facets() -> dict[str, list[str]]:
@@ -120,7 +117,7 @@ def facets() -> dict[str, list[str]]:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _post_detail(url: str, post_id: str) -> dict[str, Any] | None:
-    return review.post_detail(_open_store(url), post_id)
+    return posts.post_detail(_open_store(url), post_id)
 
 
 def post_detail(post_id: str) -> dict[str, Any] | None:
@@ -129,7 +126,7 @@ def post_detail(post_id: str) -> dict[str, Any] | None:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _post_of_flag(url: str, flag_id: str) -> str | None:
-    return review.post_of_flag(_open_store(url), flag_id)
+    return posts.post_of_flag(_open_store(url), flag_id)
 
 
 def post_of_flag(flag_id: str) -> str | None:
@@ -138,7 +135,7 @@ def post_of_flag(flag_id: str) -> str | None:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _account_summary(url: str, account_id: str) -> dict[str, Any]:
-    return review.account_summary(_open_store(url), account_id)
+    return accounts.account_summary(_open_store(url), account_id)
 
 
 def account_summary(account_id: str) -> dict[str, Any]:
@@ -147,7 +144,7 @@ def account_summary(account_id: str) -> dict[str, Any]:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _account_posts(url: str, account_id: str) -> pl.DataFrame:
-    return review.account_posts(_open_store(url), account_id)
+    return accounts.account_posts(_open_store(url), account_id)
 
 
 def account_posts(account_id: str) -> pl.DataFrame:
@@ -155,17 +152,18 @@ def account_posts(account_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
-def _campaign_detail(url: str, campaign_id: str) -> dict[str, Any] | None:
-    return review.campaign_detail(_open_store(url), campaign_id)
+def _campaign_detail(url: str, campaign_id: str, coordination: CoordinatorSettings) -> dict[str, Any] | None:
+    return campaigns.campaign_detail(_open_store(url), campaign_id, coordination=coordination)
 
 
 def campaign_detail(campaign_id: str) -> dict[str, Any] | None:
-    return _campaign_detail(settings().store_url, campaign_id)
+    s = settings()
+    return _campaign_detail(s.store_url, campaign_id, s.coordination)
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _posts_by_id(url: str, post_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    return review.posts_by_id(_open_store(url), post_ids)
+    return posts.posts_by_id(_open_store(url), post_ids)
 
 
 def posts_by_id(post_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -174,7 +172,7 @@ def posts_by_id(post_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _decision_history(url: str, reviewer: str | None, limit: int, offset: int) -> pl.DataFrame:
-    return review.decision_history(_open_store(url), reviewer=reviewer, limit=limit, offset=offset)
+    return history.decision_history(_open_store(url), reviewer=reviewer, limit=limit, offset=offset)
 
 
 def decision_history(*, reviewer: str | None, limit: int, offset: int) -> pl.DataFrame:
@@ -183,7 +181,7 @@ def decision_history(*, reviewer: str | None, limit: int, offset: int) -> pl.Dat
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _audit_trail(url: str, subject_id: str | None, actor: str | None, limit: int, offset: int) -> pl.DataFrame:
-    return review.audit_trail(_open_store(url), subject_id=subject_id, actor=actor, limit=limit, offset=offset)
+    return history.audit_trail(_open_store(url), subject_id=subject_id, actor=actor, limit=limit, offset=offset)
 
 
 def audit_trail(
@@ -194,7 +192,7 @@ def audit_trail(
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _labelled_decisions_csv(url: str) -> bytes:
-    return review.labelled_decisions(_open_store(url), include_text=True).write_csv().encode()
+    return labels.labelled_decisions(_open_store(url), include_text=True).write_csv().encode()
 
 
 def labelled_decisions_csv() -> bytes:
@@ -205,12 +203,12 @@ def labelled_decisions_csv() -> bytes:
 def _overview(url: str, sla_s: float, volume_by: str, unit: str) -> dict[str, Any]:
     s = _open_store(url)
     return {
-        "sizes": review.queue_sizes(s, sla=timedelta(seconds=sla_s)),
-        "volume": review.flag_volume(s, by=volume_by, unit=unit),
-        "throughput": review.worker_throughput(s),
-        "precision": review.detector_precision(s, cutoffs=(0.5, 0.7, 0.9, 0.99)),
-        "dead_letters": review.dead_letter_reasons(s),
-        "decisions": review.decision_history(s, limit=5_000),
+        "sizes": queues.queue_sizes(s, sla=timedelta(seconds=sla_s)),
+        "volume": metrics.flag_volume(s, by=volume_by, unit=unit),
+        "throughput": metrics.worker_throughput(s),
+        "precision": labels.detector_precision(s, cutoffs=(0.5, 0.7, 0.9, 0.99)),
+        "dead_letters": metrics.dead_letter_reasons(s),
+        "decisions": history.decision_history(s, limit=5_000),
     }
 
 
@@ -301,7 +299,7 @@ def act(action: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome | 
     """
     try:
         outcome = action(store(), *args, **kwargs)
-    except review.ReviewError as exc:
+    except ReviewError as exc:
         notify("error", str(exc))
         return None
     st.cache_data.clear()
@@ -314,10 +312,10 @@ def next_flag(reviewer: Reviewer, flt: FlagFilter, *, exclude: Sequence[str] = (
     """The next case for "submit and next", claimed for the reviewer; retries if someone beats us to it."""
     skip = list(exclude)
     for _ in range(5):
-        flag_id = review.next_flag(store(), reviewer, flt, exclude=skip)
+        flag_id = queues.next_flag(store(), reviewer, flt, exclude=skip)
         if flag_id is None:
             return None
-        outcome = review.claim(store(), reviewer, [flag_id])
+        outcome = claims.claim(store(), reviewer, [flag_id])
         if outcome.applied or outcome.unchanged:
             st.cache_data.clear()
             return flag_id

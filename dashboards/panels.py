@@ -15,7 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from stream.review.queries import DECISIONS, MAX_STATEMENT_CHARS, REASON_CODES, Reviewer, reason_codes_for
+from stream.review.vocabulary import DECISIONS, REASON_CODES, reason_codes_for
+from stream.store.reviewers import MAX_STATEMENT_CHARS, Reviewer
 
 #: The decisions offered first, each with its shortcut key; the enforcement actions share "4".
 QUICK_DECISIONS: tuple[tuple[str, str], ...] = (("confirm", "1"), ("dismiss", "2"), ("escalate", "3"), ("label", "4"))

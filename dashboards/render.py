@@ -22,7 +22,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards.data import NOTICE_KEY
-from stream.review.queries import Edge
+from stream.review.edges import Edge
 
 #: Characters of one post shown on screen; the rest is offered as a download.
 MAX_SHOWN_CHARS = 20_000

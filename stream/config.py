@@ -2,7 +2,7 @@
 
 Sections: ``[kafka]``, ``[topics]``, ``[worker]``, ``[validation]``, ``[store]``, ``[policy]``,
 ``[aitext]`` (how workers serve the AI-text detector) and ``[coordinator]`` (``chorus coordinator`` /
-``chorus graph-stage``: :class:`CoordinatorSettings`).
+``chorus graph-stage``: :class:`CoordinatorSettings`); ``[review]`` is the review console's.
 Precedence, lowest to highest: the defaults below, the TOML file (``--config`` or ``CHORUS_CONFIG``),
 environment variables ``CHORUS_<SECTION>__<FIELD>`` (e.g. ``CHORUS_KAFKA__BOOTSTRAP_SERVERS``), and
 finally command-line flags, which the CLI applies with :func:`dataclasses.replace`. Nothing reads
@@ -18,6 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,15 @@ from detectors.coordination.incremental import (
 )
 
 ENV_PREFIX = "CHORUS_"
+#: Older, documented variables for some fields, read here like every other variable (section, field);
+#: ``CHORUS_<SECTION>__<FIELD>`` wins when both are set.
+ENV_ALIASES = {
+    "CHORUS_AITEXT_QUANTIZE": ("aitext", "quantize_default"),
+    "CHORUS_CACHE": ("aitext", "cache_dir"),
+    "CHORUS_TORCH_THREADS": ("aitext", "torch_threads"),
+    "CHORUS_ORT_THREADS": ("aitext", "ort_threads"),
+    "CHORUS_SLA_HOURS": ("review", "sla_hours"),
+}
 #: Posts re-keyed by shared object (``chorus rekey``): what ``input = "actions"`` reads by default.
 BY_OBJECT_TOPIC = "chorus.posts.by-object"
 #: Where coordination workers (``chorus coordinator --input actions --emit-edges``) send their
@@ -177,6 +187,24 @@ class PolicyConfig:
     breaker_recover_share: float = 0.1
 
 
+@dataclass(frozen=True)
+class ReviewConfig:
+    """The review console (``chorus console``): how it measures its queues."""
+
+    #: Hours a case may wait, from when it was flagged, before it counts as overdue (the queue's SLA
+    #: column and the overview's "Past the SLA"); ``CHORUS_REVIEW__SLA_HOURS``.
+    sla_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if not self.sla_hours > 0:
+            raise ConfigError(f"review.sla_hours = {self.sla_hours!r}: use a number of hours above 0")
+
+    @property
+    def sla(self) -> timedelta:
+        """``sla_hours`` as the duration the queue reads take."""
+        return timedelta(hours=self.sla_hours)
+
+
 #: ``aitext.backend`` values: ``detectors.aitext.features.BACKENDS``, repeated so that reading a
 #: configuration does not import torch (a test keeps the two equal).
 AITEXT_BACKENDS = ("torch", "onnx")
@@ -191,15 +219,27 @@ class AiTextConfig:
     """
 
     #: ``torch`` (transformers; CUDA bf16 on a GPU) or ``onnx`` (ONNX Runtime: the CUDA provider on a
-    #: GPU, the CPU provider otherwise; the exports are built into ``$CHORUS_CACHE/onnx`` on first use).
+    #: GPU, the CPU provider otherwise; the exports are built into ``<cache_dir>/onnx`` on first use).
     backend: str = "torch"
     #: ``auto`` (the GPU when torch sees one, else the CPU), ``cpu``, or ``cuda`` / ``cuda:N``.
     device: str = "auto"
     #: With ``backend = "onnx"`` on a CPU: serve SmolLM2 in int8, scored by the head trained on int8
-    #: statistics. Off here defers to ``$CHORUS_AITEXT_QUANTIZE`` (default off).
+    #: statistics. Off here defers to ``quantize_default``.
     quantize: bool = False
     #: A head JSON to serve instead of the committed one (e.g. one retrained by ``chorus train-aitext``).
     artifact: str | None = None
+    #: The process-wide int8 switch (``$CHORUS_AITEXT_QUANTIZE=1``): int8 whenever the onnx backend runs on
+    #: a CPU and ``quantize`` is off, ``chorus score --backend onnx`` included; torch ignores it. Off by
+    #: default (:data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`).
+    quantize_default: bool = False
+    #: Root of Chorus's model cache (``$CHORUS_CACHE``); the ONNX exports live in its ``onnx`` folder.
+    #: Unset: ``~/.cache/chorus``.
+    cache_dir: str | None = None
+    #: CPU threads per model call for torch and for ONNX Runtime (``$CHORUS_TORCH_THREADS``,
+    #: ``$CHORUS_ORT_THREADS``); 0: :data:`detectors.aitext.models.DEFAULT_CPU_THREADS`. A command's
+    #: ``--threads`` flag wins over ``torch_threads``.
+    torch_threads: int = 0
+    ort_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.backend not in AITEXT_BACKENDS:
@@ -210,6 +250,8 @@ class AiTextConfig:
             raise ConfigError(
                 "aitext.quantize serves SmolLM2 in int8 through ONNX Runtime: set aitext.backend = 'onnx'"
             )
+        if self.torch_threads < 0 or self.ort_threads < 0:
+            raise ConfigError("aitext.torch_threads and aitext.ort_threads: use 0 (the default) or more")
 
 
 @dataclass(frozen=True)
@@ -348,6 +390,7 @@ class ChorusConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     aitext: AiTextConfig = field(default_factory=AiTextConfig)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ChorusConfig:
@@ -363,6 +406,10 @@ class ChorusConfig:
                 raise ConfigError(f"configuration file {path} does not exist") from None
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        for key, (section, name) in ENV_ALIASES.items():
+            if env.get(key, "").strip():  # "on"/"off": what CHORUS_AITEXT_QUANTIZE also accepted
+                value = env[key].strip()
+                data.setdefault(section, {})[name] = {"on": "true", "off": "false"}.get(value.lower(), value)
         for key, value in env.items():
             if not key.startswith(ENV_PREFIX) or "__" not in key:
                 continue

@@ -19,7 +19,7 @@ from detectors.aitext.corpus import (
     strip_markers,
     word_count,
 )
-from detectors.aitext.models import WeightMismatchError, verify_weight_file
+from stream.models.weights import WeightMismatchError, verify_weight_file
 from stream.training.corpus import Source, build_corpus
 
 ARTICLE = (

@@ -104,16 +104,18 @@ def test_sentence_encoder_returns_embedding_and_logit_in_one_call() -> None:
 def test_onnx_export_merges_the_adapter(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript", reason="exporting needs: pip install onnx onnxscript")
     from detectors.aitext import onnx_backend as ob
+    from stream.models import onnx_cache as cache
+    from stream.models import onnx_sessions as sessions
 
     enc = tiny_bert()
     model = adapted_encoder(enc, random_adapter(enc))
     source, adapter_file = tmp_path / "enc.weights", tmp_path / "adapter.bin"
     source.write_bytes(b"weights")
     adapter_file.write_bytes(b"adapter")
-    spec = ob.ExportSpec("tiny-bert-adapted", "encoder", source, lambda: model, adapter_file)
-    paths = ob.ensure_exports(tmp_path / "cache", [spec], progress=False)
-    assert spec.folder(tmp_path / "cache") != ob.ExportSpec("x", "encoder", source, lambda: model).folder(tmp_path)
-    onnx_enc = ob.OnnxEncoder(ob.create_session(paths["encoder"]))
+    spec = cache.ExportSpec("tiny-bert-adapted", "encoder", source, lambda: model, adapter_file)
+    paths = cache.ensure_exports(tmp_path / "cache", [spec], progress=False)
+    assert spec.folder(tmp_path / "cache") != cache.ExportSpec("x", "encoder", source, lambda: model).folder(tmp_path)
+    onnx_enc = ob.OnnxEncoder(sessions.create_session(paths["encoder"]))
     assert onnx_enc.adapted
     texts = ["hello there", "x", "a longer post with more characters in it", "mid size"]
     t_emb, t_logit = SentenceEncoder(CharTokenizer(), model).encode_with_logit(texts)

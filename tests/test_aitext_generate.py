@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detectors.aitext.models import ModelNotInstalledError, WeightMismatchError
+from stream.models.weights import ModelNotInstalledError, WeightMismatchError
 from stream.training.corpus import imitation_accounts
 from stream.training.generate import clean_generation, draw_prompts
 from stream.training.generator_weights import GeneratorWeights, assemble

@@ -21,7 +21,8 @@ import pytest
 
 from detectors.aitext.fit import coef_digest
 from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, AiTextHead
-from detectors.aitext.training import auroc, sigmoid
+from detectors.aitext.training import sigmoid
+from detectors.evaluation import auroc
 
 
 @pytest.fixture(scope="module", params=[DEFAULT_ARTIFACT, INT8_ARTIFACT], ids=["float32", "int8"])
@@ -61,12 +62,13 @@ def test_artifact_is_small_and_complete(head: AiTextHead) -> None:
 
 def test_head_names_its_encoder_adapter(head: AiTextHead) -> None:
     """The head's ``enc_adapter_logit`` comes from the committed adapter it was trained with."""
-    from detectors.aitext.finetune import EncoderAdapter
+    from stream.models.artifacts import verified_adapter
+    from stream.models.weights import read_adapter
 
     assert "enc_adapter_logit" in head.feature_names
-    path = head.adapter_path  # checks the file's SHA-256 against the head's record
+    path = verified_adapter(head)  # checks the file's SHA-256 against the head's record
     assert path is not None and path.stat().st_size < 2_000_000
-    adapter = EncoderAdapter.load(path)
+    adapter = read_adapter(path)
     assert adapter.config.epochs == head.training["encoder_adapter"]["chosen_epochs"]
 
 

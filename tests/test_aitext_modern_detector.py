@@ -17,10 +17,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def detector():
-    from detectors.aitext.detector import AiTextDetector
     from detectors.aitext.head import MODERN_ARTIFACT
+    from stream.config import AiTextConfig
+    from stream.models.aitext import aitext_detector
 
-    found = AiTextDetector(device="cpu")
+    found = aitext_detector(AiTextConfig(device="cpu"))  # what a worker with the default [aitext] serves
     assert found.head.path == MODERN_ARTIFACT
     return found
 

@@ -3,7 +3,7 @@
 No real model is exported here (SmolLM2's export is ~540 MB and minutes): tiny random-weight models
 of the same architectures (a 2-layer Llama with grouped-query attention and tied embeddings, as
 SmolLM2; a 1-layer BERT with MiniLM's 384-wide output) go through the same exporter, the same cache
-(:func:`~detectors.aitext.onnx_backend.ensure_exports`, with its check against torch) and the same
+(:func:`~stream.models.onnx_cache.ensure_exports`, with its check against torch) and the same
 scorer and encoder classes as production, and both runtimes are compared on random posts.
 
 Tolerance: both runtimes compute in float32, so they differ only by summation order. Logits and
@@ -32,13 +32,15 @@ pytest.importorskip("onnxscript", reason="exporting needs: pip install onnx onnx
 from detectors.aitext import onnx_backend as ob
 from detectors.aitext.features import (
     EMBEDDING_DIM,
-    FeatureExtractor,
     LanguageModelScorer,
     SentenceEncoder,
     TorchCausalLM,
     pad_batch,
 )
 from detectors.aitext.metrics import LM_FEATURE_NAMES, post_statistics
+from stream.models import onnx_cache as cache
+from stream.models import onnx_export as export
+from stream.models import onnx_sessions as sessions
 
 ATOL = RTOL = 1e-4
 LM_VOCAB = 101
@@ -105,12 +107,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         sources[name] = folder / f"{name}.weights"
         sources[name].write_bytes(name.encode() * 100)  # what the folder fingerprint is taken of
     specs = [
-        ob.ExportSpec("tiny-llama", "lm", sources["lm"], lambda: lm),
-        ob.ExportSpec("tiny-bert", "encoder", sources["enc"], lambda: enc),
+        cache.ExportSpec("tiny-llama", "lm", sources["lm"], lambda: lm),
+        cache.ExportSpec("tiny-bert", "encoder", sources["enc"], lambda: enc),
     ]
-    cache = folder / "cache"
-    paths = ob.ensure_exports(cache, specs, progress=False)
-    return {"lm": lm, "enc": enc, "paths": paths, "specs": specs, "cache": cache}
+    cache_dir = folder / "cache"
+    paths = cache.ensure_exports(cache_dir, specs, progress=False)
+    return {"lm": lm, "enc": enc, "paths": paths, "specs": specs, "cache": cache_dir}
 
 
 def random_posts(rng: np.random.Generator, n: int) -> list[str]:
@@ -125,7 +127,7 @@ def test_logits_and_lm_statistics_match_on_padded_batch(tiny: dict[str, Any]) ->
     lengths = [17, 8, 2, 1]
     seqs = [[0, *rng.integers(3, LM_VOCAB, size=k - 1).tolist()] for k in lengths]
     ids, mask = pad_batch(seqs, pad_id=1)
-    onnx_lm = ob.OnnxCausalLM(ob.create_session(tiny["paths"]["lm"]))
+    onnx_lm = ob.OnnxCausalLM(sessions.create_session(tiny["paths"]["lm"]))
     ref = TorchCausalLM(tiny["lm"])(ids, mask).numpy()
     got = onnx_lm(ids, mask)
     assert got.shape == ref.shape == (4, 17, LM_VOCAB)
@@ -144,7 +146,7 @@ def test_logits_and_lm_statistics_match_on_padded_batch(tiny: dict[str, Any]) ->
 
 def test_scorer_gives_same_features_through_either_runtime(tiny: dict[str, Any]) -> None:
     texts = random_posts(np.random.default_rng(1), 24)
-    onnx_forward = ob.OnnxCausalLM(ob.create_session(tiny["paths"]["lm"]))
+    onnx_forward = ob.OnnxCausalLM(sessions.create_session(tiny["paths"]["lm"]))
     results = {}
     for name, forward in (("torch", TorchCausalLM(tiny["lm"])), ("onnx", onnx_forward)):
         # a small budget and max_tokens force several length batches and some truncation
@@ -163,7 +165,7 @@ def test_scorer_gives_same_features_through_either_runtime(tiny: dict[str, Any])
 def test_embeddings_match_and_are_unit_length(tiny: dict[str, Any]) -> None:
     texts = random_posts(np.random.default_rng(2), 20)
     tok = CharTokenizer(ENC_VOCAB)
-    onnx_enc = ob.OnnxEncoder(ob.create_session(tiny["paths"]["encoder"]))
+    onnx_enc = ob.OnnxEncoder(sessions.create_session(tiny["paths"]["encoder"]))
     torch_emb = SentenceEncoder(tok, tiny["enc"], token_budget=300).encode(texts)
     onnx_emb = SentenceEncoder(tok, forward=onnx_enc, token_budget=300).encode(texts)
     np.testing.assert_allclose(onnx_emb, torch_emb, atol=ATOL, rtol=RTOL)
@@ -174,14 +176,14 @@ def test_embeddings_match_and_are_unit_length(tiny: dict[str, Any]) -> None:
 
 
 def test_provider_is_checked_and_logged(tiny: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger=ob.log.name)
-    session = ob.create_session(tiny["paths"]["lm"], device="cpu", threads=1)
-    assert session.get_providers() == [ob.CPU_PROVIDER]
-    assert f"onnxruntime runs on {ob.CPU_PROVIDER}" in caplog.text
+    caplog.set_level(logging.INFO, logger=sessions.log.name)
+    session = sessions.create_session(tiny["paths"]["lm"], device="cpu", threads=1)
+    assert session.get_providers() == [sessions.CPU_PROVIDER]
+    assert f"onnxruntime runs on {sessions.CPU_PROVIDER}" in caplog.text
     # asking for CUDA: whatever runs is reported; without a usable GPU that is a warning, not silence
     caplog.clear()
-    running = ob.create_session(tiny["paths"]["lm"], device="cuda").get_providers()[0]
-    if running == ob.CPU_PROVIDER:
+    running = sessions.create_session(tiny["paths"]["lm"], device="cuda").get_providers()[0]
+    if running == sessions.CPU_PROVIDER:
         assert any(r.levelno == logging.WARNING and "CUDA was requested" in r.message for r in caplog.records)
     else:
         assert f"onnxruntime runs on {running}" in caplog.text
@@ -195,13 +197,14 @@ def test_check_providers_warns_when_cuda_is_missing(caplog: pytest.LogCaptureFix
         def get_providers(self) -> list[str]:
             return self.providers
 
-    assert ob.check_providers(Session([ob.CUDA_PROVIDER, ob.CPU_PROVIDER]), "cuda", "m") == ob.CUDA_PROVIDER
-    assert ob.check_providers(Session([ob.CPU_PROVIDER]), "cuda", "m") == ob.CPU_PROVIDER
+    cuda, cpu = sessions.CUDA_PROVIDER, sessions.CPU_PROVIDER
+    assert sessions.check_providers(Session([cuda, cpu]), "cuda", "m") == cuda
+    assert sessions.check_providers(Session([cpu]), "cuda", "m") == cpu
     assert "CUDA was requested" in caplog.text
-    with pytest.raises(ob.OnnxExportError, match="no execution provider"):
-        ob.check_providers(Session([]), "cpu", "m")
-    assert ob.requested_providers("cuda", [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]) == [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]
-    assert ob.requested_providers("cpu", [ob.CUDA_PROVIDER, ob.CPU_PROVIDER]) == [ob.CPU_PROVIDER]
+    with pytest.raises(export.OnnxExportError, match="no execution provider"):
+        sessions.check_providers(Session([]), "cpu", "m")
+    assert sessions.requested_providers("cuda", [cuda, cpu]) == [cuda, cpu]
+    assert sessions.requested_providers("cpu", [cuda, cpu]) == [cpu]
 
 
 def test_cache_is_reused_and_keyed_on_the_weights(tiny: dict[str, Any], tmp_path: Path) -> None:
@@ -210,15 +213,16 @@ def test_cache_is_reused_and_keyed_on_the_weights(tiny: dict[str, Any], tmp_path
     def must_not_load() -> Any:
         raise AssertionError("a cached export was rebuilt")
 
-    specs = [ob.ExportSpec(s.name, s.kind, s.source, must_not_load) for s in tiny["specs"]]
-    assert ob.ensure_exports(tiny["cache"], specs, progress=False) == tiny["paths"]
-    manifest = json.loads((tiny["paths"]["lm"].parent / ob.MANIFEST_FILE).read_text())
-    assert manifest["max_abs_difference_vs_torch"] <= ob.VERIFY_ATOL
+    specs = [cache.ExportSpec(s.name, s.kind, s.source, must_not_load) for s in tiny["specs"]]
+    assert cache.ensure_exports(tiny["cache"], specs, progress=False) == tiny["paths"]
+    manifest = json.loads((tiny["paths"]["lm"].parent / cache.MANIFEST_FILE).read_text())
+    assert manifest["max_abs_difference_vs_torch"] <= cache.VERIFY_ATOL
     assert not list(tiny["cache"].glob("*.tmp-*"))  # nothing half-written left behind
     # other weights -> another folder
     other = tmp_path / "other.weights"
     other.write_bytes(b"different weights")
-    assert ob.ExportSpec("tiny-llama", "lm", other, must_not_load).folder(tiny["cache"]) != tiny["paths"]["lm"].parent
+    other_spec = cache.ExportSpec("tiny-llama", "lm", other, must_not_load)
+    assert other_spec.folder(tiny["cache"]) != tiny["paths"]["lm"].parent
 
 
 #: int8 (opt-in) against torch on the tiny model, a stated tolerance of its own (float32 keeps 1e-4):
@@ -241,12 +245,13 @@ def test_int8_export_is_quantised_from_the_float32_one_and_stays_close(tiny: dic
         raise AssertionError("the int8 export must be quantised from the cached float32 one, not from torch")
 
     lm_spec = dataclasses.replace(tiny["specs"][0], load=must_not_load, quantize=True)
-    path = ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"]
-    assert path.parent.name == tiny["paths"]["lm"].parent.name + f"-int8-{ob.QUANTIZATION_VERSION}"
-    manifest = json.loads((path.parent / ob.MANIFEST_FILE).read_text())
-    assert manifest["quantization"] == ob.QUANTIZATION and manifest["verified_against"] == "float32 export"
-    assert manifest["min_logit_correlation_vs_float32"] >= ob.QUANTIZED_MIN_CORRELATION
-    assert sorted(p.name for p in path.parent.iterdir()) == [ob.MANIFEST_FILE, ob.MODEL_FILE, ob.MODEL_FILE + ".data"]
+    path = cache.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"]
+    assert path.parent.name == tiny["paths"]["lm"].parent.name + f"-int8-{export.QUANTIZATION_VERSION}"
+    manifest = json.loads((path.parent / cache.MANIFEST_FILE).read_text())
+    assert manifest["quantization"] == export.QUANTIZATION and manifest["verified_against"] == "float32 export"
+    assert manifest["min_logit_correlation_vs_float32"] >= cache.QUANTIZED_MIN_CORRELATION
+    files = [cache.MANIFEST_FILE, export.MODEL_FILE, export.MODEL_FILE + ".data"]
+    assert sorted(p.name for p in path.parent.iterdir()) == files
     graph = onnx.load(str(path)).graph
     ops = {n.op_type for n in graph.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops  # the projections really are int8
@@ -254,20 +259,20 @@ def test_int8_export_is_quantised_from_the_float32_one_and_stays_close(tiny: dic
     weights = {init.name for init in graph.initializer}
     transposed = {n.output[0] for n in graph.node if n.op_type == "Transpose" and n.input[0] in weights}
     assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights | transposed]
-    assert ob.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"] == path  # reused, not rebuilt
+    assert cache.ensure_exports(tiny["cache"], [lm_spec], progress=False)["lm"] == path  # reused, not rebuilt
 
     texts = random_posts(np.random.default_rng(3), 24)
     results = {}
     for name, forward in (
         ("torch", TorchCausalLM(tiny["lm"])),
-        ("int8", ob.OnnxCausalLM(ob.create_session(path))),
+        ("int8", ob.OnnxCausalLM(sessions.create_session(path))),
     ):
         scorer = LanguageModelScorer(CharTokenizer(LM_VOCAB), forward, max_tokens=40, token_budget=200)
         results[name] = scorer.score(texts)
     ids, mask = pad_batch([[0, 5, 9, 40, 77, 3], [0, 12]], pad_id=1)
     real = mask.astype(bool)
     ref = TorchCausalLM(tiny["lm"])(ids, mask).numpy()[real]
-    got = ob.OnnxCausalLM(ob.create_session(path))(ids, mask)[real]
+    got = ob.OnnxCausalLM(sessions.create_session(path))(ids, mask)[real]
     assert np.abs(got - ref).max() <= INT8_LOGIT_ATOL
     col = LM_FEATURE_NAMES.index("lm_mean_loglik")
     loglik = {k: r.features[:, col] for k, r in results.items()}
@@ -275,35 +280,28 @@ def test_int8_export_is_quantised_from_the_float32_one_and_stays_close(tiny: dic
     np.testing.assert_allclose(loglik["int8"], loglik["torch"], atol=INT8_LOGLIK_ATOL, rtol=0)
 
 
-def test_quantize_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ob.QUANTIZE_ENV, raising=False)
-    assert ob.quantize_requested(None) is ob.DEFAULT_QUANTIZE
-    monkeypatch.setenv(ob.QUANTIZE_ENV, "1")
-    assert ob.quantize_requested(None) is True
-    assert ob.quantize_requested(False) is False  # an explicit argument wins over the environment
-    assert ob.quantize_requested(True, device="cuda") is False  # int8 is a CPU option
-    monkeypatch.setenv(ob.QUANTIZE_ENV, "0")
-    assert ob.quantize_requested(None) is False
-
-
-def test_default_cache_dir_follows_chorus_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CHORUS_CACHE", str(tmp_path))
-    assert ob.default_cache_dir() == tmp_path / "onnx"
-    monkeypatch.delenv("CHORUS_CACHE")
-    assert ob.default_cache_dir() == Path.home() / ".cache" / "chorus" / "onnx"
+def test_int8_is_a_cpu_option() -> None:
+    assert ob.quantize_for_device(True, "cpu") is True
+    assert ob.quantize_for_device(True, "cuda") is False  # the int8 kernels would fall back to the CPU
+    assert ob.quantize_for_device(True, "cuda:1") is False
+    assert ob.quantize_for_device(False, "cpu") is False
 
 
 def test_unknown_backend_is_refused_early() -> None:
     from detectors.aitext.detector import AiTextDetector
+    from stream.models.aitext import FeatureExtractor, aitext_detector
+    from stream.models.artifacts import load_head
 
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         FeatureExtractor.load(backend="tensorrt")
     with pytest.raises(ValueError, match="unknown backend"):
-        AiTextDetector(backend="tensorrt")
+        AiTextDetector(load_head(), backend="tensorrt", load_extractor=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown backend"):
+        aitext_detector(backend="tensorrt")
 
 
 def test_export_command_is_registered() -> None:
-    from stream.training import tweepfake as aitext_cli
+    from stream.cli import aitext as aitext_cli
 
     parser = argparse.ArgumentParser()
     aitext_cli.register(parser.add_subparsers())
@@ -319,10 +317,10 @@ def test_export_command_is_registered() -> None:
 def test_real_models_give_the_same_probabilities() -> None:
     import polars as pl
 
-    from detectors.aitext.detector import AiTextDetector
+    from stream.models.aitext import aitext_detector
 
     texts = ["Just finished my morning run, the sunrise was worth it.", "ok", "", "هذا مثال على نص", "x" * 2000]
     posts = pl.DataFrame({"post_id": [str(i) for i in range(len(texts))], "text": texts})
-    onnx, torch_ = (AiTextDetector(backend=b).detect(posts) for b in ("onnx", "torch"))
+    onnx, torch_ = (aitext_detector(device="cpu", backend=b).detect(posts) for b in ("onnx", "torch"))
     np.testing.assert_allclose(onnx.probability, torch_.probability, atol=1e-4, equal_nan=True)
     assert (onnx.flagged == torch_.flagged).all()

@@ -20,11 +20,11 @@ from detectors.aitext.text import (
 )
 from detectors.aitext.training import (
     assign_group_splits,
-    auroc,
     balanced_sample,
     fit_platt,
     threshold_for_fpr,
 )
+from detectors.evaluation import auroc
 
 
 def test_normalise_urls_mentions_and_entities() -> None:

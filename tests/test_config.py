@@ -114,3 +114,16 @@ def test_the_configuration_knows_every_aitext_backend() -> None:
     from stream.config import AITEXT_BACKENDS
 
     assert AITEXT_BACKENDS == BACKENDS
+
+
+def test_older_variables_are_read_by_the_loader_and_the_sectioned_name_wins() -> None:
+    """The documented short names (CHORUS_CACHE, CHORUS_SLA_HOURS, ...) still work, read in one place."""
+    env = {"CHORUS_SLA_HOURS": "2", "CHORUS_CACHE": "/tmp/c", "CHORUS_TORCH_THREADS": "2"}
+    env["CHORUS_AITEXT_QUANTIZE"] = "on"
+    config = ChorusConfig.load(env=env)
+    assert config.review.sla_hours == 2.0 and config.aitext.cache_dir == "/tmp/c"
+    assert config.aitext.torch_threads == 2 and config.aitext.quantize_default is True
+    both = ChorusConfig.load(env={"CHORUS_SLA_HOURS": "2", "CHORUS_REVIEW__SLA_HOURS": "5"})
+    assert both.review.sla_hours == 5.0
+    with pytest.raises(ConfigError, match="sla_hours"):
+        ChorusConfig.load(env={"CHORUS_SLA_HOURS": "0"})

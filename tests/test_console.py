@@ -22,9 +22,10 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from stream.review import queries as review
-from stream.review.queries import Reviewer
+from stream.review.decisions import decide
+from stream.review.labels import labelled_decisions
 from stream.store.database import Store
+from stream.store.reviewers import PermissionDenied, Reviewer
 from stream.store.tables import TABLES
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
@@ -191,7 +192,7 @@ def test_every_page_renders_on_the_pipelines_store(console: Callable[..., AppTes
     assert any(t.startswith("acct_c0_") for t in texts(at)), "co-link evidence: the matched posts side by side"
     go(at, "campaign", campaign="bot-network")
     captions = [c.value for c in at.caption]
-    # the bots share #inspiration within the hour: with no stored evidence the console infers their links
+    # stored without link evidence: the console computes the members' links with the coordination library
     assert any("links below are inferred" in c for c in captions), captions
     assert "No links between members." not in captions
     go(at, "history")
@@ -201,6 +202,30 @@ def test_every_page_renders_on_the_pipelines_store(console: Callable[..., AppTes
     assert at.get("vega_lite_chart")
     go(at, "post")
     assert at.text_input[0].label == "Post id", "the post page without a post asks for one"
+
+
+def test_the_sla_comes_from_the_configuration(
+    console: Callable[..., AppTest], console_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[review] sla_hours`` (here ``CHORUS_REVIEW__SLA_HOURS``, read by ``ChorusConfig.load``) is the SLA
+    the queue shows and the overview counts overdue flags against."""
+    flags = TABLES["flags"]
+    aged = console_store.frame("flags")["flag_id"].to_list()[:3]
+    with console_store.transaction() as conn:
+        conn.execute(
+            sa.update(flags).where(flags.c.flag_id.in_(aged)).values(flagged_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+
+    def past_the_sla(at: AppTest) -> str:
+        return next(m.value for m in go(at, "overview").metric if m.label == "Past the SLA")
+
+    default = console()
+    assert default.caption[0].value.endswith("SLA 1d 0h")
+    assert past_the_sla(default) == "0"
+    monkeypatch.setenv("CHORUS_REVIEW__SLA_HOURS", "1.5")
+    configured = console()
+    assert configured.caption[0].value.endswith("SLA 1h 30m")
+    assert past_the_sla(configured) == str(len(aged))
 
 
 def test_queue_filters_and_sorts(console: Callable[..., AppTest], console_store: Store) -> None:
@@ -291,7 +316,7 @@ def test_start_reviewing_then_submit_and_next(console: Callable[..., AppTest], c
 
 def test_reversal_from_the_history_page(console: Callable[..., AppTest], console_store: Store) -> None:
     flags = console_store.frame("flags")["flag_id"].to_list()
-    outcome = review.decide(console_store, Reviewer(ALICE), flags[:2], "remove", "spam", "Spam run.")
+    outcome = decide(console_store, Reviewer(ALICE), flags[:2], "remove", "spam", "Spam run.")
     assert outcome.ok
     bob = go(console(BOB), "history")
     bob.radio(key="h-whose").set_value("everyone's").run()
@@ -312,7 +337,7 @@ def test_reversal_from_the_history_page(console: Callable[..., AppTest], console
     assert sorted(a["subject_id"] for a in reversals) == sorted(flags[:2])
     assert {a["actor"] for a in reversals} == {LEE}
     assert {a["before"]["status"] for a in reversals} == {"actioned"}
-    assert review.labelled_decisions(console_store).is_empty(), "reversed decisions leave the training export"
+    assert labelled_decisions(console_store).is_empty(), "reversed decisions leave the training export"
 
 
 def test_campaign_decision_from_the_campaign_page(console: Callable[..., AppTest], console_store: Store) -> None:
@@ -330,17 +355,17 @@ def test_campaign_decision_from_the_campaign_page(console: Callable[..., AppTest
     assert notice(at) == f"{1 + len(member_flags)} done"
     assert console_store.frame("campaigns").filter(pl.col("campaign_id") == "bot-network")["status"][0] == "actioned"
     assert {flag_statuses(console_store)[f] for f in member_flags} == {("actioned", ALICE)}
-    decide = [a for a in audit(console_store) if a["action"] == "campaign.decide"]
-    assert len(decide) == 1 and sorted(decide[0]["after"]["flag_decisions"]) == sorted(member_flags)
+    decided = [a for a in audit(console_store) if a["action"] == "campaign.decide"]
+    assert len(decided) == 1 and sorted(decided[0]["after"]["flag_decisions"]) == sorted(member_flags)
 
 
 def test_download_of_labelled_decisions(console: Callable[..., AppTest], console_store: Store) -> None:
     flags = console_store.frame("flags")["flag_id"].to_list()
-    review.decide(console_store, Reviewer(ALICE), flags[:1], "confirm", "undisclosed_ai_text")
+    decide(console_store, Reviewer(ALICE), flags[:1], "confirm", "undisclosed_ai_text")
     at = go(console(), "history")
     [download] = at.get("download_button")
     assert download.label == "Download labelled decisions (CSV)"
-    export = review.labelled_decisions(console_store, include_text=True)
+    export = labelled_decisions(console_store, include_text=True)
     assert export["flag_id"].to_list() == flags[:1] and export["label"].to_list() == [1]
 
 
@@ -358,8 +383,8 @@ def test_a_viewer_cannot_decide(console: Callable[..., AppTest], console_store: 
     go(at, "post", flag=console_store.frame("flags", where="detector = 'llm_boilerplate'")["flag_id"][0])
     assert button(at, "Submit").disabled and button(at, "Submit and next").disabled and button(at, "Claim").disabled
     assert any("Viewers cannot decide" in c.value for c in at.caption)
-    with pytest.raises(review.PermissionDenied):  # and the data layer refuses even if the UI did not
-        review.decide(console_store, Reviewer("val@example.org", "viewer"), ["x"], "confirm", "spam")
+    with pytest.raises(PermissionDenied):  # and the data layer refuses even if the UI did not
+        decide(console_store, Reviewer("val@example.org", "viewer"), ["x"], "confirm", "spam")
     assert audit(console_store) == []
 
 

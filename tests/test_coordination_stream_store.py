@@ -15,7 +15,7 @@ from detectors.coordination.graph import detect_campaigns
 from detectors.coordination.incremental import CoActionState, IncrementalConfig, campaigns_from_state
 from stream.config import ChorusConfig
 from stream.coordination.coordinator import Coordinator, CoordinatorSettings, campaign_flag, campaign_records
-from stream.review.queries import campaign_edges
+from stream.review.edges import campaign_edges
 from stream.store.campaigns import (
     CampaignRecord,
     campaign_version,

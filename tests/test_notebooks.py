@@ -5,7 +5,7 @@ executed with nbclient in a fresh kernel, the way a researcher would run it, on:
 
 * a demo store filled once per session by the real pipeline (``chorus demo``, workers and the
   coordinator; the shared ``demo_store_file`` fixture of ``conftest.py``), copied, and given what
-  reviewers would add later: decisions through ``stream.review.queries.decide``, so notebook 3 has
+  reviewers would add later: decisions through ``stream.review.decisions.decide``, so notebook 3 has
   something to read;
 * ``CHORUS_NOTEBOOK_SMALL=1`` (small samples) and, where this machine has it, ``../shared/data``
   (CI does not: the notebooks must run without it, and do).
@@ -48,7 +48,8 @@ def _load_paths_module() -> Any:
 
 def _add_decisions(store: Any, posts: pl.DataFrame) -> tuple[int, int]:
     """Reviewers decide every flag as the simulator's truth says: confirm machine posts, dismiss the rest."""
-    from stream.review.queries import Reviewer, decide
+    from stream.review.decisions import decide
+    from stream.store.reviewers import Reviewer
 
     flags = store.frame("flags").join(posts.select("post_id", "sim_machine"), on="post_id")
     right = flags.filter(pl.col("sim_machine"))["flag_id"].to_list()

@@ -26,9 +26,9 @@ from stream.policy.actions import (
     pending_reversals,
     reverse_actions,
 )
-from stream.review.queries import InvalidDecision, PermissionDenied, Reviewer
 from stream.store import migrations
 from stream.store.database import Store
+from stream.store.reviewers import InvalidDecision, PermissionDenied, Reviewer
 from stream.store.tables import TABLES
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from stream.kafka.producer import produce_posts
 from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.pipeline.worker import PostWorker
 from stream.policy.actions import REVERSAL_SCHEMA, pending_reversals, reverse_actions
-from stream.review.queries import Reviewer
 from stream.store.database import Store
+from stream.store.reviewers import Reviewer
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,4 @@
-"""Review data access (stream/review/queries.py) on SQLite and PostgreSQL: claims, decisions, bulk, reversal, roles.
+"""Review data access (stream/review/) on SQLite and PostgreSQL: claims, decisions, bulk, reversal, roles.
 
 What these prove: two reviewers claiming one case -> one wins and the other is told who has it;
 a decision changes the case, writes its decision row and its audit row (reviewer, time, before,
@@ -20,9 +20,23 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from stream.review import queries as review
-from stream.review.queries import FlagFilter, InvalidDecision, PermissionDenied, Reviewer
+from detectors.coordination.formats import coerce_posts
+from detectors.coordination.graph import detect_campaigns
+from stream.config import CoordinatorSettings
+from stream.review.accounts import account_posts, account_summary, campaigns_of_account
+from stream.review.campaigns import campaign_detail
+from stream.review.claims import assign, claim, release
+from stream.review.decisions import decide
+from stream.review.edges import campaign_edges, inferred_edges
+from stream.review.evidence import token_surprisal
+from stream.review.history import audit_trail
+from stream.review.labels import detector_precision, labelled_decisions
+from stream.review.metrics import flag_volume
+from stream.review.posts import post_detail, post_of_flag, posts_by_id
+from stream.review.queues import CampaignFilter, FlagFilter, campaign_queue, facets, flag_queue, next_flag, queue_sizes
+from stream.review.reversal import reverse
 from stream.store.database import Store
+from stream.store.reviewers import InvalidDecision, Outcome, PermissionDenied, Reviewer
 from stream.store.tables import TABLES
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -97,11 +111,11 @@ def audit_rows(store: Store) -> list[dict[str, Any]]:
 
 
 def test_second_claim_is_refused_and_told_who_has_it(store: Store) -> None:
-    won = review.claim(store, ALICE, [fid(1)], now=NOW)
-    lost = review.claim(store, BOB, [fid(1)], now=NOW)
+    won = claim(store, ALICE, [fid(1)], now=NOW)
+    lost = claim(store, BOB, [fid(1)], now=NOW)
     assert won.applied == [fid(1)] and won.ok
     assert lost.applied == [] and lost.conflicts == {fid(1): f"already claimed by {ALICE.name}"}
-    assert review.claim(store, ALICE, [fid(1)]).unchanged == [fid(1)]  # claiming your own again: no-op
+    assert claim(store, ALICE, [fid(1)]).unchanged == [fid(1)]  # claiming your own again: no-op
     row = flag_row(store, fid(1))
     assert (row["status"], row["assignee"], row["claimed_at"]) == ("claimed", ALICE.name, NOW)
     [audit] = audit_rows(store)
@@ -116,13 +130,13 @@ def test_concurrent_claims_one_wins_the_other_is_told(store: Store) -> None:
     """Two reviewers race for the same ten cases at the same moment, from two threads and connections."""
     cases = [fid(i) for i in range(10)]
     barrier = threading.Barrier(2)
-    outcomes: dict[str, review.Outcome] = {}
+    outcomes: dict[str, Outcome] = {}
 
     def race(reviewer: Reviewer) -> None:
         barrier.wait(timeout=30)
         for case in cases:  # one call per case, so the two threads interleave case by case
-            outcome = outcomes.setdefault(reviewer.name, review.Outcome())
-            result = review.claim(store, reviewer, [case])
+            outcome = outcomes.setdefault(reviewer.name, Outcome())
+            result = claim(store, reviewer, [case])
             outcome.applied += result.applied
             outcome.conflicts.update(result.conflicts)
 
@@ -148,16 +162,16 @@ def test_concurrent_claims_one_wins_the_other_is_told(store: Store) -> None:
 
 
 def test_release_and_assign(store: Store) -> None:
-    review.claim(store, ALICE, [fid(2)])
-    assert review.release(store, BOB, [fid(2)]).conflicts == {
+    claim(store, ALICE, [fid(2)])
+    assert release(store, BOB, [fid(2)]).conflicts == {
         fid(2): f"held by {ALICE.name}: only they or a lead can release it"
     }
     with pytest.raises(PermissionDenied, match="only a lead assigns"):
-        review.assign(store, ALICE, [fid(2)], BOB.name)
-    moved = review.assign(store, LEE, [fid(2), fid(3)], BOB.name)
+        assign(store, ALICE, [fid(2)], BOB.name)
+    moved = assign(store, LEE, [fid(2), fid(3)], BOB.name)
     assert moved.applied == [fid(2), fid(3)]
     assert flag_row(store, fid(2))["assignee"] == BOB.name and flag_row(store, fid(3))["status"] == "claimed"
-    assert review.release(store, BOB, [fid(2)]).applied == [fid(2)]
+    assert release(store, BOB, [fid(2)]).applied == [fid(2)]
     row = flag_row(store, fid(2))
     assert (row["status"], row["assignee"], row["claimed_at"]) == ("open", None, None)
     actions = [(a["actor"], a["action"], a["before"]["assignee"], a["after"]["assignee"]) for a in audit_rows(store)]
@@ -174,8 +188,8 @@ def test_release_and_assign(store: Store) -> None:
 
 
 def test_decision_writes_case_decision_and_audit_together(store: Store) -> None:
-    review.claim(store, ALICE, [fid(4)])
-    outcome = review.decide(
+    claim(store, ALICE, [fid(4)])
+    outcome = decide(
         store, ALICE, [fid(4)], "label", "undisclosed_ai_text", "  Leaks chat-assistant boilerplate.  ", now=NOW
     )
     assert outcome.applied == [fid(4)] and outcome.ok
@@ -204,18 +218,18 @@ def test_a_failed_audit_write_undoes_the_decision(store: Store, monkeypatch: pyt
 
     monkeypatch.setattr(store, "append_audit", broken)
     with pytest.raises(RuntimeError, match="audit log unavailable"):
-        review.decide(store, ALICE, [fid(5)], "dismiss", "false_positive")
+        decide(store, ALICE, [fid(5)], "dismiss", "false_positive")
     assert flag_row(store, fid(5))["status"] == "open"
     assert store.count("review_decisions") == 0
 
 
 def test_viewer_cannot_act(store: Store) -> None:
     for action in (
-        lambda: review.claim(store, VIC, [fid(1)]),
-        lambda: review.release(store, VIC, [fid(1)]),
-        lambda: review.decide(store, VIC, [fid(1)], "dismiss", "false_positive"),
-        lambda: review.reverse(store, VIC, [1], "reviewer_error", "no"),
-        lambda: review.assign(store, VIC, [fid(1)], "x"),
+        lambda: claim(store, VIC, [fid(1)]),
+        lambda: release(store, VIC, [fid(1)]),
+        lambda: decide(store, VIC, [fid(1)], "dismiss", "false_positive"),
+        lambda: reverse(store, VIC, [1], "reviewer_error", "no"),
+        lambda: assign(store, VIC, [fid(1)], "x"),
     ):
         with pytest.raises(PermissionDenied, match="viewer cannot"):
             action()
@@ -224,26 +238,26 @@ def test_viewer_cannot_act(store: Store) -> None:
 
 
 def test_nobody_decides_a_case_someone_else_holds(store: Store) -> None:
-    review.claim(store, BOB, [fid(6)])
+    claim(store, BOB, [fid(6)])
     for reviewer in (ALICE, LEE):
-        refused = review.decide(store, reviewer, [fid(6)], "confirm", "spam")
+        refused = decide(store, reviewer, [fid(6)], "confirm", "spam")
         assert refused.conflicts == {fid(6): f"claimed by {BOB.name}: ask them or a lead to release or reassign it"}
-    assert review.decide(store, BOB, [fid(6)], "confirm", "spam").applied == [fid(6)]
-    again = review.decide(store, BOB, [fid(6)], "dismiss", "false_positive")
+    assert decide(store, BOB, [fid(6)], "confirm", "spam").applied == [fid(6)]
+    again = decide(store, BOB, [fid(6)], "dismiss", "false_positive")
     assert again.conflicts == {fid(6): f"already decided (confirmed) by {BOB.name}"}
 
 
 def test_escalated_cases_go_to_leads(store: Store) -> None:
-    review.decide(store, ALICE, [fid(7)], "escalate", "needs_policy_call", "Satire or not?")
+    decide(store, ALICE, [fid(7)], "escalate", "needs_policy_call", "Satire or not?")
     row = flag_row(store, fid(7))
     assert (row["status"], row["assignee"]) == ("escalated", None)
-    assert review.claim(store, BOB, [fid(7)]).conflicts == {fid(7): "escalated: only a lead can take it"}
-    assert review.decide(store, BOB, [fid(7)], "dismiss", "false_positive").conflicts == {
+    assert claim(store, BOB, [fid(7)]).conflicts == {fid(7): "escalated: only a lead can take it"}
+    assert decide(store, BOB, [fid(7)], "dismiss", "false_positive").conflicts == {
         fid(7): "escalated: only a lead decides it"
     }
-    assert review.claim(store, LEE, [fid(7)]).applied == [fid(7)]
+    assert claim(store, LEE, [fid(7)]).applied == [fid(7)]
     assert flag_row(store, fid(7))["status"] == "escalated", "a lead's claim keeps it in the escalated queue"
-    assert review.decide(store, LEE, [fid(7)], "remove", "spam", "Paid spam network.").applied == [fid(7)]
+    assert decide(store, LEE, [fid(7)], "remove", "spam", "Paid spam network.").applied == [fid(7)]
     assert flag_row(store, fid(7))["status"] == "actioned"
 
 
@@ -262,15 +276,15 @@ def test_invalid_decisions_are_refused_with_the_fix(
     store: Store, decision: str, reason: str, statement: str | None, message: str
 ) -> None:
     with pytest.raises(InvalidDecision, match=message):
-        review.decide(store, ALICE, [fid(1)], decision, reason, statement)
+        decide(store, ALICE, [fid(1)], decision, reason, statement)
     assert store.count("review_decisions") == 0
 
 
 def test_bulk_decision_applies_what_it_can_and_reports_the_rest(store: Store) -> None:
-    review.claim(store, BOB, [fid(9)])
-    review.decide(store, LEE, [fid(10)], "dismiss", "false_positive")
+    claim(store, BOB, [fid(9)])
+    decide(store, LEE, [fid(10)], "dismiss", "false_positive")
     cases = [fid(i) for i in (8, 9, 10, 11, 12)] + ["nope:p0"]
-    outcome = review.decide(store, ALICE, [*cases, fid(8)], "confirm", "undisclosed_ai_text", "Same template.")
+    outcome = decide(store, ALICE, [*cases, fid(8)], "confirm", "undisclosed_ai_text", "Same template.")
     assert outcome.applied == [fid(8), fid(11), fid(12)]
     assert outcome.conflicts == {
         fid(9): f"claimed by {BOB.name}: ask them or a lead to release or reassign it",
@@ -290,14 +304,14 @@ def test_bulk_decision_applies_what_it_can_and_reports_the_rest(store: Store) ->
 
 
 def test_reversal_puts_the_case_back_and_is_audited(store: Store) -> None:
-    first = review.decide(store, ALICE, [fid(13)], "remove", "spam", "Spam.").decision_ids[fid(13)]
+    first = decide(store, ALICE, [fid(13)], "remove", "spam", "Spam.").decision_ids[fid(13)]
     with pytest.raises(PermissionDenied, match="only a lead reverses decisions of others"):
-        review.reverse(store, BOB, [first], "reviewer_error", "Not spam.")
+        reverse(store, BOB, [first], "reviewer_error", "Not spam.")
     with pytest.raises(InvalidDecision, match="needs a statement"):
-        review.reverse(store, ALICE, [first], "reviewer_error", " ")
+        reverse(store, ALICE, [first], "reviewer_error", " ")
     with pytest.raises(InvalidDecision, match="unknown reversal reason"):
-        review.reverse(store, ALICE, [first], "because", "x")
-    undone = review.reverse(store, ALICE, [first], "appeal_upheld", "The author showed drafts.", now=NOW)
+        reverse(store, ALICE, [first], "because", "x")
+    undone = reverse(store, ALICE, [first], "appeal_upheld", "The author showed drafts.", now=NOW)
     assert undone.applied == [str(first)]
     row = flag_row(store, fid(13))
     assert (row["status"], row["assignee"], row["claimed_at"]) == ("open", None, None)
@@ -308,28 +322,28 @@ def test_reversal_puts_the_case_back_and_is_audited(store: Store) -> None:
     audit = audit_rows(store)[-1]
     assert audit["action"] == "flag.reverse" and audit["before"] == {"status": "actioned", "assignee": ALICE.name}
     assert audit["after"]["status"] == "open" and audit["after"]["reverses_decision_id"] == first
-    assert review.reverse(store, LEE, [first], "reviewer_error", "Again.").conflicts == {
+    assert reverse(store, LEE, [first], "reviewer_error", "Again.").conflicts == {
         str(first): f"already reversed by {ALICE.name}"
     }
-    second = review.decide(store, BOB, [fid(13)], "dismiss", "false_positive").decision_ids[fid(13)]
-    assert review.reverse(store, LEE, [second], "new_evidence", "Found the network.").applied == [str(second)]
+    second = decide(store, BOB, [fid(13)], "dismiss", "false_positive").decision_ids[fid(13)]
+    assert reverse(store, LEE, [second], "new_evidence", "Found the network.").applied == [str(second)]
     reversal_id = store.frame("review_decisions")["decision_id"].max()
-    assert review.reverse(store, LEE, [reversal_id], "reviewer_error", "x").conflicts == {
+    assert reverse(store, LEE, [reversal_id], "reviewer_error", "x").conflicts == {
         str(reversal_id): "a reversal cannot be reversed; make a new decision instead"
     }
 
 
 def test_reversing_a_lead_decision_returns_the_case_to_the_escalated_queue(store: Store) -> None:
-    review.decide(store, ALICE, [fid(14)], "escalate", "legal_risk", "Court order?")
-    decided = review.decide(store, LEE, [fid(14)], "dismiss", "insufficient_evidence").decision_ids[fid(14)]
-    review.reverse(store, LEE, [decided], "new_evidence", "The order arrived.")
+    decide(store, ALICE, [fid(14)], "escalate", "legal_risk", "Court order?")
+    decided = decide(store, LEE, [fid(14)], "dismiss", "insufficient_evidence").decision_ids[fid(14)]
+    reverse(store, LEE, [decided], "new_evidence", "The order arrived.")
     assert flag_row(store, fid(14))["status"] == "escalated"
 
 
 def test_only_the_latest_decision_can_be_reversed(store: Store) -> None:
-    first = review.decide(store, ALICE, [fid(15)], "escalate", "needs_policy_call").decision_ids[fid(15)]
-    second = review.decide(store, LEE, [fid(15)], "confirm", "spam").decision_ids[fid(15)]
-    assert review.reverse(store, LEE, [first], "reviewer_error", "x").conflicts == {
+    first = decide(store, ALICE, [fid(15)], "escalate", "needs_policy_call").decision_ids[fid(15)]
+    second = decide(store, LEE, [fid(15)], "confirm", "spam").decision_ids[fid(15)]
+    assert reverse(store, LEE, [first], "reviewer_error", "x").conflicts == {
         str(first): f"already superseded by decision #{second} by {LEE.name}"
     }
 
@@ -355,10 +369,10 @@ def _campaign(store: Store, campaign_id: str = "camp-1", accounts: tuple[str, ..
 def test_campaign_decision_covers_member_flags_and_reverses_with_them(store: Store) -> None:
     _campaign(store)  # acct1 and acct3: the odd posts, ten flags
     member_flags = [fid(i) for i in range(20) if i % 2 == 1]
-    review.claim(store, BOB, [fid(19)])  # one member flag someone else holds
-    review.decide(store, ALICE, [fid(17)], "dismiss", "false_positive")  # one already decided
-    assert review.claim(store, ALICE, ["camp-1"], subject="campaign").applied == ["camp-1"]
-    outcome = review.decide(
+    claim(store, BOB, [fid(19)])  # one member flag someone else holds
+    decide(store, ALICE, [fid(17)], "dismiss", "false_positive")  # one already decided
+    assert claim(store, ALICE, ["camp-1"], subject="campaign").applied == ["camp-1"]
+    outcome = decide(
         store, ALICE, ["camp-1"], "suspend_account", "coordinated_inauthentic", "Same link within 60 s.",
         subject="campaign",
     )  # fmt: skip
@@ -376,7 +390,7 @@ def test_campaign_decision_covers_member_flags_and_reverses_with_them(store: Sto
     campaign_audit = next(a for a in audit_rows(store) if a["action"] == "campaign.decide")
     assert sorted(campaign_audit["after"]["flag_decisions"]) == flagged
 
-    undone = review.reverse(store, ALICE, [outcome.decision_ids["camp-1"]], "reviewer_error", "Wrong cluster.", now=NOW)
+    undone = reverse(store, ALICE, [outcome.decision_ids["camp-1"]], "reviewer_error", "Wrong cluster.", now=NOW)
     assert len(undone.applied) == 1 + len(flagged) and undone.ok
     statuses = dict(store.frame("flags").select("flag_id", "status").iter_rows())
     assert {statuses[f] for f in flagged} == {"open"}
@@ -386,24 +400,35 @@ def test_campaign_decision_covers_member_flags_and_reverses_with_them(store: Sto
 def test_campaign_queue_counts_undecided_member_flags(store: Store) -> None:
     _campaign(store)
     _campaign(store, "camp-2", ("acct0",))
-    page = review.campaign_queue(store, review.CampaignFilter(sort="size"), now=NOW)
+    page = campaign_queue(store, CampaignFilter(sort="size"), now=NOW)
     assert page.total == 2
     assert page.rows.select("campaign_id", "open_flags").rows() == [("camp-1", 10), ("camp-2", 5)]
     assert page.rows["sla_left_s"][0] == pytest.approx(-6 * 3600)
-    only = review.campaign_queue(store, review.CampaignFilter(account="acct0"))
+    only = campaign_queue(store, CampaignFilter(account="acct0"))
     assert only.rows["campaign_id"].to_list() == ["camp-2"]
 
-    detail = review.campaign_detail(store, "camp-1")
+    detail = campaign_detail(store, "camp-1")
     assert detail is not None and [m["account_id"] for m in detail["members"]] == ["acct1", "acct3"]
     assert detail["campaign"]["summary"] == {"density": 1.0, "synchrony": 0.8}
     assert detail["timeline"].height == 10 and set(detail["timeline"]["account_id"]) == {"acct1", "acct3"}
     assert dict(detail["member_stats"].select("account_id", "posts").iter_rows()) == {"acct1": 5, "acct3": 5}
-    # No stored links: inferred from the shared link (odd posts all carry news.example/1) and hashtag.
-    assert {(e.source, e.target, e.network, e.inferred) for e in detail["edges"]} == {
-        ("acct1", "acct3", "co_link", True), ("acct1", "acct3", "co_hashtag", True),
-    }  # fmt: skip
-    assert review.campaign_detail(store, "nope") is None
-    assert [c["campaign_id"] for c in review.campaigns_of_account(store, "acct0")] == ["camp-2"]
+    # No stored links: the coordination library computes them from the members' posts, with the
+    # coordination stage's default windows. acct1 and acct3 post two minutes apart: within co_hashtag's
+    # 300 s (same hashtag set) but not co_link's 60 s, although every odd post carries news.example/1.
+    # (The console's own rule, before it used the library, linked them by the url too: one hour for all.)
+    [edge] = detail["edges"]
+    assert (edge.source, edge.target, edge.network, edge.inferred) == ("acct1", "acct3", "co_hashtag", True)
+    assert edge.weight == 1.0, "every post of each account co-occurs with one of the other's"
+    acct1, acct3 = {f"p{i}" for i in range(1, 20, 4)}, {f"p{i}" for i in range(3, 20, 4)}
+    forward, backward = edge.evidence[:3], edge.evidence[3:]
+    assert {e["post_1"] for e in forward} <= acct1 and {e["post_2"] for e in forward} <= acct3
+    assert len(backward) == 3 and {e["post_1"] for e in backward} <= acct3, "matched posts of both directions"
+    # The [coordinator] windows the console is configured with are the ones used.
+    hour_for_links = campaign_detail(store, "camp-1", coordination=CoordinatorSettings(windows=("co_link=3600",)))
+    assert hour_for_links is not None
+    assert {(e.network, e.weight) for e in hour_for_links["edges"]} == {("co_link", 1.0), ("co_hashtag", 1.0)}
+    assert campaign_detail(store, "nope") is None
+    assert [c["campaign_id"] for c in campaigns_of_account(store, "acct0")] == ["camp-2"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,19 +436,19 @@ def test_campaign_queue_counts_undecided_member_flags(store: Store) -> None:
 
 
 def test_flag_queue_filters_sorts_and_pages_in_sql(store: Store) -> None:
-    page = review.flag_queue(store, FlagFilter(), limit=7, now=NOW)
+    page = flag_queue(store, FlagFilter(), limit=7, now=NOW)
     assert page.total == 20 and page.rows.height == 7
     assert page.rows["score"].to_list() == sorted(page.rows["score"], reverse=True)
-    pages = [review.flag_queue(store, FlagFilter(), limit=7, offset=o, now=NOW).rows for o in (0, 7, 14)]
+    pages = [flag_queue(store, FlagFilter(), limit=7, offset=o, now=NOW).rows for o in (0, 7, 14)]
     seen = [f for p in pages for f in p["flag_id"]]
     assert len(seen) == len(set(seen)) == 20, "pages neither overlap nor skip"
-    oldest = review.flag_queue(store, FlagFilter(sort="oldest"), limit=1, now=NOW).rows.row(0, named=True)
+    oldest = flag_queue(store, FlagFilter(sort="oldest"), limit=1, now=NOW).rows.row(0, named=True)
     assert oldest["flag_id"] == fid(0)
     assert oldest["age_s"] == 30 * 3600 and oldest["sla_left_s"] == -6 * 3600
     assert oldest["preview"].startswith("post 0:") and oldest["lang"] == "en"
 
     def ids(**kw: Any) -> list[str]:
-        return sorted(review.flag_queue(store, FlagFilter(**kw), limit=100, now=NOW).rows["flag_id"])
+        return sorted(flag_queue(store, FlagFilter(**kw), limit=100, now=NOW).rows["flag_id"])
 
     assert ids(detectors=("aitext",)) == sorted(fid(i) for i in range(20) if i % 2)
     assert ids(langs=("de",)) == sorted(fid(i) for i in range(20) if i % 3 == 1)
@@ -432,63 +457,63 @@ def test_flag_queue_filters_sorts_and_pages_in_sql(store: Store) -> None:
     assert ids(min_score=0.6, max_score=0.65) == sorted(fid(i) for i in range(10, 16))
     assert ids(min_age_s=25 * 3600) == sorted(fid(i) for i in range(6)), "flagged 25 hours ago or more"
     assert ids(max_age_s=12 * 3600) == sorted(fid(i) for i in range(18, 20))
-    review.claim(store, ALICE, [fid(3)])
+    claim(store, ALICE, [fid(3)])
     assert ids(assignee=ALICE.name) == [fid(3)]
     assert fid(3) not in ids(assignee="")
     assert ids(statuses=("claimed",)) == [fid(3)]
     with pytest.raises(ValueError, match="unknown sort"):
-        review.flag_queue(store, FlagFilter(sort="random"))
+        flag_queue(store, FlagFilter(sort="random"))
 
 
 def test_next_flag_skips_other_peoples_cases(store: Store) -> None:
     flt = FlagFilter(sort="oldest")
-    assert review.next_flag(store, ALICE, flt) == fid(0)
-    review.claim(store, BOB, [fid(0)])
-    review.decide(store, ALICE, [fid(1)], "escalate", "needs_policy_call")
-    assert review.next_flag(store, ALICE, flt) == fid(2)
-    assert review.next_flag(store, ALICE, flt, exclude=[fid(2)]) == fid(3)
-    assert review.next_flag(store, LEE, FlagFilter(statuses=("escalated",))) == fid(1)
-    assert review.next_flag(store, ALICE, FlagFilter(statuses=("escalated",))) is None
+    assert next_flag(store, ALICE, flt) == fid(0)
+    claim(store, BOB, [fid(0)])
+    decide(store, ALICE, [fid(1)], "escalate", "needs_policy_call")
+    assert next_flag(store, ALICE, flt) == fid(2)
+    assert next_flag(store, ALICE, flt, exclude=[fid(2)]) == fid(3)
+    assert next_flag(store, LEE, FlagFilter(statuses=("escalated",))) == fid(1)
+    assert next_flag(store, ALICE, FlagFilter(statuses=("escalated",))) is None
 
 
 def test_labelled_export_and_precision_read_standing_decisions(store: Store) -> None:
-    review.decide(store, ALICE, [fid(0), fid(2)], "confirm", "undisclosed_ai_text")
-    review.decide(store, ALICE, [fid(4)], "dismiss", "false_positive")
-    wrong = review.decide(store, ALICE, [fid(6)], "dismiss", "false_positive").decision_ids[fid(6)]
-    review.reverse(store, ALICE, [wrong], "reviewer_error", "Misclick.")
-    review.decide(store, ALICE, [fid(1)], "escalate", "needs_policy_call")
-    export = review.labelled_decisions(store, include_text=True)
+    decide(store, ALICE, [fid(0), fid(2)], "confirm", "undisclosed_ai_text")
+    decide(store, ALICE, [fid(4)], "dismiss", "false_positive")
+    wrong = decide(store, ALICE, [fid(6)], "dismiss", "false_positive").decision_ids[fid(6)]
+    reverse(store, ALICE, [wrong], "reviewer_error", "Misclick.")
+    decide(store, ALICE, [fid(1)], "escalate", "needs_policy_call")
+    export = labelled_decisions(store, include_text=True)
     assert dict(zip(export["flag_id"], export["label"], strict=True)) == {fid(0): 1, fid(2): 1, fid(4): 0}
     assert export["text"][0].startswith("post 0:")
     assert {"detector", "score", "threshold", "model_version", "reason_code", "reviewer"} <= set(export.columns)
-    everything = review.labelled_decisions(store, labelled_only=False)
+    everything = labelled_decisions(store, labelled_only=False)
     assert everything.filter(pl.col("decision") == "escalate")["label"].to_list() == [None]
-    precision = review.detector_precision(store, cutoffs=(0.53,))
+    precision = detector_precision(store, cutoffs=(0.53,))
     rows = {(r["detector"], r["threshold_name"]): r for r in precision.to_dicts()}
     assert rows[("llm_boilerplate", "default")]["precision"] == pytest.approx(2 / 3)
     assert rows[("llm_boilerplate", ">= 0.53")]["decided"] == 1  # only p4 (0.54) scores that high
 
 
 def test_read_models_for_the_post_account_and_overview(store: Store) -> None:
-    review.decide(store, ALICE, [fid(2)], "confirm", "spam")
-    detail = review.post_detail(store, "p2")
+    decide(store, ALICE, [fid(2)], "confirm", "spam")
+    detail = post_detail(store, "p2")
     assert detail is not None and detail["post"]["text"].startswith("post 2:")
     assert [f["status"] for f in detail["flags"]] == ["confirmed"]
     assert detail["flags"][0]["evidence"] == {"phrases": ["as an ai language model"]}
     assert detail["decisions"]["decision"].to_list() == ["confirm"]
-    assert review.post_detail(store, "missing") is None
-    account = review.account_summary(store, "acct2")
+    assert post_detail(store, "missing") is None
+    account = account_summary(store, "acct2")
     assert account["posts"] == 5 and account["flags"] == {"confirmed": 1, "open": 4}
     assert account["first_post"] == T0 + timedelta(minutes=2)
-    assert review.queue_sizes(store, now=NOW)["overdue_flags"] == 5  # flags 0, 1, 3, 4, 5 (2 is decided)
-    volume = review.flag_volume(store, by="post_created_at", unit="hour")
+    assert queue_sizes(store, now=NOW)["overdue_flags"] == 5  # flags 0, 1, 3, 4, 5 (2 is decided)
+    volume = flag_volume(store, by="post_created_at", unit="hour")
     assert volume["flags"].sum() == 20 and volume["bucket"].dtype == pl.Datetime("us", "UTC")
-    assert review.facets(store) == {"detectors": ["aitext", "llm_boilerplate"], "langs": ["de", "en", "fr"]}
-    trail = review.audit_trail(store, subject_id=fid(2))
+    assert facets(store) == {"detectors": ["aitext", "llm_boilerplate"], "langs": ["de", "en", "fr"]}
+    trail = audit_trail(store, subject_id=fid(2))
     assert trail["action"].to_list() == ["flag.decide"]
-    assert review.account_posts(store, "acct2")["post_id"].to_list() == [f"p{i}" for i in (18, 14, 10, 6, 2)]
-    assert sorted(review.posts_by_id(store, ["p1", "p2", "missing"])) == ["p1", "p2"]
-    assert review.post_of_flag(store, fid(2)) == "p2"
+    assert account_posts(store, "acct2")["post_id"].to_list() == [f"p{i}" for i in (18, 14, 10, 6, 2)]
+    assert sorted(posts_by_id(store, ["p1", "p2", "missing"])) == ["p1", "p2"]
+    assert post_of_flag(store, fid(2)) == "p2"
 
 
 def test_account_machine_share_is_the_number_the_account_rule_reads(review_db_url: str) -> None:
@@ -514,7 +539,7 @@ def test_account_machine_share_is_the_number_the_account_rule_reads(review_db_ur
     expected = windows.update_and_read("aitext", frame, np.array(probability)).row(-1, named=True)
     with Store.open(review_db_url) as store:
         store.write_batch(posts=posts, results=results, flags=[], dead_letters=[])
-        rows = {r["detector"]: r for r in review.account_summary(store, "acct-x", window=4)["detectors"]}
+        rows = {r["detector"]: r for r in account_summary(store, "acct-x", window=4)["detectors"]}
     aitext = rows["aitext"]
     assert aitext["posts"] == 7 and aitext["recent_posts"] == expected["account.aitext.n_posts"] == 4
     assert aitext["machine_share"] == pytest.approx((0.8 + 0.7 + 0.95 + 0.6) / 4)
@@ -531,13 +556,13 @@ def test_account_machine_share_is_the_number_the_account_rule_reads(review_db_ur
 
 
 def test_token_surprisal_reads_both_shapes_and_degrades() -> None:
-    assert review.token_surprisal({"tokens": ["As", " an"], "surprisal": [0.5, float("nan")]}) == (
+    assert token_surprisal({"tokens": ["As", " an"], "surprisal": [0.5, float("nan")]}) == (
         "sequence", [("As", 0.5), (" an", None)],
     )  # fmt: skip
     top = {"tokens": [{"token": "b", "position": 4, "surprisal": 9.1}, {"token": "a", "position": 1}]}
-    assert review.token_surprisal(top) == ("top", [("a", None), ("b", 9.1)])
+    assert token_surprisal(top) == ("top", [("a", None), ("b", 9.1)])
     for junk in (None, {}, {"tokens": "abc"}, {"tokens": ["a"], "surprisal": [1, 2]}, "not json", '{"tokens": []}'):
-        assert review.token_surprisal(junk) is None
+        assert token_surprisal(junk) is None
 
 
 def test_campaign_edges_merge_directions_and_skip_junk() -> None:
@@ -546,12 +571,56 @@ def test_campaign_edges_merge_directions_and_skip_junk() -> None:
                          {"user_1": "a", "user_2": "c", "weight": "bad"}, "junk", {"source": "a"}]}  # fmt: skip
     members = [{"account_id": "a", "evidence": {"edges": [{"account_id": "b", "weight": 0.9, "network": "co_link"}]}},
                {"account_id": "c", "evidence": '{"links": [{"target": "b", "network": "co_text"}]}'}]  # fmt: skip
-    edges = review.campaign_edges(summary, members)
+    edges = campaign_edges(summary, members)
     assert [(e.source, e.target, e.network, e.weight, len(e.evidence)) for e in edges] == [
         ("a", "c", "co_action", 1.0, 0),  # an unreadable weight counts as 1
         ("b", "c", "co_text", 1.0, 0),
         ("a", "b", "co_link", 0.9, 1),  # b->a from the summary and a->b from a member: one edge, the max weight
     ]
+
+
+def _link_posts() -> pl.DataFrame:
+    """a, b and c share one url per wave within 10 s, three waves ten minutes apart; d, a busy account,
+    shares the first url once (2 s after a) among five posts of its own links."""
+    rows = []
+    for wave in range(3):
+        for account, offset in (("a", 0), ("b", 5), ("c", 9)):
+            rows.append((f"{account}{wave}", account, 600 * wave + offset, f"https://x.example/{wave}"))
+    rows.append(("d0", "d", 2, "https://x.example/0"))
+    rows += [(f"d{i}", "d", 100 * i, f"https://d.example/{i}") for i in range(1, 6)]
+    return pl.DataFrame(
+        {
+            "post_id": [r[0] for r in rows],
+            "account_id": [r[1] for r in rows],
+            "created_at": [T0 + timedelta(seconds=r[2]) for r in rows],
+            "text": [f"post {r[0]}" for r in rows],
+            "urls": [[r[3]] for r in rows],
+        }
+    )
+
+
+def test_inferred_edges_are_the_coordination_librarys_links() -> None:
+    """Weights are the stage's per-type strength min(w_ab / n_a, w_ba / n_b) over QUT's directed counts.
+
+    d and a share one url once: one of a's 3 posts and one of d's 6 co-occur, so the pair's strength
+    is min(1/3, 1/6) = 1/6 (the old console rule counted the matched pair: weight 1). Where the stage
+    finds a campaign, every inferred link between members has the weight the stage stores for it.
+    """
+    posts = _link_posts()
+    edges = {(e.source, e.target, e.network): e for e in inferred_edges(posts)}
+    assert set(edges) == {(x, y, "co_link") for x, y in ("ab", "ac", "bc", "ad", "bd", "cd")}
+    assert all(e.inferred for e in edges.values())
+    for pair in ("ad", "bd", "cd"):
+        assert edges[(*pair, "co_link")].weight == pytest.approx(1 / 6)
+    stage = CoordinatorSettings()
+    result = detect_campaigns(coerce_posts(posts), stage.campaign_config())
+    assert list(result.members.values()) == [frozenset("abc")], "d's single coincidence is pruned by the stage"
+    for a, b in ("ab", "ac", "bc"):
+        assert edges[(a, b, "co_link")].weight == result.graph.edges[a, b]["types"]["co_link"] == 1.0
+        evidence = edges[(a, b, "co_link")].evidence
+        assert {e["post_1"][0] for e in evidence} == {a, b}, "matched posts of both directions"
+        assert len(evidence) == 6
+    assert inferred_edges(posts.clear()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,8 +656,8 @@ def test_queue_pages_stay_fast_with_100k_flags(tmp_path: Any) -> None:
             (FlagFilter(langs=("de",), detectors=("aitext",), min_score=0.5), 0),
             (FlagFilter(account="acct12"), 0),
         ]:
-            page = review.flag_queue(store, flt, limit=50, offset=offset, now=NOW)
+            page = flag_queue(store, flt, limit=50, offset=offset, now=NOW)
             assert page.rows.height == 50 and page.total > 50, (flt, offset)
         # How long these take is bench/'s business; here they must answer on 100k flags.
-        assert review.queue_sizes(store)["flags"] == {"open": 100_000}
-        assert review.next_flag(store, ALICE) is not None
+        assert queue_sizes(store)["flags"] == {"open": 100_000}
+        assert next_flag(store, ALICE) is not None

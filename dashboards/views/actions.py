@@ -18,7 +18,7 @@ import streamlit as st
 from dashboards import data, panels, render
 from stream.policy import actions as policy_actions
 from stream.policy.actions import MIN_REASON_CHARS, ActionFilter
-from stream.review.queries import MAX_STATEMENT_CHARS
+from stream.store.reviewers import MAX_STATEMENT_CHARS
 from stream.store.tables import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS
 
 PAGE_SIZE = 50

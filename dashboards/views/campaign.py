@@ -1,8 +1,9 @@
 """Campaign view: campaign-level scores, the account graph, the evidence behind each link, a timeline.
 
 Opened with ``?campaign=CAMPAIGN_ID``. The graph is drawn from the links the coordination stage
-stored; when it stored none, links are inferred here from shared links and hashtags and marked
-as such. A campaign decision can cover all undecided flags of its member accounts.
+stored; when it stored none, the coordination library computes them from the members' posts
+(:func:`stream.review.edges.inferred_edges`) and the page says so. A campaign decision can cover
+all undecided flags of its member accounts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream.review import queries as review
+from stream.review.claims import claim, release
+from stream.review.decisions import decide
+from stream.review.edges import Edge
+from stream.review.vocabulary import UNDECIDED
 
 reviewer = st.session_state["reviewer"]
 
@@ -27,7 +31,7 @@ if detail is None:
 campaign, members, edges = detail["campaign"], detail["members"], detail["edges"]
 
 
-def edge_label(edge: review.Edge) -> str:
+def edge_label(edge: Edge) -> str:
     return f"{edge.source} and {edge.target} ({edge.network})"
 
 
@@ -35,7 +39,7 @@ st.text(campaign["campaign_id"])
 flag_counts = pl.DataFrame(
     detail["member_flags"] or None, schema={"account_id": pl.String, "status": pl.String, "n": pl.Int64}
 )
-undecided = flag_counts.filter(pl.col("status").is_in(review.UNDECIDED))["n"].sum()
+undecided = flag_counts.filter(pl.col("status").is_in(UNDECIDED))["n"].sum()
 
 cols = st.columns(5)
 cols[0].metric("Score", "n/a" if campaign["score"] is None else f"{campaign['score']:.3f}")
@@ -62,7 +66,7 @@ nodes = (
     )
     .join(stats.select("account_id", "posts"), on="account_id", how="left")
     .join(
-        flag_counts.filter(pl.col("status").is_in(review.UNDECIDED))
+        flag_counts.filter(pl.col("status").is_in(UNDECIDED))
         .group_by("account_id")
         .agg(flags=pl.col("n").sum()),
         on="account_id",
@@ -72,8 +76,9 @@ nodes = (
 )
 if edges and edges[0].inferred:
     st.caption(
-        "No link evidence was stored for this campaign: links below are inferred from shared links and "
-        "hashtags within an hour, in the console."
+        "No link evidence was stored for this campaign: links below are inferred from the members' posts "
+        "by the coordination library, with the coordination stage's networks and windows (weight: the share "
+        "of the less active account's posts that co-occur, as the stage stores it)."
     )
 positions = render.graph_layout(nodes["account_id"].to_list(), edges)
 picked = st.altair_chart(
@@ -146,16 +151,16 @@ holder = campaign["assignee"]
 st.text(f"Campaign {campaign['campaign_id']}: {campaign['status']}" + (f", held by {holder}" if holder else ""))
 claim_cols = st.columns([1, 1, 6])
 if claim_cols[0].button("Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name):
-    data.act(review.claim, reviewer, [campaign_id], subject="campaign")
+    data.act(claim, reviewer, [campaign_id], subject="campaign")
     st.rerun()
 if claim_cols[1].button("Release", shortcut="U", disabled=not reviewer.can_decide or holder is None):
-    data.act(review.release, reviewer, [campaign_id], subject="campaign")
+    data.act(release, reviewer, [campaign_id], subject="campaign")
     st.rerun()
 include = st.checkbox("Apply the same decision to the members' undecided flags", value=True, key="campaign-include")
 form = panels.decision_form("campaign", reviewer, submit_label="Decide campaign")
 if form.submitted:
     outcome = data.act(
-        review.decide,
+        decide,
         reviewer,
         [campaign_id],
         form.decision,

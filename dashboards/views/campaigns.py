@@ -11,8 +11,8 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream.review import queries as review
-from stream.review.queries import CAMPAIGN_SORTS, CampaignFilter
+from stream.review.claims import claim, release
+from stream.review.queues import CAMPAIGN_SORTS, CampaignFilter
 
 STATUSES = ("open", "claimed", "escalated", "confirmed", "dismissed", "actioned")
 PAGE_SIZE = 50
@@ -72,8 +72,8 @@ actions = st.columns([1, 1, 1, 5])
 if actions[0].button("Open", shortcut="O", disabled=not selected):
     st.switch_page("views/campaign.py", query_params={"campaign": selected[0]})
 if actions[1].button("Claim", shortcut="L", disabled=not (selected and reviewer.can_decide)):
-    data.act(review.claim, reviewer, selected, subject="campaign")
+    data.act(claim, reviewer, selected, subject="campaign")
     panels.after_action("c")
 if actions[2].button("Release", shortcut="U", disabled=not (selected and reviewer.can_decide)):
-    data.act(review.release, reviewer, selected, subject="campaign")
+    data.act(release, reviewer, selected, subject="campaign")
     panels.after_action("c")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data, panels
-from stream.review import queries as review
-from stream.review.queries import MAX_STATEMENT_CHARS, REVERSAL_REASONS
+from stream.review.reversal import reverse
+from stream.review.vocabulary import REVERSAL_REASONS
+from stream.store.reviewers import MAX_STATEMENT_CHARS
 
 PAGE_SIZE = 100
 
@@ -49,7 +50,7 @@ with tab_decisions:
     nonce = st.session_state.get("h-generation", 0)
     statement = st.text_area("Statement (required)", key=f"h-statement-{nonce}", max_chars=MAX_STATEMENT_CHARS)
     if st.button("Reverse selected", type="primary", disabled=not (selected and reviewer.can_decide)):
-        data.act(review.reverse, reviewer, selected, reason, statement)
+        data.act(reverse, reviewer, selected, reason, statement)
         panels.after_action("h")
 
 with tab_audit:

@@ -15,8 +15,11 @@ import streamlit as st
 
 from dashboards import data, panels, render
 from detectors.policy import ACCOUNT_WINDOW
-from stream.review import queries as review
-from stream.review.queries import UNDECIDED, FlagFilter
+from stream.review.claims import claim, release
+from stream.review.decisions import decide
+from stream.review.evidence import token_surprisal
+from stream.review.queues import FlagFilter
+from stream.review.vocabulary import UNDECIDED
 
 reviewer = st.session_state["reviewer"]
 flag_param = st.query_params.get("flag")
@@ -65,7 +68,7 @@ with left:
 
     for result in detail["results"]:
         evidence = result.get("evidence") or {}
-        surprisal = review.token_surprisal(evidence)
+        surprisal = token_surprisal(evidence)
         if surprisal and surprisal[0] == "sequence":
             st.caption(
                 f"Per-token surprisal from {render.md_escape(result['detector'])}: shaded tokens were the most "
@@ -80,7 +83,7 @@ with left:
         if marked:
             st.caption(f"Phrases {render.md_escape(result['detector'])} matched")
             st.html(marked)
-    if not any(review.token_surprisal(r.get("evidence")) for r in detail["results"]):
+    if not any(token_surprisal(r.get("evidence")) for r in detail["results"]):
         st.caption("No per-token evidence for this post (the AI-text detector writes it when it scores a post).")
 
     st.caption("Post metadata")
@@ -175,15 +178,15 @@ else:
     st.text(f"Case {current['flag_id']}: {current['status']}" + (f", held by {holder}" if holder else ""))
     claim_cols = st.columns([1, 1, 6])
     if claim_cols[0].button("Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name):
-        data.act(review.claim, reviewer, [current["flag_id"]])
+        data.act(claim, reviewer, [current["flag_id"]])
         st.rerun()
     if claim_cols[1].button("Release", shortcut="U", disabled=not reviewer.can_decide or holder is None):
-        data.act(review.release, reviewer, [current["flag_id"]])
+        data.act(release, reviewer, [current["flag_id"]])
         st.rerun()
     form = panels.decision_form("post", reviewer, with_next=True)
     if form.submitted:
         outcome = data.act(
-            review.decide, reviewer, [current["flag_id"]], form.decision, form.reason_code, form.statement
+            decide, reviewer, [current["flag_id"]], form.decision, form.reason_code, form.statement
         )
         if outcome is not None and outcome.applied:
             panels.reset_form("post")

@@ -11,8 +11,9 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, panels, render
-from stream.review import queries as review
-from stream.review.queries import FLAG_SORTS, FlagFilter
+from stream.review.claims import assign, claim, release
+from stream.review.decisions import decide
+from stream.review.queues import FLAG_SORTS, FlagFilter
 
 PAGE_SIZES = (25, 50, 100, 200)
 AGES = {
@@ -112,16 +113,16 @@ actions = st.columns(4)
 if actions[0].button("Open", shortcut="O", disabled=not selected):
     st.switch_page("views/post.py", query_params={"flag": selected[0]})
 if actions[1].button("Claim", shortcut="L", disabled=not (selected and reviewer.can_decide)):
-    data.act(review.claim, reviewer, selected)
+    data.act(claim, reviewer, selected)
     panels.after_action("q")
 if actions[2].button("Release", shortcut="U", disabled=not (selected and reviewer.can_decide)):
-    data.act(review.release, reviewer, selected)
+    data.act(release, reviewer, selected)
     panels.after_action("q")
 if reviewer.is_lead:
     with actions[3].popover("Assign to…", disabled=not selected):
         assignee = st.text_input("Reviewer (e-mail or name)", key="q-assignee")
         if st.button("Assign", key="q-assign", disabled=not assignee.strip()):
-            data.act(review.assign, reviewer, selected, assignee)
+            data.act(assign, reviewer, selected, assignee)
             panels.after_action("q")
 
 with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=False):
@@ -130,7 +131,7 @@ with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=Fals
         if not selected:
             data.notify("warning", "Select the flags to decide in the table first.")
         else:
-            outcome = data.act(review.decide, reviewer, selected, form.decision, form.reason_code, form.statement)
+            outcome = data.act(decide, reviewer, selected, form.decision, form.reason_code, form.statement)
             if outcome is not None and outcome.applied:
                 panels.reset_form("q-bulk")
         panels.after_action("q")

@@ -4,13 +4,17 @@ Layers, each usable alone:
 
 * :mod:`~detectors.aitext.metrics` — zero-shot LM statistics as pure tensor functions;
 * :mod:`~detectors.aitext.text` — normalisation (URLs, @mentions), triage of bad input, stylometry;
-* :mod:`~detectors.aitext.models` / :mod:`~detectors.aitext.features` — offline model loading and
-  batched feature extraction (SmolLM2-135M statistics, MiniLM embeddings);
+* :mod:`~detectors.aitext.features` — batched feature extraction (SmolLM2-135M statistics, MiniLM
+  embeddings) over models handed in, run by torch or by ONNX Runtime sessions
+  (:mod:`~detectors.aitext.onnx_backend`);
 * :mod:`~detectors.aitext.head` — the trained, calibrated head and its committed artifact;
 * :mod:`~detectors.aitext.detector` — :class:`AiTextDetector`, the Chorus detector protocol;
 * :mod:`~detectors.aitext.aggregate` — per-account running estimates.
 
-Importing this package loads no model (models load on first use, once per process).
+Importing this package loads no model, and nothing here reads an environment variable or, when
+scoring, a file: :mod:`stream.models` locates, checks and loads the weights, heads and ONNX exports
+and hands them in. (``AiTextHead.save``/``load`` and ``EncoderAdapter.save``/``load`` still write and
+read their artifacts for the training commands.)
 """
 
 from __future__ import annotations

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
-from detectors.aitext.head import LM_FLOAT32, LM_INT8, AiTextHead, default_artifact
+from detectors.aitext.head import LM_FLOAT32, LM_INT8, AiTextHead
+from detectors.aitext.models import resolve_device
+from detectors.aitext.onnx_backend import quantize_for_device
 from detectors.base import Detections, ScoringDetector
 
 log = logging.getLogger(__name__)
@@ -50,19 +52,26 @@ class AiTextScores:
 class AiTextDetector(ScoringDetector):
     """Probability that each post was written by a language model.
 
+    Pure: it is handed its head and its models (or a callable that loads them on first use) and
+    reads no file. :func:`stream.models.aitext.aitext_detector` builds one over the installed models
+    and the committed heads, which is what the registry (``worker.detectors = ["aitext"]``) and
+    ``chorus score`` serve.
+
     Args:
-        artifact: path of the head JSON (default: :func:`detectors.aitext.head.default_artifact`: the
-            modern head, ``artifacts/aitext_head_modern.json``, which runs MiniLM alone; with
-            ``quantize`` the int8 TweepFake head). A head without LM features loads no language model.
+        head: the trained head (:mod:`detectors.aitext.head`); the serving default is the modern head,
+            ``artifacts/aitext_head_modern.json``, which runs MiniLM alone. A head without LM
+            features needs no language model.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime over
-            exports cached by ``chorus export-aitext``, built on first use when missing; CUDA
-            provider on a GPU, CPU otherwise — see :mod:`detectors.aitext.onnx_backend`).
-        quantize: with ``backend="onnx"`` on CPU, serve SmolLM2 in int8 (faster; the statistics move,
-            so the int8 head scores them; see :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`).
-            ``None`` follows ``$CHORUS_AITEXT_QUANTIZE`` (default off).
-        extractor: a ready :class:`FeatureExtractor` (tests pass small fakes); loaded lazily otherwise.
+        backend: runtime for both models: ``"torch"`` (transformers) or ``"onnx"`` (ONNX Runtime
+            sessions; see :mod:`detectors.aitext.onnx_backend`).
+        extractor: a ready :class:`FeatureExtractor` (tests pass small fakes).
         top_k_tokens: how many highest-surprisal tokens each post's evidence lists.
+        quantize: with ``backend="onnx"`` on CPU, SmolLM2 is served in int8 (faster; the statistics
+            move, so the int8 head should score them; see
+            :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`). Never on CUDA.
+        load_extractor: called once, on the first batch, when no ``extractor`` is given: builds the
+            extractor this head needs (its adapter, with or without SmolLM2, its text preparation) on
+            ``device`` and ``backend``, so constructing a detector loads no model.
     """
 
     name = "aitext"
@@ -71,27 +80,27 @@ class AiTextDetector(ScoringDetector):
 
     def __init__(
         self,
-        artifact: Path | str | None = None,
+        head: AiTextHead,
         device: str = "cpu",
         backend: str = "torch",
         extractor: FeatureExtractor | None = None,
         top_k_tokens: int = 5,
-        quantize: bool | None = None,
+        quantize: bool = False,
+        load_extractor: Callable[[], FeatureExtractor] | None = None,
     ) -> None:
-        from detectors.aitext.models import resolve_device
-
         if backend not in BACKENDS:  # fail at construction, not at the first batch
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if quantize and backend != "onnx":
             raise ValueError("quantize=True serves SmolLM2 in int8 through ONNX Runtime; use backend='onnx'")
+        if extractor is None and load_extractor is None:
+            raise ValueError(
+                "AiTextDetector needs an extractor or load_extractor; "
+                "stream.models.aitext.aitext_detector builds one over the installed models"
+            )
         self.device = resolve_device(device)
-        if backend == "onnx":
-            from detectors.aitext.onnx_backend import quantize_requested
-
-            quantize = quantize_requested(quantize, self.device)
-        self.quantize = bool(quantize)
+        self.quantize = backend == "onnx" and quantize_for_device(quantize, self.device)
         self.backend = backend
-        self.head = AiTextHead.load(artifact if artifact is not None else default_artifact(int8=self.quantize))
+        self.head = head
         served = LM_INT8 if self.quantize else LM_FLOAT32
         if self.head.uses_language_model and self.head.lm_statistics != served:
             log.warning(
@@ -103,19 +112,13 @@ class AiTextDetector(ScoringDetector):
         self.thresholds = self.head.thresholds
         self.top_k_tokens = top_k_tokens
         self._extractor = extractor
+        self._load_extractor = load_extractor
 
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            # the head names the encoder adapter it was trained with (None: frozen encoder only)
-            self._extractor = FeatureExtractor.load(
-                device=self.device,
-                backend=self.backend,
-                adapter=self.head.adapter_path,
-                quantize=self.quantize,
-                language_model=self.head.uses_language_model,
-                strip_markers=self.head.strips_markers,
-            )
+            assert self._load_extractor is not None  # checked at construction
+            self._extractor = self._load_extractor()
         return self._extractor
 
     def score_posts(self, posts: pl.DataFrame) -> AiTextScores:

@@ -14,6 +14,9 @@ The language model is called through a :class:`LogitsBackend` and the sentence e
 (:mod:`detectors.aitext.onnx_backend`) — so both runtimes share the batching, the padding masks and
 the maths, and differ only in who multiplies the matrices.
 
+Everything here works on tokenizers and models handed in; loading them from the installed weight
+packages (and the ONNX export cache) is :mod:`stream.models.aitext`'s ``FeatureExtractor.load``.
+
 Embeddings are computed once per post and returned in :class:`FeatureBatch` so the campaign
 detector can reuse them instead of running MiniLM again.
 """
@@ -23,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -311,67 +313,6 @@ class FeatureExtractor:
         #: head was trained on (:func:`detectors.aitext.corpus.strip_markers`).
         self.strip_markers = strip_markers
 
-    @classmethod
-    def load(
-        cls,
-        device: str = "cpu",
-        normalise: bool = True,
-        backend: str = "torch",
-        adapter: Path | str | None = "default",
-        quantize: bool | None = None,
-        language_model: bool = True,
-        strip_markers: bool = False,
-    ) -> FeatureExtractor:
-        """Extractor over the offline models (cached per process).
-
-        ``backend="torch"`` runs transformers; ``backend="onnx"`` runs ONNX Runtime sessions over the
-        exports in the cache (:func:`detectors.aitext.onnx_backend.ensure_exports` builds them on
-        first use) and loads only the tokenizers, not the torch weights.
-
-        ``adapter``: the fine-tuned encoder adapter (:mod:`detectors.aitext.finetune`) whose logit
-        fills ``enc_adapter_logit``: ``"default"`` is the committed one when present, ``None`` runs
-        the frozen encoder alone (that column is then NaN).
-
-        ``quantize``: serve SmolLM2 in int8 (ONNX on CPU only; ``None`` follows
-        ``$CHORUS_AITEXT_QUANTIZE``, default off). Faster, but it moves the LM statistics: see
-        :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`.
-
-        ``language_model=False`` loads the encoder alone (a head without LM features, such as the
-        modern head, needs no SmolLM2: ~10x faster per post); ``strip_markers`` is passed through.
-        """
-        from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, load_encoder, load_language_model
-
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        adapter_path = _resolve_adapter(adapter)
-        if backend == "onnx":
-            from detectors.aitext.models import load_encoder_tokenizer, load_language_tokenizer
-            from detectors.aitext.onnx_backend import load_onnx_models, quantize_requested
-
-            lm_forward, enc_forward = load_onnx_models(
-                device, adapter=adapter_path, quantize=quantize_requested(quantize, device)
-            )
-            lm = (
-                LanguageModelScorer(load_language_tokenizer(), lm_forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
-                if language_model
-                else None
-            )
-            encoder = SentenceEncoder(load_encoder_tokenizer(), forward=enc_forward)
-            return cls(lm, encoder, normalise=normalise, strip_markers=strip_markers)
-        if quantize:
-            raise ValueError("quantize=True serves SmolLM2 in int8 through ONNX Runtime; use backend='onnx'")
-        lm = None
-        if language_model:
-            tokenizer, model = load_language_model(device)
-            forward: LogitsBackend = TorchCausalLM(model)
-            lm = LanguageModelScorer(tokenizer, forward, document_start_id=SMOLLM2_DOCUMENT_START_ID)
-        enc_tok, enc_model = load_encoder(device)
-        if adapter_path is not None:
-            from detectors.aitext.finetune import load_adapted_encoder
-
-            enc_model = load_adapted_encoder(device, adapter_path)
-        return cls(lm, SentenceEncoder(enc_tok, enc_model), normalise=normalise, strip_markers=strip_markers)
-
     def extract(
         self,
         texts: Sequence[Any],
@@ -405,20 +346,6 @@ class FeatureExtractor:
         if rows and self.encoder is not None:
             embedding[rows], values[rows, k_base] = self.encoder.encode_with_logit(texts_ok)
         return FeatureBatch(triaged, values, embedding, token_ids, surprisal)
-
-
-def _resolve_adapter(adapter: Path | str | None) -> Path | None:
-    """``"default"`` -> the committed adapter if there is one; a path must exist; None stays None."""
-    if adapter is None:
-        return None
-    if adapter == "default":
-        from detectors.aitext.finetune import DEFAULT_ADAPTER
-
-        return DEFAULT_ADAPTER if DEFAULT_ADAPTER.is_file() else None
-    path = Path(adapter)
-    if not path.is_file():
-        raise FileNotFoundError(f"no encoder adapter at {path}; train one with: chorus train-aitext")
-    return path
 
 
 def top_surprisal_tokens(

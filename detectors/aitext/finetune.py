@@ -22,7 +22,6 @@ with its hyper-parameters in the metadata (a few hundred kB).
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -177,31 +176,48 @@ class EncoderAdapter:
     classifier_bias_: float
     training: dict[str, Any]
 
-    def save(self, path: Path | str) -> Path:
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """The float32 arrays and the string metadata (hyper-parameters, training record) a
+        ``.safetensors`` file holds."""
         tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.lora_.items()}
         tensors["classifier.weight"] = np.asarray(self.classifier_weight_, dtype=np.float32)
         tensors["classifier.bias"] = np.asarray([self.classifier_bias_], dtype=np.float32)
         metadata = {"config": json.dumps(asdict(self.config)), "training": json.dumps(self.training)}
+        return tensors, metadata
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> EncoderAdapter:
+        """The adapter :meth:`to_tensors` describes (what the serving side reads from the file)."""
+        tensors = dict(tensors)
+        weight = tensors.pop("classifier.weight")
+        bias = float(tensors.pop("classifier.bias")[0])
+        config = AdapterConfig(**json.loads(metadata["config"]))
+        return cls(config, tensors, weight, bias, json.loads(metadata["training"]))
+
+    def save(self, path: Path | str) -> Path:
+        """Write the adapter as ``.safetensors``: for the training command (serving only reads adapters,
+        in :mod:`stream.models.weights`)."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors, metadata = self.to_tensors()
         save_file(tensors, str(path), metadata=metadata)
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> EncoderAdapter:
+        """Read an adapter file: for the training command; serving reads through
+        :func:`stream.models.weights.read_adapter`, which this mirrors."""
         from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no encoder adapter at {path}; train one with: chorus train-aitext")
         with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata()
+            metadata = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        weight = tensors.pop("classifier.weight")
-        bias = float(tensors.pop("classifier.bias")[0])
-        return cls(AdapterConfig(**json.loads(meta["config"])), tensors, weight, bias, json.loads(meta["training"]))
+        return cls.from_tensors(tensors, metadata)
 
     @classmethod
     def from_module(cls, module: Any, config: AdapterConfig, training: dict[str, Any]) -> EncoderAdapter:
@@ -257,14 +273,6 @@ def adapted_encoder(encoder: Any, adapter: EncoderAdapter) -> Any:
             return frozen, _adapter_logit(self.adapter, hidden, attention_mask, mask4d)
 
     return AdaptedEncoder().eval()
-
-
-@functools.lru_cache(maxsize=4)
-def load_adapted_encoder(device: str, path: Path) -> Any:
-    """MiniLM with the adapter at ``path`` merged in (cached per process like the plain models)."""
-    from detectors.aitext.models import load_encoder
-
-    return adapted_encoder(load_encoder(device)[1], EncoderAdapter.load(path))
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -426,7 +434,7 @@ def cross_fit_adapter(
 
     from sklearn.model_selection import GroupKFold
 
-    from detectors.aitext.training import auroc
+    from detectors.evaluation import auroc
 
     train_idx = np.asarray(train_idx)
     y = np.asarray(labels, dtype=float)

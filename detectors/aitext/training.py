@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.evaluation import auroc
+
 SPLITS: tuple[str, ...] = ("train", "calibrate", "evaluate")
 
 
@@ -69,29 +71,6 @@ def balanced_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) with thresholds decreasing; a score >= threshold is positive."""
-    y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = np.cumsum(~y)[distinct]
-    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
-    fpr = np.r_[0.0, fps / max((~y).sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, s[distinct]]
-
-
-def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (ties count one half); NaN when only one class is present."""
-    y = np.asarray(y_true, dtype=bool)
-    if y.all() or not y.any():
-        return float("nan")
-    fpr, tpr, _ = roc_curve(y, score)
-    return float(np.trapezoid(tpr, fpr))
-
-
 def threshold_for_fpr(human_scores: np.ndarray, target_fpr: float) -> float:
     """Smallest threshold with at most ``target_fpr`` of human posts scoring ``>=`` it.
 
@@ -120,13 +99,6 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float) -> di
         "tpr": float(flagged[y].mean()) if y.any() else float("nan"),
         "fpr": float(flagged[~y].mean()) if (~y).any() else float("nan"),
     }
-
-
-def tpr_at_fpr(y_true: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
-    """TPR at the threshold :func:`threshold_for_fpr` picks on these same human posts."""
-    y = np.asarray(y_true, dtype=bool)
-    t = threshold_for_fpr(np.asarray(score)[~y], target_fpr)
-    return float((np.asarray(score)[y] >= t).mean()) if y.any() else float("nan")
 
 
 @dataclass(frozen=True)

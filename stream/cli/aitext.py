@@ -28,12 +28,14 @@ def _json_value(value: Any) -> Any:
 def _score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from detectors.aitext.detector import AiTextDetector
-    from detectors.aitext.models import configure_torch_threads
+    from stream.cli.common import load_config
+    from stream.models.aitext import aitext_detector
+    from stream.models.threads import configure_torch_threads
 
-    configure_torch_threads(args.threads)
+    settings = load_config(args).aitext
+    configure_torch_threads(args.threads, settings)
     posts = with_post_ids(read_posts(Path(args.input)), args.input)
-    detector = AiTextDetector(device=args.device, backend=args.backend)
+    detector = aitext_detector(settings, device=args.device, backend=args.backend)
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", encoding="utf-8") as out, tqdm(total=posts.height, unit="post", file=sys.stderr) as bar:
@@ -62,24 +64,23 @@ def _score(args: argparse.Namespace) -> int:
 
 def _export_aitext(args: argparse.Namespace) -> int:
     """Build (or reuse) the ONNX exports and say where they are and which provider would run them."""
-    from detectors.aitext.head import AiTextHead
-    from detectors.aitext.models import configure_torch_threads, resolve_device
-    from detectors.aitext.onnx_backend import (
-        MANIFEST_FILE,
-        create_session,
-        default_cache_dir,
-        default_specs,
-        ensure_exports,
-    )
+    from detectors.aitext.head import DEFAULT_ARTIFACT
+    from detectors.aitext.models import resolve_device
+    from stream.cli.common import load_config
+    from stream.models.artifacts import load_head, verified_adapter
+    from stream.models.onnx_cache import MANIFEST_FILE, default_cache_dir, default_specs, ensure_exports
+    from stream.models.onnx_sessions import create_session
+    from stream.models.threads import configure_torch_threads
 
-    configure_torch_threads(args.threads)
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    # the encoder is exported with the committed head's fine-tuned adapter merged in
-    paths = ensure_exports(cache, default_specs(AiTextHead.load().adapter_path), force=args.force)
+    settings = load_config(args).aitext
+    configure_torch_threads(args.threads, settings)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(settings)
+    # the encoder is exported with the committed TweepFake head's fine-tuned adapter merged in
+    paths = ensure_exports(cache, default_specs(verified_adapter(load_head(DEFAULT_ARTIFACT))), force=args.force)
     device = resolve_device(args.device)
     for kind, path in sorted(paths.items()):
         manifest = json.loads((path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
-        provider = create_session(path, device).get_providers()[0]
+        provider = create_session(path, device, settings=settings).get_providers()[0]
         size_mb = sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file()) / 2**20
         print(
             f"{kind}: {path} ({size_mb:.0f} MB; max |diff| vs torch {manifest['max_abs_difference_vs_torch']:.2g}; "

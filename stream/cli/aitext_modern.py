@@ -71,7 +71,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from detectors.aitext.models import configure_torch_threads
+    from stream.models.threads import configure_torch_threads
     from stream.training.corpus import imitation_accounts
     from stream.training.generate import draw_prompts, write_generations
     from stream.training.generator_weights import GENERATORS

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import polars as pl
 
-from detectors.aitext.models import ModelNotInstalledError
 from detectors.coordination.coaction import (
     DEFAULT_WINDOWS_S,
     KNOWN_NETWORK_TYPES,
@@ -28,6 +27,7 @@ from stream.coordination.batch import (
     write_outputs,
 )
 from stream.files.posts import read_posts
+from stream.models.weights import ModelNotInstalledError
 
 
 def _parse_windows(args: argparse.Namespace) -> dict[str, float]:

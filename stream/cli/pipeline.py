@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -165,11 +166,14 @@ def _broker(args: argparse.Namespace) -> int:
 
 def _console(args: argparse.Namespace) -> int:
     config = load_config(args)
-    app = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    app = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--store", config.store.url]
+    env = dict(os.environ)
+    if getattr(args, "config", None):  # the console reads the rest of the file ([review], [coordinator]) itself
+        env["CHORUS_CONFIG"] = str(Path(args.config).resolve())
     print(f"review console on http://127.0.0.1:{args.port} (store: {config.store.url})", flush=True)
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env=env)
 
 
 # -- demo --------------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ def add_embeddings(posts: pl.DataFrame, *, device: str = "cpu", batch_size: int 
     from tqdm import tqdm
 
     from detectors.aitext.features import SentenceEncoder
-    from detectors.aitext.models import configure_torch_threads, load_encoder, resolve_device
+    from detectors.aitext.models import resolve_device
+    from stream.models.threads import configure_torch_threads
+    from stream.models.weights import load_encoder
 
     eligible = pl.col("repost_of").is_null() & (pl.col("text").str.strip_chars() != "")
     texts = posts.filter(eligible).select(pl.col("text").unique(maintain_order=True))["text"].to_list()

@@ -39,7 +39,7 @@ DEMO_DETECTORS: tuple[str, ...] = ("aitext", "llm_boilerplate")
 DEMO_BATCH_POSTS = 64
 
 #: The policy the demo switches on when the store has none (see :func:`_activate_example_policy`).
-EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "policies" / "example.toml"
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "policies" / "example.toml"
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Names a configuration can list under ``worker.detectors``, and how to build each detector.
 
 Detectors are built once per worker process (models load once) and then called per micro-batch.
+Each factory hands its detector the settings it needs from the configuration object; detectors
+read no environment variable and no file themselves (the models' files are :mod:`stream.models`').
 """
 
 from __future__ import annotations
@@ -13,17 +15,12 @@ from stream.config import ChorusConfig
 
 DetectorFactory = Callable[[ChorusConfig], Detector]
 
-def _aitext(config: ChorusConfig) -> Detector:
-    # Imported on demand: it loads torch and two models, which workers without it should not pay for.
-    from detectors.aitext.detector import AiTextDetector
 
-    settings = config.aitext
-    return AiTextDetector(
-        artifact=settings.artifact,
-        device=settings.device,
-        backend=settings.backend,
-        quantize=True if settings.quantize else None,  # None: $CHORUS_AITEXT_QUANTIZE decides
-    )
+def _aitext(config: ChorusConfig) -> Detector:
+    # Imported on demand: it loads torch and the models, which workers without it should not pay for.
+    from stream.models.aitext import aitext_detector
+
+    return aitext_detector(config.aitext)  # the head is read now; the models on the first batch
 
 
 DETECTOR_FACTORIES: dict[str, DetectorFactory] = {

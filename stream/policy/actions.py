@@ -38,17 +38,9 @@ import msgspec
 import polars as pl
 import sqlalchemy as sa
 
-from stream.review.queries import (
-    MAX_STATEMENT_CHARS,
-    InvalidDecision,
-    Outcome,
-    QueuePage,
-    Reviewer,
-    _frame,
-    _require_actor,
-    _select_columns,
-)
 from stream.store.database import Store
+from stream.store.reading import QueuePage, json_as_text, read_frame
+from stream.store.reviewers import MAX_STATEMENT_CHARS, InvalidDecision, Outcome, Reviewer, audit, require_actor
 from stream.store.tables import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS, TABLES, utcnow
 
 #: ``schema`` of a reversal message on the actions topic (actions themselves are ``chorus.action/1``).
@@ -137,7 +129,7 @@ def action_list(store: Store, flt: ActionFilter = ActionFilter(), *, limit: int 
     )
     count = sa.select(sa.func.count()).select_from(_actions).where(*where)
     with store.engine.connect() as conn:
-        rows = _frame(conn, query)
+        rows = read_frame(conn, query)
         total = int(conn.execute(count).scalar_one())
     return QueuePage(rows, total, offset, limit)
 
@@ -168,16 +160,16 @@ def action_counts(store: Store) -> pl.DataFrame:
         .order_by(_actions.c.policy_id, _actions.c.policy_version, _actions.c.rule_id, _actions.c.status)
     )
     with store.engine.connect() as conn:
-        return _frame(conn, query)
+        return read_frame(conn, query)
 
 
 def alert_list(store: Store, *, unacknowledged_only: bool = False, limit: int = 200) -> pl.DataFrame:
     """Circuit-breaker alerts, newest first."""
-    query = sa.select(*_select_columns(*_alerts.columns)).order_by(_alerts.c.alert_id.desc()).limit(limit)
+    query = sa.select(*json_as_text(*_alerts.columns)).order_by(_alerts.c.alert_id.desc()).limit(limit)
     if unacknowledged_only:
         query = query.where(_alerts.c.acknowledged_at.is_(None))
     with store.engine.connect() as conn:
-        return _frame(conn, query)
+        return read_frame(conn, query)
 
 
 def open_breakers(store: Store) -> pl.DataFrame:
@@ -196,7 +188,7 @@ def open_breakers(store: Store) -> pl.DataFrame:
         .order_by(_alerts.c.at.desc())
     )
     with store.engine.connect() as conn:
-        return _frame(conn, query)
+        return read_frame(conn, query)
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +227,7 @@ def reverse_actions(store: Store, reviewer: Reviewer, action_ids: Sequence[str],
     ``Outcome.applied``: reversed now; ``conflicts``: action id -> why not (unknown, never sent,
     already reversed, or reversed by someone else meanwhile).
     """
-    _require_actor(reviewer, "reverse automated actions")
+    require_actor(reviewer, "reverse automated actions")
     text = _check_reason(reason)
     ids = _unique(str(i) for i in action_ids)
     outcome = Outcome()
@@ -263,15 +255,16 @@ def reverse_actions(store: Store, reviewer: Reviewer, action_ids: Sequence[str],
             if changed != 1:  # PostgreSQL: another reviewer's reversal committed while we waited
                 outcome.conflicts[action_id] = "someone reversed it meanwhile; reload"
                 continue
-            store.append_audit(
-                actor=reviewer.name,
+            audit(
+                store,
+                conn,
+                reviewer,
                 action=f"{AUDIT_ACTION_SUBJECT}.reverse",
                 subject_type=AUDIT_ACTION_SUBJECT,
                 subject_id=action_id,
                 before={"status": row["status"], "action": row["action"], "rule_id": row["rule_id"],
                         "policy": f"{row['policy_id']}@{row['policy_version']}", "post_id": row["post_id"]},
-                after={"reversed_at": now.isoformat(), "reason": text, "role": reviewer.role},
-                conn=conn,
+                after={"reversed_at": now.isoformat(), "reason": text},
             )
             outcome.applied.append(action_id)
     return outcome
@@ -279,7 +272,7 @@ def reverse_actions(store: Store, reviewer: Reviewer, action_ids: Sequence[str],
 
 def acknowledge_alerts(store: Store, reviewer: Reviewer, alert_ids: Sequence[int]) -> Outcome:
     """Record that ``reviewer`` has seen these alerts (audited); the breakers are not touched."""
-    _require_actor(reviewer, "acknowledge alerts")
+    require_actor(reviewer, "acknowledge alerts")
     ids = _unique(int(i) for i in alert_ids)
     outcome = Outcome()
     now = utcnow()
@@ -301,14 +294,15 @@ def acknowledge_alerts(store: Store, reviewer: Reviewer, alert_ids: Sequence[int
             if changed != 1:
                 outcome.unchanged.append(str(alert_id))
                 continue
-            store.append_audit(
-                actor=reviewer.name,
+            audit(
+                store,
+                conn,
+                reviewer,
                 action=f"{AUDIT_ALERT_SUBJECT}.acknowledge",
                 subject_type=AUDIT_ALERT_SUBJECT,
                 subject_id=str(alert_id),
                 before={"kind": row.kind, "rule_id": row.rule_id},
-                after={"acknowledged_at": now.isoformat(), "role": reviewer.role},
-                conn=conn,
+                after={"acknowledged_at": now.isoformat()},
             )
             outcome.applied.append(str(alert_id))
     return outcome

@@ -1,0 +1,32 @@
+"""Review data access: what the console's pages call, as plain functions over a :class:`~stream.store.database.Store`.
+
+Every action a reviewer can take is a function here that the tests drive directly, on SQLite and
+on PostgreSQL; the console (``dashboards/data.py``) only adds caching. Import the module you need;
+nothing is re-exported here.
+
+A *case* is a flag (one detector's flag on one post) or a campaign (written by the coordination
+stage); both carry ``status`` and ``assignee``.
+
+Acting on cases (each change audited in the same transaction as the change):
+
+* :mod:`~stream.review.claims` — claim, release, assign: who works a case;
+* :mod:`~stream.review.decisions` — decide one case, many (bulk), or a campaign with its members' flags;
+* :mod:`~stream.review.reversal` — undo decisions (appeals), back to the queue they came from;
+* :mod:`~stream.review.cases` — what the three share: case types, compare-and-set, audit rows.
+
+Reading:
+
+* :mod:`~stream.review.queues` — the flag and campaign queues (filters, sorts, SLA ages), "next case";
+* :mod:`~stream.review.posts` — one post with its detector results, flags and decisions;
+* :mod:`~stream.review.accounts` — one account: aggregate, machine share, posts, campaigns;
+* :mod:`~stream.review.campaigns` — one campaign: members, timeline, links;
+* :mod:`~stream.review.edges` — a campaign's links, stored or computed by the coordination library;
+* :mod:`~stream.review.history` — decisions and the audit log;
+* :mod:`~stream.review.labels` — the labelled-decisions export and detector precision;
+* :mod:`~stream.review.metrics` — flag volume, worker throughput, dead letters;
+* :mod:`~stream.review.evidence` — per-token surprisal from a detector's evidence (pure).
+
+:mod:`~stream.review.vocabulary` holds the decisions, reason codes and case states. Reviewers, their
+roles, refusals and outcomes live one layer down in :mod:`stream.store.reviewers`, because the
+policies' automated-action pages (:mod:`stream.policy.actions`, which the worker imports) use them too.
+"""

@@ -202,7 +202,7 @@ def clean_generation(text: str) -> str | None:
 def load_model(model: str, weights: Path | None = None, models_dir: Path | None = None) -> tuple[Any, Any, str]:
     """(tokenizer, model, kind) of a local generator: ``smollm2`` or a name in :data:`GENERATORS`."""
     if model == "smollm2":
-        from detectors.aitext.models import load_language_model
+        from stream.models.weights import load_language_model
 
         tokenizer, lm = load_language_model("cpu")
         return tokenizer, lm, "instruct"

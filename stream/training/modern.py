@@ -30,7 +30,8 @@ def text_key(text: str) -> str:
 def cached_embeddings(texts: list[str], cache: Path, batch: int = 2000, threads: int | None = None) -> np.ndarray:
     """Frozen MiniLM embeddings of ``texts``, computing only those not yet in the ``cache`` parquet."""
     from detectors.aitext.features import EMBEDDING_DIM, SentenceEncoder
-    from detectors.aitext.models import configure_torch_threads, load_encoder
+    from stream.models.threads import configure_torch_threads
+    from stream.models.weights import load_encoder
 
     keys = [text_key(t) for t in texts]
     known: dict[str, np.ndarray] = {}

@@ -182,7 +182,7 @@ def plan_training_rows(
 
 
 def _extractor_factory(device: str, backend: str = "torch", quantize: bool = False) -> Any:
-    from detectors.aitext.features import FeatureExtractor
+    from stream.models.aitext import FeatureExtractor
 
     def make(normalise: bool) -> Any:
         # the frozen encoder: the adapter is trained afterwards, on these rows' accounts
@@ -197,14 +197,14 @@ def features_folder(backend: str, quantize: bool) -> str:
     """The feature cache's sub-folder for one runtime: statistics of another precision never mix."""
     if backend == "torch":
         return "features"  # float32 (the first cache, kept under its first name)
-    from detectors.aitext.onnx_backend import QUANTIZATION_VERSION
+    from stream.models.onnx_export import QUANTIZATION_VERSION
 
     return f"features-onnx-int8-{QUANTIZATION_VERSION}" if quantize else "features-onnx"
 
 
 def run_training(args: argparse.Namespace) -> int:
     from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, LM_FLOAT32, LM_INT8
-    from detectors.aitext.models import configure_torch_threads
+    from stream.models.threads import configure_torch_threads
 
     configure_torch_threads(args.threads)
     if args.quantize and args.backend != "onnx":
@@ -260,7 +260,7 @@ def run_training(args: argparse.Namespace) -> int:
     artifact.training["lm_statistics"] = LM_INT8 if args.quantize else LM_FLOAT32
     artifact.training["lm_runtime"] = args.backend
     if args.quantize:
-        from detectors.aitext.onnx_backend import QUANTIZATION
+        from stream.models.onnx_export import QUANTIZATION
 
         artifact.version += "-int8"
         artifact.training["lm_quantization"] = QUANTIZATION
@@ -308,9 +308,8 @@ def _finetune_adapter(
         cross_fit_adapter,
         predict_cached,
     )
-    from detectors.aitext.head import file_sha256
-    from detectors.aitext.models import load_encoder
     from detectors.aitext.text import triage
+    from stream.models.weights import file_sha256, load_encoder
 
     config = AdapterConfig(  # max_tokens: the encoder's serving limit
         adapted_layers=args.adapted_layers, seed=args.seed, max_tokens=MAX_ENCODER_TOKENS

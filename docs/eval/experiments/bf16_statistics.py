@@ -10,7 +10,7 @@ Not part of the product or the tests: it needs ``../shared/data``. Run from the 
 
     python docs/eval/experiments/bf16_statistics.py --data ../shared/data/aitext
 
-Results of the run on the CPU are in ``detectors/aitext/models.py`` (``load_language_model``).
+Results of the run on the CPU are in ``stream/models/weights.py`` (``load_language_model``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from detectors.aitext.training import auroc  # noqa: E402
+from detectors.evaluation import auroc  # noqa: E402
 from stream.training.tweepfake import load_tweepfake, plan_training_rows  # noqa: E402
 
 #: The head's default row plan (``chorus train-aitext``'s defaults), so the posts are its evaluate rows.
@@ -36,9 +36,11 @@ HEAD_PLAN = {"n_train": 2000, "n_cal_human": 1000, "n_cal_machine": 600, "n_eval
 def main() -> int:
     import torch
 
-    from detectors.aitext.features import FeatureBatch, FeatureExtractor, LanguageModelScorer, TorchCausalLM
+    from detectors.aitext.features import FeatureBatch, LanguageModelScorer, TorchCausalLM
     from detectors.aitext.head import AiTextHead
-    from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, load_language_model
+    from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID
+    from stream.models.aitext import FeatureExtractor
+    from stream.models.weights import load_language_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "aitext")

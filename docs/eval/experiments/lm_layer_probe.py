@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.aitext.features import MAX_LM_TOKENS, length_batches, pad_batch  # noqa: E402
 from detectors.aitext.text import triage  # noqa: E402
-from detectors.aitext.training import auroc  # noqa: E402
+from detectors.evaluation import auroc  # noqa: E402
 from stream.training.tweepfake import load_tweepfake, plan_training_rows  # noqa: E402
 
 #: The head's default row plan (``chorus train-aitext``'s defaults), so rows match its metrics.
@@ -60,7 +60,7 @@ def pooled_hidden_states(texts: list[str], threads: int) -> np.ndarray:
     """
     import torch
 
-    from detectors.aitext.models import load_language_model
+    from stream.models.weights import load_language_model
 
     torch.set_num_threads(threads)
     tokenizer, model = load_language_model("cpu")
