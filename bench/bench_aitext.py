@@ -426,9 +426,10 @@ def main(argv: list[str] | None = None) -> str:
     fb, row = timed("all_features", n, lambda: extractor.extract(texts), sync, args.repeats)
     rows.append(row)
     if not args.random_weights:
-        from detectors.aitext.head import AiTextHead
+        from detectors.aitext.head import DEFAULT_ARTIFACT
+        from stream.models.artifacts import load_head
 
-        head = AiTextHead.load()
+        head = load_head(DEFAULT_ARTIFACT)
         _, row = timed("head", n, lambda: head.predict_proba(fb.values, fb.embedding), sync, args.repeats)
         rows.append(row)
     if args.onnx:

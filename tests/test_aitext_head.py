@@ -23,12 +23,13 @@ from detectors.aitext.fit import coef_digest
 from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, AiTextHead
 from detectors.aitext.training import sigmoid
 from detectors.evaluation import auroc
+from stream.models.artifacts import load_head
 
 
 @pytest.fixture(scope="module", params=[DEFAULT_ARTIFACT, INT8_ARTIFACT], ids=["float32", "int8"])
 def head(request: pytest.FixtureRequest) -> AiTextHead:
     """Both committed heads: over float32 SmolLM2 statistics, and over int8 ones (the int8 serving path)."""
-    return AiTextHead.load(request.param)
+    return load_head(request.param)
 
 
 @pytest.fixture(scope="module")

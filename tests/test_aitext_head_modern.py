@@ -15,11 +15,12 @@ import pytest
 from detectors.aitext.fit import coef_digest
 from detectors.aitext.head import MODERN_ARTIFACT, AiTextHead
 from detectors.evaluation import auroc
+from stream.models.artifacts import load_head
 
 
 @pytest.fixture(scope="module")
 def head() -> AiTextHead:
-    return AiTextHead.load(MODERN_ARTIFACT)
+    return load_head(MODERN_ARTIFACT)
 
 
 @pytest.fixture(scope="module")

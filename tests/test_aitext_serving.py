@@ -1,7 +1,7 @@
 """Serving the AI-text detector: settings come from the configuration object, files are opened in stream.models.
 
-``detectors/`` is pure (issue #13): it reads no environment variable and opens no file, except the
-artifact (de)serialisers the training commands still call (:data:`FILE_OPERATIONS_ALLOWED`). The
+``detectors/`` is pure (issue #13): it reads no environment variable and opens no file (heads and
+adapters are read and written by :mod:`stream.models`, :data:`FILE_OPERATIONS_ALLOWED` is empty). The
 ``CHORUS_*`` variables documented for the detector are read by :meth:`ChorusConfig.load` and reach
 the models through the registry. Nothing here loads a model: the loader the registry hands the
 detector is replaced by a recorder, and the head files are the committed ones.
@@ -217,7 +217,7 @@ def test_the_adapter_file_round_trips_through_its_arrays(tmp_path: Path) -> None
     import numpy as np
 
     from detectors.aitext.finetune import AdapterConfig, EncoderAdapter
-    from stream.models.weights import read_adapter
+    from stream.models.weights import read_adapter, save_adapter
 
     rng = np.random.default_rng(0)
     adapter = EncoderAdapter(
@@ -227,7 +227,7 @@ def test_the_adapter_file_round_trips_through_its_arrays(tmp_path: Path) -> None
         0.25,
         {"chosen_epochs": 1},
     )
-    read = read_adapter(adapter.save(tmp_path / "a.safetensors"))
+    read = read_adapter(save_adapter(adapter, tmp_path / "a.safetensors"))
     assert read.config == adapter.config and read.training == adapter.training
     assert read.classifier_bias_ == adapter.classifier_bias_
     np.testing.assert_array_equal(read.lora_["0.output.dense.lora_a"], adapter.lora_["0.output.dense.lora_a"])
@@ -242,14 +242,8 @@ FILE_CALLS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "m
               "is_file", "is_dir", "exists", "stat", "iterdir", "glob", "rglob", "safe_open", "save_file"}  # fmt: skip
 #: Modules whose import in detectors/ means environment or file work.
 FILE_MODULES = {"shutil", "fcntl", "tempfile", "glob", "importlib.util"}
-#: The artifact (de)serialisers the training commands call by method (``head.save(out)``,
-#: ``EncoderAdapter.load(path)``); serving reads the same files in stream.models.
-FILE_OPERATIONS_ALLOWED = {
-    ("detectors.aitext.head", "AiTextHead.save"),
-    ("detectors.aitext.head", "AiTextHead.load"),
-    ("detectors.aitext.finetune", "EncoderAdapter.save"),
-    ("detectors.aitext.finetune", "EncoderAdapter.load"),
-}
+#: Nothing in detectors/ may touch files (the artifacts are read and written in stream.models).
+FILE_OPERATIONS_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _impure_uses(path: Path) -> list[tuple[str, str]]:

@@ -194,31 +194,6 @@ class EncoderAdapter:
         config = AdapterConfig(**json.loads(metadata["config"]))
         return cls(config, tensors, weight, bias, json.loads(metadata["training"]))
 
-    def save(self, path: Path | str) -> Path:
-        """Write the adapter as ``.safetensors``: for the training command (serving only reads adapters,
-        in :mod:`stream.models.weights`)."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors, metadata = self.to_tensors()
-        save_file(tensors, str(path), metadata=metadata)
-        return path
-
-    @classmethod
-    def load(cls, path: Path | str) -> EncoderAdapter:
-        """Read an adapter file: for the training command; serving reads through
-        :func:`stream.models.weights.read_adapter`, which this mirrors."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no encoder adapter at {path}; train one with: chorus train-aitext")
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        return cls.from_tensors(tensors, metadata)
-
     @classmethod
     def from_module(cls, module: Any, config: AdapterConfig, training: dict[str, Any]) -> EncoderAdapter:
         lora = {}

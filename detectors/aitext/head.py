@@ -172,18 +172,3 @@ class AiTextHead:
     def from_json(cls, text: str, path: Path | None = None) -> AiTextHead:
         """A head from its artifact's text; ``path`` is where the text was read (its adapter lies beside it)."""
         return cls(**json.loads(text), path=path)
-
-    def save(self, path: Path) -> None:
-        """Write :meth:`to_json` to ``path``: for the training commands (serving only reads heads, in
-        :mod:`stream.models.artifacts`)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path | str | None = None) -> AiTextHead:
-        """Read a head file (default :data:`DEFAULT_ARTIFACT`): for the training commands and benches;
-        serving reads through :func:`stream.models.artifacts.load_head`, which this mirrors."""
-        path = Path(path) if path is not None else DEFAULT_ARTIFACT
-        if not path.is_file():
-            raise FileNotFoundError(f"no AI-text head at {path}; train one with: chorus train-aitext --out {path}")
-        return cls.from_json(path.read_text(encoding="utf-8"), path=path)

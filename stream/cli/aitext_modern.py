@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from stream.models.artifacts import save_head
 from stream.training.corpus import DEFAULT_CORPUS, DEFAULT_GENERATED, build_corpus, summary
 from stream.training.modern import (
     DEFAULT_DATA,
@@ -62,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     head.training["corpus_rows"] = corpus.height
     head.training["fit_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
-    head.save(out)
+    save_head(head, out)
     write_heldout_sample(head, corpus, style, embedding, heldout_sample_path(out), seed=args.seed)
     report = write_modern_report(head, Path(args.report))
     print(json.dumps(head.metrics.get("evaluate_modern_pooled"), indent=1))

@@ -34,6 +34,13 @@ def load_head(path: Path | str | None = None, int8: bool = False) -> AiTextHead:
     return AiTextHead.from_json(path.read_text(encoding="utf-8"), path=path)
 
 
+def save_head(head: AiTextHead, path: Path) -> Path:
+    """Write ``head`` (its :meth:`~detectors.aitext.head.AiTextHead.to_json`) to ``path``, for training."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head.to_json(), encoding="utf-8")
+    return path
+
+
 def verified_adapter(head: AiTextHead) -> Path | None:
     """The encoder adapter ``head`` was trained with (beside its JSON), checked against its recorded hash.
 

@@ -163,6 +163,17 @@ def load_encoder_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(minilm_model_dir()), local_files_only=True)
 
 
+def save_adapter(adapter: Any, path: Path | str) -> Path:
+    """Write a fine-tuned encoder adapter as ``.safetensors`` (what :func:`read_adapter` reads back)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, metadata = adapter.to_tensors()
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
 def read_adapter(path: Path | str) -> Any:
     """The fine-tuned encoder adapter (:class:`detectors.aitext.finetune.EncoderAdapter`) in a ``.safetensors`` file."""
     from safetensors import safe_open

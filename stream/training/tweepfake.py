@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from stream.models.artifacts import save_head
+from stream.models.weights import read_adapter, save_adapter
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("../shared/data/aitext")
@@ -270,7 +273,7 @@ def run_training(args: argparse.Namespace) -> int:
         artifact.training["model"] += (
             "; enc_adapter_logit: LoRA-fine-tuned MiniLM top layers (out-of-fold on train rows)"
         )
-    artifact.save(out)
+    save_head(artifact, out)
     sample = heldout_sample(artifact, rows, values, emb, assignment, seed=args.seed)
     sample_path = out.with_name(out.stem + "_heldout_sample.json")
     sample_path.write_text(json.dumps(sample) + "\n", encoding="utf-8")
@@ -303,7 +306,6 @@ def _finetune_adapter(
     from detectors.aitext.finetune import (
         DEFAULT_ADAPTER,
         AdapterConfig,
-        EncoderAdapter,
         compute_trunk,
         cross_fit_adapter,
         predict_cached,
@@ -340,7 +342,7 @@ def _finetune_adapter(
             tokenizer, encoder, list(prepared), config.adapted_layers, config.max_tokens, progress=bar.update
         )
     if reuse:
-        adapter = EncoderAdapter.load(path)
+        adapter = read_adapter(path)
         module = adapter.build_module(encoder, merge=False)
         log.info("reusing the encoder adapter %s (no fine-tuning)", path)
     else:
@@ -351,7 +353,7 @@ def _finetune_adapter(
         groups[pool_idx[ok]] = pool["group"].to_numpy()[ok]
         fit = cross_fit_adapter(encoder, trunk, labels, groups, np.unique(pool_idx[ok]), config, log=log.info)
         adapter, module = fit.adapter, fit.module
-        adapter.save(path)
+        save_adapter(adapter, path)
         print(f"wrote {path}")
 
     def logits(idx: np.ndarray) -> np.ndarray:

@@ -37,9 +37,10 @@ def main() -> int:
     import torch
 
     from detectors.aitext.features import FeatureBatch, LanguageModelScorer, TorchCausalLM
-    from detectors.aitext.head import AiTextHead
+    from detectors.aitext.head import DEFAULT_ARTIFACT
     from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID
     from stream.models.aitext import FeatureExtractor
+    from stream.models.artifacts import load_head
     from stream.models.weights import load_language_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -51,7 +52,7 @@ def main() -> int:
     rows, _ = plan_training_rows(load_tweepfake(args.data), seed=0, **HEAD_PLAN)
     posts = rows.filter((pl.col("role") == "evaluate") & (pl.col("split") == "validation"))
     texts, y = posts["text"].to_list(), posts["label"].to_numpy()
-    head = AiTextHead.load()
+    head = load_head(DEFAULT_ARTIFACT)
     reference = FeatureExtractor.load(device="cpu")  # float32: what the head was fitted on
     tokenizer, model = load_language_model("cpu")
     half = copy.deepcopy(model).to(device=args.device, dtype=torch.bfloat16)
