@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,39 @@ def test_simulate_produce_and_a_worker_pool_process_a_file(broker, tmp_path: Pat
         assert bytes(dead["value"][0]) == b"{this line is broken"
         workers = set(store.frame("worker_metrics")["worker_id"])
     assert len(workers) >= 1 and all("-" in w for w in workers)
+
+
+@pytest.mark.timeout(120)
+def test_console_listens_on_loopback_and_keeps_the_store_password_out_of_sight(tmp_path: Path) -> None:
+    """``chorus console``: 127.0.0.1 only, the password neither printed nor on any command line (``ps``)."""
+    import socket
+    import time
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = "postgresql+psycopg://analyst:s3cret-pw@127.0.0.1:1/chorus"
+    env = {**os.environ, "CHORUS_STORE__URL": url}  # as a deployment passes it: not on the command line
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli.main", "console", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert f"http://127.0.0.1:{port}" in line and "s3cret-pw" not in line and "analyst:***@" in line
+        deadline = time.monotonic() + 90
+        while True:
+            listening = [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
+            if listening or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
+        commands = [" ".join(p.cmdline()) for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert any("streamlit" in c for c in commands)
+        assert not [c for c in commands if "s3cret-pw" in c]
+        assert any("--client.toolbarMode viewer" in c for c in commands)  # no Deploy button
+    finally:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.terminate()
+        proc.terminate()
+        proc.wait(timeout=30)

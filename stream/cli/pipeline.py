@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("console", help="open the review console (Streamlit) on the store")
     add_common_arguments(p)
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     p.set_defaults(func=_console)
 
 
@@ -165,14 +167,27 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _console(args: argparse.Namespace) -> int:
+    """Streamlit on 127.0.0.1 unless ``--address`` says otherwise, the store URL in the child's environment.
+
+    The URL may carry a password: on Streamlit's command line every local user could read it in
+    ``ps``, so it travels as ``CHORUS_STORE__URL`` (the console reads the configuration) and is
+    printed with the password hidden. ``viewer`` toolbar mode hides Streamlit's developer menu and
+    its Deploy button, which mean nothing to an analyst.
+    """
+    from sqlalchemy.engine import make_url
+
     config = load_config(args)
     app = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--store", config.store.url]
+           "--server.address", args.address, "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     env = dict(os.environ)
-    if getattr(args, "config", None):  # the console reads the rest of the file ([review], [coordinator]) itself
+    env["CHORUS_STORE__URL"] = config.store.url
+    if getattr(args, "config", None):  # the console reads the rest of the file itself ([review], ...)
         env["CHORUS_CONFIG"] = str(Path(args.config).resolve())
-    print(f"review console on http://127.0.0.1:{args.port} (store: {config.store.url})", flush=True)
+    url = config.store.url
+    shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    print(f"review console on http://{args.address}:{args.port} (store: {shown})", flush=True)
     return subprocess.call(cmd, env=env)
 
 
