@@ -51,6 +51,9 @@ def test_posts_land_exactly_once_when_a_worker_is_killed(broker, tmp_path: Path)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=30) == -signal.SIGKILL
         pool.start("worker-c")
+        # the replacement takes part: it is in the group before the stream is drained and stopped
+        wait_until(lambda: "partitions assigned" in pool.log_path("worker-c").read_text(), 180,
+                   "worker-c in the group", pool.logs)  # fmt: skip
         wait_until(lambda: all_committed(config, ends), 300, "every offset committed", pool.logs)
         codes = pool.stop_all()
         assert codes["worker-b"] == 0 and codes["worker-c"] == 0, pool.logs()

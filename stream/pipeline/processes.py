@@ -20,22 +20,34 @@ log = logging.getLogger("chorus")
 
 
 def run_worker(config: ChorusConfig, *, worker_id: str | None = None, idle_exit_s: float | None = None) -> int:
-    """One worker in this process, stopped cleanly by SIGTERM or Ctrl-C."""
+    """One worker in this process, stopped cleanly by SIGTERM or Ctrl-C.
+
+    The handlers go in before the store and the detectors are set up (seconds, with models): a stop
+    asked for while the worker is still starting ends it cleanly before it joins the group, instead
+    of the default handler killing it.
+    """
     from stream.pipeline.detectors import build_detectors
     from stream.pipeline.worker import PostWorker
     from stream.store.database import Store
 
+    worker: PostWorker | None = None
+    stopped: list[str] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped.append(signal.Signals(signum).name)
+        log.info("%s: %s received, finishing the batch in hand", worker.worker_id if worker else worker_id or "worker",
+                 stopped[-1])
+        if worker is not None:
+            worker.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     store = Store.open(config.store.url)
     try:
         worker = PostWorker(config, store, build_detectors(config.worker.detectors, config), worker_id=worker_id)
-
-        def stop(signum: int, _frame: object) -> None:
-            log.info("%s: %s received, finishing the batch in hand", worker.worker_id,
-                     signal.Signals(signum).name)
-            worker.request_stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        if stopped:
+            log.info("%s: stopped while starting; not joining the group", worker.worker_id)
+            return 0
         worker.run(idle_exit_s=idle_exit_s)
     finally:
         store.close()
