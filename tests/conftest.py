@@ -74,7 +74,7 @@ def topic_factory(request: pytest.FixtureRequest) -> Callable[..., str]:
 
 
 # --- console -------------------------------------------------------------------------------------
-# The review console and its data access (stream/review/queries.py). `review_db_url` is an empty store on
+# The review console and its data access (stream/review/). `review_db_url` is an empty store on
 # SQLite and, when CHORUS_TEST_PG_URL is set, on PostgreSQL (a schema of its own per test). The
 # console tests read a store filled by the real pipeline: `chorus demo` runs once per session
 # (`demo_store_file`, ~10 s with its embedded broker) and each test gets its own copy (`demo_store`).

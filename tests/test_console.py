@@ -1,9 +1,9 @@
 """The review console driven like a user (streamlit.testing.v1.AppTest) on a store filled by the real pipeline.
 
 The store comes from one `chorus demo` run per session (tests/conftest.py, console section); each
-test works on its own copy. Campaigns are not detected by the pipeline yet, so the tests add the
-simulator's own campaigns (its ground truth, ``meta.sim.campaign``) with co-link evidence, as the
-coordination stage will write them. What these prove: every page renders; claim, decide, bulk
+test works on its own copy. The tests also add the simulator's own campaigns (its ground truth,
+``meta.sim.campaign``) with co-link evidence, in the format the coordination stage writes, so that
+campaign pages have known members to check. What these prove: every page renders; claim, decide, bulk
 decide, submit-and-next and reversal work from the UI and leave the right audit rows; two
 reviewers claiming the same case -> the second is told; a viewer cannot decide; hostile posts are
 shown as text; OIDC mode asks for a sign-in and maps e-mails to roles.

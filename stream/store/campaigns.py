@@ -16,7 +16,7 @@ when its content differs, in ONE transaction per call, so a replay changes nothi
 What has no column of its own lives in the JSON columns (the tables are
 :mod:`stream.store.tables`'s, unchanged): ``campaigns.summary`` holds the scores (numeric keys, which
 the console shows), ``edges`` (the strongest member links with their matched post pairs, the format
-:func:`stream.review.queries.campaign_edges` reads), ``version`` (a digest of the sorted members: a new
+:func:`stream.review.edges.campaign_edges` reads), ``version`` (a digest of the sorted members: a new
 version is a new flag), ``flagged_version`` (the last version produced to the flags topic, so a
 restart does not announce it again) and ``detector``/``model_version``;
 ``campaign_members.evidence`` holds the member's own ``edges``.
