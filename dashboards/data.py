@@ -23,16 +23,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import polars as pl
 import streamlit as st
 
-from stream.config import ChorusConfig, CoordinatorSettings
+from stream.config import ChorusConfig, ConsoleConfig, CoordinatorSettings
 from stream.policy import actions as policy_actions
 from stream.policy import compare, registry
 from stream.policy.actions import ActionFilter
-from stream.review import accounts, campaigns, claims, history, labels, metrics, posts, queues
+from stream.review import account_page, accounts, campaigns, claims, history, labels, metrics, posts, queues
 from stream.review.queues import CampaignFilter, FlagFilter
 from stream.store.database import Store
 from stream.store.reading import QueuePage
@@ -46,11 +46,13 @@ NOTICE_KEY = "chorus_notice"
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """Where the console reads, how it measures the SLA, how it infers links; resolved once per session."""
+    """Where the console reads, how it measures the SLA, how it infers links, who local mode's reviewer
+    is; resolved once per session."""
 
     store_url: str
     sla: timedelta
     coordination: CoordinatorSettings
+    console: ConsoleConfig
 
 
 def settings() -> ConsoleSettings:
@@ -62,7 +64,7 @@ def settings() -> ConsoleSettings:
         args, _ = parser.parse_known_args(sys.argv[1:])
         config = ChorusConfig.load(args.config)
         st.session_state["chorus_settings"] = ConsoleSettings(
-            args.store or config.store.url, config.review.sla, config.coordinator
+            args.store or config.store.url, config.review.sla, config.coordinator, config.console
         )
     return st.session_state["chorus_settings"]
 
@@ -191,12 +193,14 @@ def audit_trail(
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _labelled_decisions_csv(url: str) -> bytes:
-    return labels.labelled_decisions(_open_store(url), include_text=True).write_csv().encode()
+def _labelled_decisions_csv(url: str, include_text: bool) -> bytes:
+    return labels.labelled_decisions(_open_store(url), include_text=include_text).write_csv().encode()
 
 
-def labelled_decisions_csv() -> bytes:
-    return _labelled_decisions_csv(settings().store_url)
+def labelled_decisions_csv(*, include_text: bool) -> bytes:
+    """The labelled-decisions export as CSV; the posts' text only when ``include_text``
+    (:func:`dashboards.auth.can_export_text` decides who gets it)."""
+    return _labelled_decisions_csv(settings().store_url, include_text)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -285,6 +289,60 @@ def _shadow_comparison(url: str) -> pl.DataFrame | None:
 def shadow_comparison() -> pl.DataFrame | None:
     """Per rule of the shadow policy: posts, overlap with the active one, reviewer agreement."""
     return _shadow_comparison(settings().store_url)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _post_actions(url: str, post_id: str) -> pl.DataFrame:
+    return policy_actions.post_actions(_open_store(url), post_id)
+
+
+def post_actions(post_id: str) -> pl.DataFrame:
+    """Every automated action on one post, with ``in_force`` and ``why_not`` (the post view lists them)."""
+    return _post_actions(settings().store_url, post_id)
+
+
+# --------------------------------------------------------------------------------------------
+# The account page (views/account.py)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _account_record(url: str, account_id: str) -> dict[str, Any]:
+    s = _open_store(url)
+    return {
+        "counts": account_page.account_counts(s, account_id),
+        "flags": account_page.account_flags(s, account_id),
+        "share": account_page.machine_share_by_day(s, account_id),
+        "campaigns": account_page.account_campaigns(s, account_id),
+        "actions": account_page.account_actions(s, account_id),
+        "decisions": account_page.account_decisions(s, account_id),
+        "audit": account_page.account_audit(s, account_id),
+    }
+
+
+def account_record(account_id: str) -> dict[str, Any]:
+    """Everything the account page shows but its posts: ``counts``, ``flags``, ``share`` (per day),
+    ``campaigns``, ``actions``, ``decisions``, ``audit`` (see :mod:`stream.review.account_page`)."""
+    return _account_record(settings().store_url, account_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _account_post_page(url: str, account_id: str, limit: int, offset: int) -> QueuePage:
+    return account_page.account_post_page(_open_store(url), account_id, limit=limit, offset=offset)
+
+
+def account_post_page(account_id: str, *, limit: int, offset: int) -> QueuePage:
+    """A page of the account's posts, newest first, each with its flags and probability."""
+    return _account_post_page(settings().store_url, account_id, limit, offset)
+
+
+def account_link(account_id: str) -> NoReturn:
+    """Open the account page on ``account_id``: what any page calls where an account id is shown.
+
+    Call it from a button (``if st.button("Open account", key=...): data.account_link(account_id)``)
+    with the id as stored, not as shown by ``render.visible``. It lives here, not in
+    ``views/account.py``, because a page file runs when imported.
+    """
+    st.switch_page("views/account.py", query_params={"account": account_id})
 
 
 # --------------------------------------------------------------------------------------------

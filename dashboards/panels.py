@@ -5,6 +5,12 @@ with Ctrl): ``1``-``4`` pick confirm / dismiss / escalate / action, ``Ctrl+Enter
 ``Shift+Enter`` submits and opens the next case, ``L`` claims, ``U`` releases. Each widget key
 carries a per-form counter that moves on after a successful submit, so the next case starts with
 an empty form (Streamlit forbids writing to a widget's state once it is drawn).
+
+Nothing is chosen for the reviewer: the form starts with no decision and no reason code, and a
+submit (a click or ``Ctrl+Enter``) without both is refused beside the button, never sent. The
+reason codes fit the case (``subject``: AI-text grounds first on a machine-written post,
+coordination grounds on a campaign). What an action answered is shown beside the submit button
+too (:func:`keep_notice`), not at the top of the page where nobody looking at the button sees it.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
 import streamlit as st
 
+from dashboards import render
+from dashboards.data import NOTICE_KEY
 from stream.review.vocabulary import DECISIONS, REASON_CODES, reason_codes_for
 from stream.store.reviewers import MAX_STATEMENT_CHARS, Reviewer
 
@@ -33,7 +42,12 @@ DECISION_LABELS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DecisionInput:
-    """What the reviewer filled in and which submit button they pressed."""
+    """What the reviewer filled in and which submit button they pressed.
+
+    ``submitted`` is True only for a complete form (a decision and a reason code chosen); a submit
+    without them is refused beside the button and reads as not submitted. ``decision`` and
+    ``reason_code`` are ``""`` while nothing is chosen.
+    """
 
     decision: str
     reason_code: str
@@ -55,44 +69,92 @@ def _pick(state_key: str, decision: str) -> None:
     st.session_state[state_key] = decision
 
 
+def _notice_key(key: str) -> str:
+    return f"{key}-notice"
+
+
+def keep_notice(key: str) -> None:
+    """Show the notice the last action left (:func:`dashboards.data.notify`) beside form ``key``'s
+    submit button on the next run, instead of at the top of the page. Call it after ``data.act``."""
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.session_state[_notice_key(key)] = notice
+
+
+def clear_notice(key: str) -> None:
+    """Forget a notice kept for form ``key`` (the page moves on to where another notice says more)."""
+    st.session_state.pop(_notice_key(key), None)
+
+
+def show_notice(notice: dict[str, Any] | None) -> None:
+    """A notice (``{"level", "message", "details"}``), its conflicts listed as a table."""
+    if not notice:
+        return
+    box = {"success": st.success, "warning": st.warning, "error": st.error}.get(notice["level"], st.info)
+    box(render.md_escape(notice["message"]))
+    if notice.get("details"):
+        details = notice["details"]
+        st.dataframe(
+            render.visible_columns(pl.DataFrame({"case": list(details), "why not": list(details.values())})),
+            hide_index=True,
+        )
+
+
 def decision_form(
-    key: str, reviewer: Reviewer, *, with_next: bool = False, submit_label: str = "Submit"
+    key: str,
+    reviewer: Reviewer,
+    *,
+    with_next: bool = False,
+    submit_label: str = "Submit",
+    subject: str | None = None,
 ) -> DecisionInput:
-    """Decision, reason code and statement; the submit buttons are disabled for viewers."""
+    """Decision, reason code and statement, nothing chosen in advance; submit buttons (disabled for
+    viewers) with the notices of the last action beside them.
+
+    ``subject`` (:data:`stream.review.vocabulary.SUBJECTS`, e.g. from
+    :func:`~stream.review.vocabulary.subject_of`) puts the reason codes for that kind of case first.
+    """
     nonce = _nonce(key)
     decision_key = f"{key}-decision-{nonce}"
-    st.session_state.setdefault(decision_key, "confirm")
-    quick = st.columns(len(QUICK_DECISIONS))
-    for column, (name, shortcut) in zip(quick, QUICK_DECISIONS, strict=True):
-        column.button(
-            DECISION_LABELS[name],
-            key=f"{key}-quick-{name}-{nonce}",
-            shortcut=shortcut,
-            on_click=_pick,
-            args=(decision_key, name),
-            width="stretch",
-        )
+    for pair in (QUICK_DECISIONS[:2], QUICK_DECISIONS[2:]):  # two by two: fits a side panel
+        for column, (name, shortcut) in zip(st.columns(len(pair)), pair, strict=True):
+            column.button(
+                DECISION_LABELS[name],
+                key=f"{key}-quick-{name}-{nonce}",
+                shortcut=shortcut,
+                on_click=_pick,
+                args=(decision_key, name),
+                width="stretch",
+            )
     explained = "; ".join(f"{DECISION_LABELS[d]}: {kind.description}" for d, kind in DECISIONS.items())
     decision = st.selectbox(
-        "Decision", list(DECISIONS), key=decision_key, format_func=DECISION_LABELS.__getitem__, help=explained
+        "Decision",
+        list(DECISIONS),
+        index=None,
+        key=decision_key,
+        format_func=DECISION_LABELS.__getitem__,
+        placeholder="Choose a decision (keys 1-4)",
+        help=explained,
     )
-    codes = reason_codes_for(decision)
+    codes = reason_codes_for(decision, subject) if decision else []
     reason = st.selectbox(
         "Reason code",
         codes,
-        key=f"{key}-reason-{decision}-{nonce}",
+        index=None,
+        key=f"{key}-reason-{decision or 'none'}-{nonce}",
         format_func=lambda code: f"{code}: {REASON_CODES[code].description}",
+        placeholder="Choose a reason code" if decision else "Choose a decision first",
+        disabled=not decision,
     )
-    needs_statement = DECISIONS[decision].restrictive
+    needs_statement = bool(decision) and DECISIONS[decision].restrictive
     statement = st.text_area(
         "Statement of reasons" + (" (required)" if needs_statement else ""),
         key=f"{key}-statement-{nonce}",
         max_chars=MAX_STATEMENT_CHARS,
         placeholder="What you found and which policy it breaks; the user is told this.",
     )
-    buttons = st.columns(2 if with_next else 1)
     disabled = not reviewer.can_decide
-    submitted = buttons[0].button(
+    submitted = st.button(
         submit_label,
         key=f"{key}-submit-{nonce}",
         type="primary",
@@ -102,7 +164,7 @@ def decision_form(
     )
     and_next = False
     if with_next:
-        and_next = buttons[1].button(
+        and_next = st.button(
             "Submit and next",
             key=f"{key}-submit-next-{nonce}",
             shortcut="Shift+Enter",
@@ -111,7 +173,14 @@ def decision_form(
         )
     if disabled:
         st.caption("Viewers cannot decide; ask a lead for the reviewer role.")
-    return DecisionInput(decision, reason or "", statement or "", submitted or and_next, and_next)
+    complete = bool(decision and reason)
+    if (submitted or and_next) and not complete:
+        missing = "a decision and a reason code" if not decision else "a reason code"
+        st.error(f"Nothing was decided: choose {missing} first.")
+    show_notice(st.session_state.pop(_notice_key(key), None))
+    return DecisionInput(
+        decision or "", reason or "", statement or "", complete and (submitted or and_next), complete and and_next
+    )
 
 
 def selectable_table(frame: Any, *, prefix: str, state: Hashable, **kwargs: Any) -> list[int]:

@@ -4,7 +4,9 @@ Posts are written by strangers, so anything they control (text, account ids, lin
 evidence) is shown as TEXT: ``st.text``, dataframe cells, chart tooltips, or HTML built here with
 every piece escaped by :func:`html.escape`. It is never interpolated into Markdown (a link or an
 image in Markdown is a tracking pixel or a phishing link) nor into raw HTML unescaped. Long texts
-are cut to :data:`MAX_SHOWN_CHARS` with a note, so a 1 MB "post" cannot freeze the browser.
+are cut to :data:`MAX_SHOWN_CHARS` with a note, so a 1 MB "post" cannot freeze the browser. Hidden
+characters (bidi controls, zero-width and other invisible ones) in ids and texts are spelt out by
+:func:`visible` (``⟨U+202E⟩``), in tables by :func:`visible_columns`, so nothing reads as what it is not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +24,7 @@ import networkx as nx
 import polars as pl
 import streamlit as st
 
+from dashboards import auth
 from dashboards.data import NOTICE_KEY
 from stream.review.edges import Edge
 
@@ -29,11 +33,50 @@ MAX_SHOWN_CHARS = 20_000
 #: Tokens highlighted inline; longer evidence is cut (a post is at most a few thousand tokens).
 MAX_TOKENS = 5_000
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+#: What :func:`_is_hidden` finds, as a (Rust) regular expression for polars: format characters and the
+#: control characters other than tab and line feed.
+HIDDEN_PATTERN = r"[\p{Cf}\x00-\x08\x0B-\x1F\x7F-\x9F]"
+
+
+def _is_hidden(char: str) -> bool:
+    """Characters that change how text reads without showing themselves: bidi controls, zero-width
+    and other format characters (Unicode category Cf), and control characters other than the line
+    breaks and tabs a post may legitimately contain."""
+    category = unicodedata.category(char)
+    return category == "Cf" or (category == "Cc" and char not in "\n\t")
+
+
+def visible(value: object) -> str:
+    """``value`` as a string in which every hidden character is spelt out, e.g. ``⟨U+202E⟩``.
+
+    A right-to-left override makes the account ``gnp.exe`` display as ``exe.png``, and zero-width
+    characters make two different ids look identical; analysts must see what is really there.
+    Applied to every id and every post text the console shows.
+    """
+    text = "" if value is None else str(value)
+    if not any(_is_hidden(c) for c in text):
+        return text
+    return "".join(f"⟨U+{ord(c):04X}⟩" if _is_hidden(c) else c for c in text)
+
+
+def visible_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with :func:`visible` applied to its text columns, for showing (never for reading ids
+    back: keep the original frame for that). Columns without a hidden character are left as they are,
+    so the usual table costs one scan per column."""
+    hidden = [
+        name
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String and frame[name].str.contains(HIDDEN_PATTERN).any()
+    ]
+    if not hidden:
+        return frame
+    return frame.with_columns(pl.col(name).map_elements(visible, return_dtype=pl.String) for name in hidden)
 
 
 def md_escape(value: object) -> str:
-    """Backslash-escape Markdown so a string from the data shows literally inside a Markdown element."""
-    return _MD_SPECIAL.sub(r"\\\1", str(value))
+    """Backslash-escape Markdown so a string from the data shows literally inside a Markdown element
+    (hidden characters spelt out, as :func:`visible` does)."""
+    return _MD_SPECIAL.sub(r"\\\1", visible(value))
 
 
 def clip(text: str | None, limit: int = MAX_SHOWN_CHARS) -> tuple[str, bool]:
@@ -43,11 +86,18 @@ def clip(text: str | None, limit: int = MAX_SHOWN_CHARS) -> tuple[str, bool]:
 
 
 def post_text(text: str | None, *, key: str) -> None:
-    """A post's text as plain text (never Markdown or HTML), cut when huge, full text downloadable."""
+    """A post's text as plain text (never Markdown or HTML), hidden characters spelt out, cut when huge.
+
+    The full text of a cut post is offered as a download to those who may take post text away
+    (:func:`dashboards.auth.can_export_text`: not to viewers); the file is the text as posted.
+    """
     shown, cut = clip(text)
-    st.text(shown if shown else "(empty)")
+    st.text(visible(shown) if shown else "(empty)")
     if cut:
         st.caption(f"Showing the first {MAX_SHOWN_CHARS:,} of {len(text or ''):,} characters.")
+        if not auth.can_export_text(st.session_state.get("reviewer")):
+            st.caption("Viewers read posts here but cannot download their text.")
+            return
         st.download_button(
             "Download the full text",
             (text or "").encode(),
@@ -75,7 +125,7 @@ def surprisal_html(pairs: Sequence[tuple[str, float | None]]) -> str:
         title = "no value" if value is None else f"surprisal {value:.2f} bits"
         spans.append(
             f'<span title="{html.escape(title)}" style="background:{_heat(value, low, high)};'
-            f'white-space:pre-wrap">{html.escape(token)}</span>'
+            f'white-space:pre-wrap">{html.escape(visible(token))}</span>'
         )
     return (
         '<div style="font-family:monospace;line-height:1.7;border:1px solid #ddd;padding:0.5em">'
@@ -86,8 +136,8 @@ def surprisal_html(pairs: Sequence[tuple[str, float | None]]) -> str:
 
 def phrases_html(text: str, phrases: Iterable[str]) -> str | None:
     """The text with each evidence phrase marked (case-insensitive), all of it escaped; None if none occur."""
-    shown, _ = clip(text)
-    wanted = sorted({p for p in phrases if isinstance(p, str) and p.strip()}, key=len, reverse=True)
+    shown = visible(clip(text)[0])
+    wanted = sorted({visible(p) for p in phrases if isinstance(p, str) and p.strip()}, key=len, reverse=True)
     if not wanted:
         return None
     pattern = re.compile("|".join(re.escape(p) for p in wanted), re.IGNORECASE)
@@ -150,11 +200,13 @@ def account_graph_chart(
     """Accounts as circles (size: posts, colour: undecided flags), links as lines (width: weight).
 
     Interactive: zoom and pan, tooltips with the numbers, click a node to select its account.
-    ``nodes`` has ``account_id``, ``posts``, ``flags``.
+    ``nodes`` has ``account_id``, ``posts``, ``flags``. Labels and tooltips show ids through
+    :func:`visible`; a click selects the stored ``account_id``.
     """
     node_rows = [
         {
             **row,
+            "account": visible(row["account_id"]),
             "x": positions.get(row["account_id"], (0.0, 0.0))[0],
             "y": positions.get(row["account_id"], (0.0, 0.0))[1],
         }
@@ -162,9 +214,9 @@ def account_graph_chart(
     ]
     edge_rows = [
         {
-            "source": e.source,
-            "target": e.target,
-            "network": e.network,
+            "source": visible(e.source),
+            "target": visible(e.target),
+            "network": visible(e.network),
             "weight": e.weight,
             "evidence": len(e.evidence),
             "x": positions[e.source][0],
@@ -200,7 +252,7 @@ def account_graph_chart(
             y=alt.Y("y:Q", axis=axis, scale=y_scale),
             size=alt.Size("posts:Q", scale=alt.Scale(range=[80, 700]), title="posts"),
             fill=alt.Fill("flags:Q", scale=alt.Scale(scheme="orangered"), title="undecided flags"),
-            tooltip=["account_id:N", "posts:Q", "flags:Q"],
+            tooltip=[alt.Tooltip("account:N", title="account_id"), "posts:Q", "flags:Q"],
         )
         .add_params(pick)
     )
@@ -210,7 +262,7 @@ def account_graph_chart(
             alt.Chart(alt.Data(values=node_rows))
             .mark_text(dy=-14, fontSize=10)
             .encode(
-                x=alt.X("x:Q", axis=axis, scale=x_scale), y=alt.Y("y:Q", axis=axis, scale=y_scale), text="account_id:N"
+                x=alt.X("x:Q", axis=axis, scale=x_scale), y=alt.Y("y:Q", axis=axis, scale=y_scale), text="account:N"
             )
         )
     return alt.layer(*layers).properties(height=420).interactive()
@@ -218,7 +270,7 @@ def account_graph_chart(
 
 def timeline_chart(timeline: pl.DataFrame) -> alt.Chart:
     """Member posts over time, one row per account: bursts line up vertically."""
-    frame = timeline.select("post_id", "account_id", "created_at", "preview").with_columns(
+    frame = visible_columns(timeline.select("post_id", "account_id", "created_at", "preview")).with_columns(
         pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     )
     return (
@@ -242,7 +294,7 @@ def _vega_type(dtype: pl.DataType) -> str:
 
 def counts_chart(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, kind: str = "bar") -> alt.Chart:
     """A small bar or line chart over a frame (timestamps sent as ISO text so Vega parses them in UTC)."""
-    data = frame.with_columns(
+    data = visible_columns(frame).with_columns(
         [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
     )
     chart = alt.Chart(alt.Data(values=data.to_dicts()))
@@ -266,6 +318,8 @@ def show_notice() -> None:
     box(md_escape(notice["message"]))
     if notice["details"]:
         st.dataframe(
-            pl.DataFrame({"case": list(notice["details"]), "why not": list(notice["details"].values())}),
+            visible_columns(
+                pl.DataFrame({"case": list(notice["details"]), "why not": list(notice["details"].values())})
+            ),
             hide_index=True,
         )

@@ -2,7 +2,8 @@
 
 Sections: ``[kafka]``, ``[topics]``, ``[worker]``, ``[validation]``, ``[store]``, ``[policy]``,
 ``[aitext]`` (how workers serve the AI-text detector) and ``[coordinator]`` (``chorus coordinator`` /
-``chorus graph-stage``: :class:`CoordinatorSettings`); ``[review]`` is the review console's.
+``chorus graph-stage``: :class:`CoordinatorSettings`); ``[review]`` (how the console measures its queues)
+and ``[console]`` (who the one local-mode analyst is) are the review console's.
 Precedence, lowest to highest: the defaults below, the TOML file (``--config`` or ``CHORUS_CONFIG``),
 environment variables ``CHORUS_<SECTION>__<FIELD>`` (e.g. ``CHORUS_KAFKA__BOOTSTRAP_SERVERS``), and
 finally command-line flags, which the CLI applies with :func:`dataclasses.replace`. Nothing reads
@@ -13,6 +14,7 @@ object it was given.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import tomllib
@@ -46,6 +48,8 @@ ENV_ALIASES = {
     "CHORUS_TORCH_THREADS": ("aitext", "torch_threads"),
     "CHORUS_ORT_THREADS": ("aitext", "ort_threads"),
     "CHORUS_SLA_HOURS": ("review", "sla_hours"),
+    "CHORUS_REVIEWER": ("console", "reviewer"),
+    "CHORUS_REVIEWER_ROLE": ("console", "reviewer_role"),
 }
 #: Posts re-keyed by shared object (``chorus rekey``): what ``input = "actions"`` reads by default.
 BY_OBJECT_TOPIC = "chorus.posts.by-object"
@@ -203,6 +207,68 @@ class ReviewConfig:
     def sla(self) -> timedelta:
         """``sla_hours`` as the duration the queue reads take."""
         return timedelta(hours=self.sla_hours)
+
+
+#: Reviewer roles, least to most privileged: :data:`stream.store.reviewers.ROLES`, repeated so that
+#: reading a configuration imports nothing else of Chorus (a test keeps the two equal).
+REVIEWER_ROLES = ("viewer", "reviewer", "lead")
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The review console's **local mode** (no identity provider in the Streamlit secrets): who acts.
+
+    One analyst on their own machine, the demo: the console signs nobody in and every action is
+    audited under ``reviewer`` with ``reviewer_role``. Whoever can start the console is trusted, so
+    local mode only ever listens on this machine (:func:`is_loopback`); several analysts sign in with
+    OpenID Connect instead (``dashboards/README.md``), and then these settings are not used.
+    ``CHORUS_REVIEWER`` / ``CHORUS_REVIEWER_ROLE`` set them too.
+    """
+
+    #: The name in the audit log; unset: the OS user name followed by " (local)".
+    reviewer: str | None = None
+    #: ``viewer``, ``reviewer`` (the default: claims and decides, but reverses only its own work) or ``lead``.
+    reviewer_role: str = "reviewer"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reviewer_role", self.reviewer_role.strip().lower())
+        if self.reviewer_role not in REVIEWER_ROLES:
+            raise ConfigError(
+                f"console.reviewer_role = {self.reviewer_role!r} (CHORUS_REVIEWER_ROLE) is not a role: "
+                f"use one of {', '.join(REVIEWER_ROLES)}"
+            )
+        if self.reviewer is not None and not self.reviewer.strip():
+            object.__setattr__(self, "reviewer", None)
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for an address only this machine can reach: ``127.0.0.0/8``, ``::1`` or ``localhost``.
+
+    Empty or unset is False: a server without an address listens on every interface.
+    """
+    host = (address or "").strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_mode_refusal(address: str | None) -> str:
+    """Why the console will not serve local mode on ``address``, and the two ways out."""
+    where = f"on {address}" if address else "on every network interface"
+    return (
+        f"The review console would listen {where} without an identity provider. In local mode nobody "
+        "signs in: whoever can reach the port would act as the configured local reviewer. Either bind it to "
+        "this machine only (`chorus console` does by default, or `--address 127.0.0.1`; `streamlit run` needs "
+        "`--server.address 127.0.0.1`) and reach it from elsewhere through an SSH tunnel, or configure OpenID "
+        "Connect sign-in: an [auth] section (redirect_uri, cookie_secret, client_id, client_secret, "
+        "server_metadata_url) in .streamlit/secrets.toml where the console starts, with `streamlit[auth]` "
+        "installed; see dashboards/README.md."
+    )
 
 
 #: ``aitext.backend`` values: ``detectors.aitext.features.BACKENDS``, repeated so that reading a
@@ -391,6 +457,7 @@ class ChorusConfig:
     aitext: AiTextConfig = field(default_factory=AiTextConfig)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ChorusConfig:

@@ -351,6 +351,9 @@ def test_campaign_decision_from_the_campaign_page(console: Callable[..., AppTest
     at.selectbox(key="campaign-decision-0").select("suspend_account").run()
     at.selectbox(key="campaign-reason-suspend_account-0").select("coordinated_inauthentic").run()
     at.text_area(key="campaign-statement-0").input("Four accounts posting the same assistant boilerplate.").run()
+    assert at.checkbox(key="campaign-include").value is False  # members' flags only when asked, and counted
+    at.checkbox(key="campaign-include").check().run()
+    assert any(f"and {len(member_flags)} member flags." in c.value for c in at.caption)
     button(at, "Decide campaign").click().run()
     assert notice(at) == f"{1 + len(member_flags)} done"
     assert console_store.frame("campaigns").filter(pl.col("campaign_id") == "bot-network")["status"][0] == "actioned"
@@ -444,11 +447,13 @@ def test_hostile_post_is_shown_as_text_never_markup(console: Callable[..., AppTe
     for value in markdown:
         assert "evil.example" not in value and "<script" not in value and "onerror" not in value, value
     html = [h.value for h in at.get("html")]
-    assert len(html) == 2, "surprisal shading and the matched phrase"
+    shading = [h for h in html if 'title="surprisal 0.20 bits"' in h]
+    marked = [h for h in html if "<mark" in h]
+    assert len(shading) == 1 and len(marked) == 1, "surprisal shading and the matched phrase (beside the score bar)"
     for body in html:
         assert "<script" not in body and "<img" not in body and "<b>" not in body, body
-    assert "&lt;script&gt;" in html[0] and 'title="surprisal 0.20 bits"' in html[0]
-    assert "<mark" in html[1] and "&lt;b&gt;html&lt;/b&gt;" in html[1]
+    assert "&lt;script&gt;" in shading[0]
+    assert "&lt;b&gt;html&lt;/b&gt;" in marked[0]
     assert [m.value for m in at.metric][:2] == ["0.970", "93.0%"], "score and calibrated probability"
 
     queue = console()

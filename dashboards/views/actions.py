@@ -44,7 +44,7 @@ if alerts.height:
         st.subheader(f"{alerts.height} alert(s) to acknowledge")
         shown = alerts.select("alert_id", "at", "kind", "rule_id", "policy_id", "policy_version", "worker_id",
                               (pl.col("share") * 100).round(1).alias("share %"), "matched", "posts")
-        ticked = panels.selectable_table(shown, prefix="al", state="alerts")
+        ticked = panels.selectable_table(render.visible_columns(shown), prefix="al", state="alerts")
         chosen = [int(alerts["alert_id"][i]) for i in ticked]
         if st.button("Acknowledge selected", disabled=not (chosen and reviewer.can_decide), key="al-ack"):
             data.act(policy_actions.acknowledge_alerts, reviewer, chosen)
@@ -65,12 +65,12 @@ with st.expander("Policies: what runs, what each rule did, shadow comparison", e
                "Workers started with pinned policy files (`policy.active_file`) ignore these slots.")
     counts = data.action_counts()
     if counts.height:
-        st.dataframe(counts, hide_index=True)
+        st.dataframe(render.visible_columns(counts), hide_index=True)
     comparison = data.shadow_comparison()
     if comparison is not None:
         st.markdown("**Shadow against active**: per rule, posts it fired on, overlap with the other "
                     "policy, and agreement with reviewers' decisions on the posts they decided.")
-        st.dataframe(comparison, hide_index=True)
+        st.dataframe(render.visible_columns(comparison), hide_index=True)
 
 # -- the actions -----------------------------------------------------------------------------
 with st.container(border=True):
@@ -106,7 +106,7 @@ table = rows.select(
     .when(pl.col("reversal_emitted_at").is_null()).then(pl.lit("waiting for a worker"))
     .otherwise(pl.lit("sent")).alias("reversal sent"),
 )  # fmt: skip
-ticked = panels.selectable_table(table, prefix="ac", state=(flt, offset),
+ticked = panels.selectable_table(render.visible_columns(table), prefix="ac", state=(flt, offset),
                                  column_config={"preview": st.column_config.TextColumn("post")})
 selected = [rows["action_id"][i] for i in ticked]
 panels.pager("ac", total=page.total, limit=PAGE_SIZE)
@@ -125,7 +125,7 @@ if selected:
             left, right = st.columns(2)
             with left:
                 st.markdown("**Post** (account and text as posted)")
-                st.text(f"account {detail['account_id']} · post {detail['post_id']}")
+                st.text(f"account {render.visible(detail['account_id'])} · post {render.visible(detail['post_id'])}")
                 render.post_text(detail.get("text"), key=f"action-{detail['action_id']}")
                 if st.button("Open the post", key="ac-open-post"):
                     st.switch_page("views/post.py", query_params={"post": detail["post_id"]})

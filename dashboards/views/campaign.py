@@ -2,8 +2,12 @@
 
 Opened with ``?campaign=CAMPAIGN_ID``. The graph is drawn from the links the coordination stage
 stored; when it stored none, the coordination library computes them from the members' posts
-(:func:`stream.review.edges.inferred_edges`) and the page says so. A campaign decision can cover
-all undecided flags of its member accounts.
+(:func:`stream.review.edges.inferred_edges`) and the page says so. The stage stores only its
+strongest links (``[coordinator] summary_edges``): the page says how many of how many it draws
+("the strongest N of M links") and gives the density of what it draws beside the stage's. The
+evidence is one entry per pair of accounts, each pair of matched posts once, with their times,
+how many seconds apart, and a word diff of the two texts. Every account id opens the account page.
+A campaign decision can cover all undecided flags of its member accounts.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import data, panels, render
+from dashboards import campaign_view, data, panels, render
 from stream.review.claims import claim, release
 from stream.review.decisions import decide
-from stream.review.edges import Edge
+from stream.review.edges import AccountPair
 from stream.review.vocabulary import UNDECIDED
+
+#: Pairs of matched posts shown per link (the stage keeps at most 3 per direction).
+PAIRS_SHOWN = 6
 
 reviewer = st.session_state["reviewer"]
 
@@ -29,19 +36,22 @@ if detail is None:
     st.stop()
 
 campaign, members, edges = detail["campaign"], detail["members"], detail["edges"]
+pairs: list[AccountPair] = detail["pairs"]
+coverage = detail["coverage"]
 
 
-def edge_label(edge: Edge) -> str:
-    return f"{edge.source} and {edge.target} ({edge.network})"
+def pair_label(pair: AccountPair) -> str:
+    networks = ", ".join(render.visible(n) for n in pair.networks)
+    return f"{render.visible(pair.source)} and {render.visible(pair.target)} ({networks})"
 
 
-st.text(campaign["campaign_id"])
+st.text(render.visible(campaign["campaign_id"]))
 flag_counts = pl.DataFrame(
     detail["member_flags"] or None, schema={"account_id": pl.String, "status": pl.String, "n": pl.Int64}
 )
 undecided = flag_counts.filter(pl.col("status").is_in(UNDECIDED))["n"].sum()
 
-cols = st.columns(5)
+cols = st.columns(6)
 cols[0].metric("Score", "n/a" if campaign["score"] is None else f"{campaign['score']:.3f}")
 cols[1].metric("Accounts", campaign["size"] if campaign["size"] is not None else len(members))
 cols[2].metric("Undecided member flags", int(undecided))
@@ -52,11 +62,24 @@ cols[4].metric(
     if campaign["first_seen"] and campaign["last_seen"]
     else "n/a",
 )
+cols[5].metric(
+    "Density of links shown",
+    "n/a" if coverage.shown_density is None else f"{coverage.shown_density:.2f}",
+    help=f"Pairs of members the graph draws linked ({coverage.shown_pairs}) over every pair of members "
+    f"({coverage.possible_pairs}); the coordination stage's own density, over all its links, is in the scores below",
+)
 summary = campaign.get("summary") if isinstance(campaign.get("summary"), dict) else {}
 scores = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+stored_density = float(scores["density"]) if "density" in scores else None
 if scores:
     st.caption("Campaign-level scores (from the coordination stage)")
-    st.dataframe(pl.DataFrame({"score": list(scores), "value": [float(v) for v in scores.values()]}), hide_index=True)
+    names = {"density": "density (all links, as the coordination stage measured it)"}
+    st.dataframe(
+        render.visible_columns(
+            pl.DataFrame({"score": [names.get(k, k) for k in scores], "value": [float(v) for v in scores.values()]})
+        ),
+        hide_index=True,
+    )
 
 st.subheader("Account graph")
 stats = detail["member_stats"]
@@ -80,6 +103,7 @@ if edges and edges[0].inferred:
         "by the coordination library, with the coordination stage's networks and windows (weight: the share "
         "of the less active account's posts that co-occur, as the stage stores it)."
     )
+st.caption(campaign_view.coverage_note(coverage, stored_density=stored_density))
 positions = render.graph_layout(nodes["account_id"].to_list(), edges)
 picked = st.altair_chart(
     render.account_graph_chart(nodes, edges, positions),
@@ -93,37 +117,53 @@ chosen = [p.get("account_id") for p in (picked.selection.get("account") or []) i
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Links and their evidence")
-    if not edges:
+    if not pairs:
         st.caption("No links between members.")
     else:
         st.dataframe(
             pl.DataFrame(
                 [
                     {
-                        "source": e.source,
-                        "target": e.target,
-                        "network": e.network,
-                        "weight": e.weight,
-                        "evidence": len(e.evidence),
+                        "source": render.visible(p.source),
+                        "target": render.visible(p.target),
+                        "networks": ", ".join(render.visible(n) for n in p.networks),
+                        "weight": p.weight,
+                        "matched posts": len(p.matched),
                     }
-                    for e in edges
+                    for p in pairs
                 ]
             ),
             hide_index=True,
         )
-        index = st.selectbox("Link", range(len(edges)), key="campaign-edge", format_func=lambda i: edge_label(edges[i]))
-        edge = edges[index]
-        pairs = [e for e in edge.evidence if e.get("post_1") and e.get("post_2")]
-        posts = data.posts_by_id([str(p) for e in pairs for p in (e["post_1"], e["post_2"])])
-        for pair in pairs[:5]:
-            side = st.columns(2)
-            for column, post_key, time_key in ((side[0], "post_1", "time_1"), (side[1], "post_2", "time_2")):
-                post = posts.get(str(pair[post_key]))
-                with column.container(border=True):
-                    st.text(f"{post['account_id'] if post else '?'} · {pair.get(time_key) or ''}")
-                    st.text(render.clip(post["text"] if post else "(post not in the store)", 1_000)[0])
-        if not pairs:
+        index = st.selectbox("Link", range(len(pairs)), key="campaign-edge", format_func=lambda i: pair_label(pairs[i]))
+        pair = pairs[index]
+        matched = list(pair.matched)
+        posts = data.posts_by_id([p for m in matched[:PAIRS_SHOWN] for p in (m.post_1, m.post_2)])
+        if len(matched) > PAIRS_SHOWN:
+            st.caption(f"The earliest {PAIRS_SHOWN} of {len(matched)} pairs of matched posts.")
+        for match in matched[:PAIRS_SHOWN]:
+            with st.container(border=True):
+                networks = "matched as " + ", ".join(render.md_escape(n) for n in match.networks)
+                st.caption(" · ".join(x for x in (campaign_view.seconds_apart(match.seconds_apart), networks) if x))
+                side = st.columns(2)
+                texts = []
+                sides = ((side[0], match.post_1, match.time_1), (side[1], match.post_2, match.time_2))
+                for column, post_id, moment in sides:
+                    post = posts.get(post_id)
+                    texts.append(post["text"] if post else None)
+                    shown = render.clip(post["text"] if post else "(post not in the store)", 1_000)[0]
+                    with column:
+                        st.text(f"{render.visible(post['account_id']) if post else '?'} · {render.when(moment)}")
+                        st.text(render.visible(shown))
+                if all(t is not None for t in texts):
+                    st.html(campaign_view.word_diff_html(texts[0], texts[1]))
+        if not matched:
             st.caption("This link carries no matched posts.")
+        link_cols = st.columns(2)
+        if link_cols[0].button(f"Open account {render.md_escape(pair.source)}", key="campaign-open-source"):
+            data.account_link(pair.source)
+        if link_cols[1].button(f"Open account {render.md_escape(pair.target)}", key="campaign-open-target"):
+            data.account_link(pair.target)
 with right:
     st.subheader("Members")
     member_table = pl.DataFrame(
@@ -131,12 +171,19 @@ with right:
         schema={"account_id": pl.String, "weight": pl.Float64},
     )
     st.dataframe(
-        member_table.join(nodes.select("account_id", "posts", "flags"), on="account_id", how="left"), hide_index=True
+        render.visible_columns(
+            member_table.join(nodes.select("account_id", "posts", "flags"), on="account_id", how="left")
+        ),
+        hide_index=True,
     )
-    account = chosen[0] if chosen else st.selectbox("Account", nodes["account_id"].to_list(), key="campaign-account")
+    account = chosen[0] if chosen else st.selectbox(
+        "Account", nodes["account_id"].to_list(), key="campaign-account", format_func=render.visible
+    )
     if account:
+        if st.button("Open account", key="campaign-open-account", help="The account's whole record"):
+            data.account_link(account)  # the stored id, not the one shown
         st.caption("Latest posts of the account")
-        st.dataframe(data.account_posts(account), hide_index=True)
+        st.dataframe(render.visible_columns(data.account_posts(account)), hide_index=True)
 
 st.subheader("Timeline")
 timeline = detail["timeline"]
@@ -148,7 +195,10 @@ else:
 st.divider()
 st.subheader("Decision on the whole campaign")
 holder = campaign["assignee"]
-st.text(f"Campaign {campaign['campaign_id']}: {campaign['status']}" + (f", held by {holder}" if holder else ""))
+st.text(
+    f"Campaign {render.visible(campaign['campaign_id'])}: {campaign['status']}"
+    + (f", held by {render.visible(holder)}" if holder else "")
+)
 claim_cols = st.columns([1, 1, 6])
 if claim_cols[0].button("Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name):
     data.act(claim, reviewer, [campaign_id], subject="campaign")
@@ -156,8 +206,19 @@ if claim_cols[0].button("Claim", shortcut="L", disabled=not reviewer.can_decide 
 if claim_cols[1].button("Release", shortcut="U", disabled=not reviewer.can_decide or holder is None):
     data.act(release, reviewer, [campaign_id], subject="campaign")
     st.rerun()
-include = st.checkbox("Apply the same decision to the members' undecided flags", value=True, key="campaign-include")
-form = panels.decision_form("campaign", reviewer, submit_label="Decide campaign")
+# Off by default and counted: one click must not decide a hundred cases nobody looked at.
+include = st.checkbox(
+    f"Also apply the decision to the members' {int(undecided)} undecided flags",
+    value=False,
+    key="campaign-include",
+    disabled=not undecided,
+)
+form = panels.decision_form("campaign", reviewer, submit_label="Decide campaign", subject="coordination")
+if form.submitted or form.decision:
+    st.caption(
+        f"Submitting will {form.decision or 'decide'} campaign {render.visible(campaign_id)}"
+        + (f" and {int(undecided)} member flags." if include and undecided else " only (no member flag).")
+    )
 if form.submitted:
     outcome = data.act(
         decide,
@@ -171,6 +232,7 @@ if form.submitted:
     )
     if outcome is not None and outcome.applied:
         panels.reset_form("campaign")
+    panels.keep_notice("campaign")
     st.rerun()
 
 panels.decision_history(detail["decisions"])

@@ -1,5 +1,8 @@
 """Campaign queue: coordinated campaigns found by the coordination stage, to review as a whole.
 
+Ranked by default so the most coordinated and most machine-written campaigns come first
+(:mod:`stream.review.campaigns` defines the rank; the caption explains it); the other sorts are the
+queue's SQL sorts. Each row shows the rank and what it is made of.
 Select rows to claim, release or open a campaign. A campaign decision (on the campaign page)
 can cover every undecided flag of its member accounts at once. Shortcuts: ``O`` open the first
 selected, ``L`` claim, ``U`` release.
@@ -10,9 +13,10 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import data, panels, render
+from dashboards import campaign_view, data, panels, render
+from stream.review.campaigns import CAMPAIGN_ORDERS, RANK_SORT
 from stream.review.claims import claim, release
-from stream.review.queues import CAMPAIGN_SORTS, CampaignFilter
+from stream.review.queues import CampaignFilter
 
 STATUSES = ("open", "claimed", "escalated", "confirmed", "dismissed", "actioned")
 PAGE_SIZE = 50
@@ -26,7 +30,7 @@ with st.container(border=True):
     min_score = cols[1].number_input("Min score", value=None, step=0.05, key="c-min-score")
     min_size = cols[2].number_input("Min accounts", value=None, min_value=1, step=1, key="c-min-size")
     account = cols[3].text_input("Has an account starting with", key="c-account")
-    sort = cols[4].selectbox("Sort", list(CAMPAIGN_SORTS), format_func=lambda s: CAMPAIGN_SORTS[s][0], key="c-sort")
+    sort = cols[4].selectbox("Sort", list(CAMPAIGN_ORDERS), format_func=CAMPAIGN_ORDERS.__getitem__, key="c-sort")
 
 flt = CampaignFilter(
     statuses=tuple(statuses),
@@ -39,16 +43,22 @@ if st.session_state.get("c-filter") != flt:
     st.session_state["c-filter"] = flt
     st.session_state["c-offset"] = 0
 offset = int(st.session_state.setdefault("c-offset", 0))
-page = data.campaign_queue(flt, limit=PAGE_SIZE, offset=offset)
+page = campaign_view.ranked_queue(flt, limit=PAGE_SIZE, offset=offset)
 last_page = max((page.total - 1) // PAGE_SIZE, 0)
 st.caption(f"{page.total:,} campaigns match · page {offset // PAGE_SIZE + 1:,} of {last_page + 1:,}")
 
 if page.total == 0 and not flt.account and flt.statuses == ("open", "claimed"):
     st.info("No open campaigns. The coordination stage writes them to the store as it finds them.")
 
+if sort == RANK_SORT:
+    st.caption(campaign_view.RANK_CAPTION)
+
 rows = page.rows
 table = rows.select(
     "campaign_id",
+    "rank",
+    "coordination",
+    "machine",
     "score",
     "size",
     "open_flags",
@@ -59,10 +69,19 @@ table = rows.select(
     pl.col("sla_left_s").map_elements(render.sla_text, return_dtype=pl.String).alias("SLA"),
 )
 ticked = panels.selectable_table(
-    table,
+    render.visible_columns(table),  # ids with hidden characters spelt out; actions read `rows`
     prefix="c",
     state=(flt, offset),
-    column_config={"open_flags": st.column_config.NumberColumn("undecided member flags")},
+    column_config={
+        "open_flags": st.column_config.NumberColumn("undecided member flags"),
+        "rank": st.column_config.NumberColumn("rank", format="%.3f", help="coordination times machine"),
+        "coordination": st.column_config.NumberColumn(
+            "coordination", format="%.3f", help="The coordination stage's score (density times synchrony), else density"
+        ),
+        "machine": st.column_config.NumberColumn(
+            "machine", format="%.2f", help="Mean probability that the members' posts are machine-written; empty: none"
+        ),
+    },
 )
 selected = [rows["campaign_id"][i] for i in ticked]
 panels.pager("c", total=page.total, limit=PAGE_SIZE)

@@ -68,13 +68,17 @@ with left:
             "score cut-offs (rows named '>= x')."
         )
         st.dataframe(
-            precision, hide_index=True, column_config={"precision": st.column_config.NumberColumn(format="%.2f")}
+            render.visible_columns(precision),
+            hide_index=True,
+            column_config={"precision": st.column_config.NumberColumn(format="%.2f")},
         )
     decisions = view["decisions"]
     if not decisions.is_empty():
         st.caption("Decisions by reviewer")
         st.dataframe(
-            decisions.group_by("reviewer", "decision").agg(pl.len().alias("decisions")).sort("reviewer", "decision"),
+            render.visible_columns(
+                decisions.group_by("reviewer", "decision").agg(pl.len().alias("decisions")).sort("reviewer", "decision")
+            ),
             hide_index=True,
         )
 with right:
@@ -84,4 +88,4 @@ with right:
         st.caption("No dead letters.")
     else:
         st.altair_chart(render.counts_chart(dead.select("reason", "messages"), "reason", "messages"), width="stretch")
-        st.dataframe(dead, hide_index=True)
+        st.dataframe(render.visible_columns(dead), hide_index=True)

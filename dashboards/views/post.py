@@ -1,25 +1,32 @@
 """Post view: the text (as text), why it was flagged, the account behind it, and the decision panel.
 
-Opened with ``?flag=FLAG_ID`` (from the queue, "submit and next") or ``?post=POST_ID``. Evidence
-is highlighted in place when the detector gave per-token surprisal or matched phrases. Shortcuts:
-``1``-``4`` pick a decision, ``Ctrl+Enter`` submit, ``Shift+Enter`` submit and next, ``J`` next case
-without deciding, ``L`` claim, ``U`` release, ``Q`` back to the queue.
+Opened with ``?flag=FLAG_ID`` (from the queue, "submit and next") or ``?post=POST_ID``. Two columns:
+on the left the text in a scroll box, then why it was flagged in the analyst's words (each
+detector's probability against its threshold as a bar with the margin, the features that moved the
+score most, the surprising tokens marked in the text when the detector has a language model, the
+phrases it matched, its caveats), the account's machine share with its interval and its campaigns;
+on the right the decision panel, kept in view while the page scrolls, with nothing chosen in
+advance and the answer to each action beside its button. Shortcuts: ``1``-``4`` pick a decision,
+``Ctrl+Enter`` submit, ``Shift+Enter`` submit and next, ``J`` next case without deciding,
+``L`` claim, ``U`` release, ``Q`` back to the queue.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from dashboards import data, panels, render
+from dashboards import data, evidence_view, panels, render
 from detectors.policy import ACCOUNT_WINDOW
+from stream.policy import actions as policy_actions
 from stream.review.claims import claim, release
-from stream.review.decisions import decide
-from stream.review.evidence import token_surprisal
+from stream.review.decisions import REVERSING_DECISION, decide
+from stream.review.evidence import against_threshold, explain, locate_tokens
 from stream.review.queues import FlagFilter
-from stream.review.vocabulary import UNDECIDED
+from stream.review.vocabulary import UNDECIDED, subject_of
 
 reviewer = st.session_state["reviewer"]
 flag_param = st.query_params.get("flag")
@@ -48,6 +55,7 @@ def go_next(exclude: list[str]) -> None:
     queue = st.session_state.get("q-filter", FlagFilter())
     next_id = data.next_flag(reviewer, queue, exclude=exclude)
     if next_id is None:
+        panels.clear_notice("post")
         data.notify("success", "That was the last case in your queue.")
         st.switch_page("views/queue.py")
     st.switch_page("views/post.py", query_params={"flag": next_id})
@@ -59,73 +67,77 @@ if top[0].button("Back to queue", shortcut="Q"):
 if top[1].button("Next case", shortcut="J", disabled=not reviewer.can_decide, help="Skip to the next case"):
     go_next([f for f in flag_ids])
 
+#: The decision panel's container key: the right column, kept in view while the page scrolls.
+PANEL = "post-action-panel"
 left, right = st.columns([3, 2], gap="large")
-with left:
-    st.caption("Post id")
-    st.text(post["post_id"])
-    st.caption("Text, exactly as posted (shown as plain text, never as markup)")
-    render.post_text(post["text"], key=post["post_id"])
-
-    for result in detail["results"]:
-        evidence = result.get("evidence") or {}
-        surprisal = token_surprisal(evidence)
-        if surprisal and surprisal[0] == "sequence":
-            st.caption(
-                f"Per-token surprisal from {render.md_escape(result['detector'])}: shaded tokens were the most "
-                "predictable to the language model, which is what drives the machine-written call"
-            )
-            st.html(render.surprisal_html(surprisal[1]))
-        elif surprisal:
-            st.caption(f"Most surprising tokens ({render.md_escape(result['detector'])})")
-            st.dataframe(pl.DataFrame(surprisal[1], schema=["token", "surprisal"], orient="row"), hide_index=True)
-        phrases = evidence.get("phrases") if isinstance(evidence, dict) else None
-        marked = render.phrases_html(post["text"] or "", phrases or [])
-        if marked:
-            st.caption(f"Phrases {render.md_escape(result['detector'])} matched")
-            st.html(marked)
-    if not any(token_surprisal(r.get("evidence")) for r in detail["results"]):
-        st.caption("No per-token evidence for this post (the AI-text detector writes it when it scores a post).")
-
-    st.caption("Post metadata")
-    meta = {k: post.get(k) for k in ("account_id", "created_at", "lang", "reply_to", "repost_of", "quote_of")}
-    meta.update({k: json.dumps(post.get(k) or [], ensure_ascii=False) for k in ("urls", "hashtags", "mentions")})
-    st.dataframe(
-        pl.DataFrame(
-            {
-                "field": list(meta),
-                "value": [
-                    render.when(v) if hasattr(v, "strftime") else ("" if v is None else str(v)) for v in meta.values()
-                ],
-            }
-        ),
-        hide_index=True,
-    )
-
 with right:
-    st.subheader("Why it was flagged")
-    if flags:
-        st.dataframe(
-            pl.DataFrame(
-                [
-                    {
-                        "detector": f["detector"],
-                        "score": f["score"],
-                        "probability": f["probability"],
-                        "threshold": f"{f['threshold_name']} = {f['threshold']}",
-                        "status": f["status"],
-                        "assignee": f["assignee"] or "",
-                    }
-                    for f in flags
-                ]
-            ),
-            hide_index=True,
-        )
-    else:
-        st.caption("No detector flagged this post.")
+    st.html(evidence_view.action_panel_css(PANEL))
+    panel = st.container(key=PANEL, border=True)
+with panel:
+    st.subheader("Decision")
     current = next((f for f in flags if f["flag_id"] == default_flag), None)
     if len(flags) > 1:
-        chosen = st.selectbox("Case to decide", flag_ids, index=flag_ids.index(default_flag), key="post-flag")
+        chosen = st.selectbox(
+            "Case to decide", flag_ids, index=flag_ids.index(default_flag), key="post-flag", format_func=render.visible
+        )
         current = next(f for f in flags if f["flag_id"] == chosen)
+
+
+def show_why(result: dict[str, Any], text: str) -> bool:
+    """One detector's result in words: score against threshold, caveats, what moved it, tokens, phrases.
+
+    Returns whether it had per-token evidence.
+    """
+    detector = result["detector"]
+    reading = explain(result.get("evidence"))
+    view = against_threshold(result["score"], result["probability"], result["threshold"])
+    if view is not None:
+        st.html(evidence_view.threshold_bar(view, detector=detector, threshold_name=result["threshold_name"]))
+    else:
+        st.caption(f"{render.md_escape(detector)}: no score for this post")
+    if reading.not_scored:
+        st.warning(f"Not scored: {render.md_escape(reading.not_scored)}.")
+    for caveat in reading.caveats:
+        st.warning(render.md_escape(caveat))
+    if reading.contributions:
+        st.caption(
+            "What moved the score most: each feature's share of the log-odds "
+            "(right of the line: towards machine-written; left: towards human-written)"
+        )
+        st.html(evidence_view.contribution_bars(reading.contributions))
+        with st.expander(f"All {len(reading.contributions)} features of {render.md_escape(detector)}"):
+            st.dataframe(evidence_view.contributions_frame(reading.contributions), hide_index=True)
+    if reading.sequence:
+        st.caption(
+            f"Per-token surprisal from {render.md_escape(detector)}: shaded tokens were the most "
+            "predictable to the language model, which is what drives the machine-written call"
+        )
+        st.html(render.surprisal_html(reading.sequence))
+    elif reading.top_tokens:
+        spans = locate_tokens(render.clip(text)[0], reading.top_tokens, reading.n_tokens)
+        st.caption(
+            f"The tokens the language model found most surprising ({render.md_escape(detector)}), marked in the "
+            "text where they occur (surprisal in nats). The language-model features above are computed from "
+            "surprisals like these: machine-written text tends to have fewer and milder surprises."
+        )
+        if spans:
+            st.html(evidence_view.marked_tokens(text, spans))
+        st.dataframe(evidence_view.tokens_frame(reading.top_tokens), hide_index=True)
+    marked = render.phrases_html(text, reading.phrases)
+    if marked:
+        st.caption(f"Phrases {render.md_escape(detector)} matched")
+        st.html(marked)
+    return reading.has_token_evidence
+
+
+with left:
+    st.caption("Post id")
+    st.text(render.visible(post["post_id"]))
+    st.caption("Text, exactly as posted (shown as plain text, never as markup)")
+    with st.container(height=evidence_view.SCROLL_BOX_PX):
+        render.post_text(post["text"], key=post["post_id"])
+
+    st.subheader("Why it was flagged")
     if current is not None:
         metrics = st.columns(2)
         threshold = current["threshold"]
@@ -142,14 +154,59 @@ with right:
             "n/a" if probability is None else f"{probability:.1%}",
             help="n/a: this detector is not calibrated; its score is not a probability",
         )
+    elif not flags:
+        st.caption("No detector flagged this post.")
+    flagged_by = [f["detector"] for f in flags]
+    first = current["detector"] if current is not None else None
+    results = sorted(
+        detail["results"],
+        key=lambda r: (r["detector"] != first, r["detector"] not in flagged_by, r["detector"]),
+    )
+    token_evidence = False
+    for result in results:
+        with st.container(border=True):
+            token_evidence |= show_why(result, post["text"] or "")
+    if not token_evidence:
+        with_features = any(explain(r.get("evidence")).contributions for r in results)
+        st.caption(
+            "No per-token evidence for this post: the language model reads only the posts the AI-text detector "
+            "flags, so what moved this score is the features above."
+            if with_features
+            else "No per-token evidence for this post (the AI-text detector writes it when its head reads a "
+            "language model)."
+        )
+    if len(flags) > 1:
+        st.caption("The cases on this post")
+        st.dataframe(
+            render.visible_columns(
+                pl.DataFrame(
+                    [
+                        {
+                            "detector": f["detector"],
+                            "status": f["status"],
+                            "assignee": f["assignee"] or "",
+                            "flag_id": f["flag_id"],
+                        }
+                        for f in flags
+                    ]
+                )
+            ),
+            hide_index=True,
+        )
 
     st.subheader("Account")
     account = data.account_summary(post["account_id"])
-    st.text(post["account_id"])
+    st.text(render.visible(post["account_id"]))
     cols = st.columns(3)
     cols[0].metric("Posts", account["posts"])
     cols[1].metric("Flags", sum(account["flags"].values()))
     cols[2].metric("Confirmed or actioned", account["flags"].get("confirmed", 0) + account["flags"].get("actioned", 0))
+    for row in account["detectors"]:
+        shown = evidence_view.share_interval(
+            row["detector"], row["machine_share"], row["share_lower"], row["share_upper"], row["recent_posts"]
+        )
+        if shown:
+            st.html(shown)
     if account["detectors"]:
         st.dataframe(pl.DataFrame(account["detectors"]), hide_index=True)
         st.caption(
@@ -158,41 +215,149 @@ with right:
             "Empty for a detector whose scores are not probabilities."
         )
     with st.expander("The account's latest posts"):
-        st.dataframe(data.account_posts(post["account_id"]), hide_index=True)
+        st.dataframe(render.visible_columns(data.account_posts(post["account_id"])), hide_index=True)
     st.subheader("Campaigns")
     campaigns = account["campaigns"]
     if campaigns:
-        st.dataframe(pl.DataFrame(campaigns), hide_index=True)
-        campaign_id = st.selectbox("Campaign", [c["campaign_id"] for c in campaigns], key="post-campaign")
+        st.dataframe(render.visible_columns(pl.DataFrame(campaigns)), hide_index=True)
+        campaign_id = st.selectbox(
+            "Campaign", [c["campaign_id"] for c in campaigns], key="post-campaign", format_func=render.visible
+        )
         if st.button("Open campaign"):
             st.switch_page("views/campaign.py", query_params={"campaign": campaign_id})
     else:
         st.caption("The account is in no known campaign.")
 
-st.divider()
-st.subheader("Decision")
-if current is None:
-    st.caption("Nothing to decide on this post.")
+    st.caption("Post metadata")
+    meta = {k: post.get(k) for k in ("account_id", "created_at", "lang", "reply_to", "repost_of", "quote_of")}
+    meta.update({k: json.dumps(post.get(k) or [], ensure_ascii=False) for k in ("urls", "hashtags", "mentions")})
+    st.dataframe(
+        render.visible_columns(
+            pl.DataFrame(
+                {
+                    "field": list(meta),
+                    "value": [
+                        render.when(v) if hasattr(v, "strftime") else ("" if v is None else str(v))
+                        for v in meta.values()
+                    ],
+                }
+            )
+        ),
+        hide_index=True,
+    )
+
+# -- Automated actions in force on this post (issue #15): each reversible here, and offered for reversal
+# with a dismissal below. Self-contained: reads data.post_actions, acts through stream.policy.actions.
+auto_actions = data.post_actions(post["post_id"])
+auto_live = auto_actions.filter(pl.col("in_force"))
+st.subheader("Automated actions in force")
+if auto_live.is_empty():
+    st.caption("No automated action of the policies is in force on this post.")
 else:
-    holder = current["assignee"]
-    st.text(f"Case {current['flag_id']}: {current['status']}" + (f", held by {holder}" if holder else ""))
-    claim_cols = st.columns([1, 1, 6])
-    if claim_cols[0].button("Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name):
-        data.act(claim, reviewer, [current["flag_id"]])
-        st.rerun()
-    if claim_cols[1].button("Release", shortcut="U", disabled=not reviewer.can_decide or holder is None):
-        data.act(release, reviewer, [current["flag_id"]])
-        st.rerun()
-    form = panels.decision_form("post", reviewer, with_next=True)
-    if form.submitted:
-        outcome = data.act(
-            decide, reviewer, [current["flag_id"]], form.decision, form.reason_code, form.statement
+    st.caption(
+        "What the platform applies to this post now because a policy rule matched it. A reversal is audited "
+        "and reaches the platform on the actions topic, as on the Automated actions page."
+    )
+    auto_nonce = st.session_state.get("post-auto-generation", 0)
+    auto_reason = st.text_area(
+        f"Why reverse (at least {policy_actions.MIN_REASON_CHARS} characters)",
+        key=f"post-auto-reason-{auto_nonce}",
+        placeholder="Read by the platform's team and the audit, e.g. a quote of a chatbot, not machine-written",
+    )
+    auto_widths = [2, 3, 2, 2, 1, 1]
+    auto_heads = ("action", "rule", "policy", "when", "status", "")
+    for auto_cell, auto_head in zip(st.columns(auto_widths), auto_heads, strict=True):
+        auto_cell.caption(auto_head)
+    for auto_row in auto_live.iter_rows(named=True):
+        auto_cells = st.columns(auto_widths, vertical_alignment="center")
+        auto_cells[0].text(render.visible(auto_row["action"]))
+        auto_cells[1].text(render.visible(auto_row["rule_id"]))
+        auto_cells[2].text(f"{render.visible(auto_row['policy_id'])}@{render.visible(auto_row['policy_version'])}")
+        auto_cells[3].text(render.when(auto_row["decided_at"]))
+        auto_cells[4].text("in force")
+        if auto_cells[5].button(
+            "Reverse",
+            key=f"post-auto-reverse-{auto_row['action_id']}",
+            disabled=not reviewer.can_decide,
+            help=f"Reverse action {render.visible(auto_row['action_id'])}; the reason above is required",
+        ):
+            if data.act(policy_actions.reverse_actions, reviewer, [auto_row["action_id"]], auto_reason) is not None:
+                st.session_state["post-auto-generation"] = auto_nonce + 1  # done: start with an empty reason
+            st.rerun()
+auto_other = auto_actions.filter(~pl.col("in_force"))
+if not auto_other.is_empty():
+    with st.expander(f"{auto_other.height} other automated record(s) on this post, not in force"):
+        auto_shown = auto_other.select(
+            "action", "rule_id", (pl.col("policy_id") + "@" + pl.col("policy_version")).alias("policy"),
+            pl.col("decided_at").map_elements(render.when, return_dtype=pl.String).alias("when"),
+            pl.col("why_not").alias("status"),
+        )  # fmt: skip
+        st.dataframe(render.visible_columns(auto_shown), hide_index=True)
+
+
+def automated_reversals(decision: str, flag_id: str) -> list[str]:
+    """With a dismissal: the checkbox (ticked by default) to reverse the live actions too; the ids to reverse."""
+    if decision != REVERSING_DECISION or auto_live.is_empty():
+        return []
+    ids = auto_live["action_id"].to_list()
+    listed = ", ".join(
+        f"{render.md_escape(a)} by rule {render.md_escape(r)}"
+        for a, r in zip(auto_live["action"], auto_live["rule_id"], strict=True)
+    )
+    keep = st.checkbox(
+        f"Also reverse {len(ids)} automated action(s) in force on this post ({listed})",
+        value=True,
+        key=f"post-auto-with-{abs(hash((flag_id, tuple(ids))))}",
+    )
+    st.caption(
+        "Ticked by default: a dismissal says the detector was wrong, so what the policies did because of it is "
+        "undone with the decision (one transaction, named in its audit entry). Untick to leave them in force."
+    )
+    return ids if keep else []
+
+
+# -- end of the automated actions section
+
+with panel:
+    if current is None:
+        st.caption("Nothing to decide on this post.")
+    else:
+        holder = current["assignee"]
+        st.text(
+            f"Case {render.visible(current['flag_id'])}: {current['status']}"
+            + (f", held by {render.visible(holder)}" if holder else "")
         )
-        if outcome is not None and outcome.applied:
-            panels.reset_form("post")
-            if form.and_next:
-                go_next([current["flag_id"]])
-        st.rerun()
+        claim_cols = st.columns(2)
+        if claim_cols[0].button(
+            "Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name, width="stretch"
+        ):
+            data.act(claim, reviewer, [current["flag_id"]])
+            panels.keep_notice("post")
+            st.rerun()
+        if claim_cols[1].button(
+            "Release", shortcut="U", disabled=not reviewer.can_decide or holder is None, width="stretch"
+        ):
+            data.act(release, reviewer, [current["flag_id"]])
+            panels.keep_notice("post")
+            st.rerun()
+        form = panels.decision_form("post", reviewer, with_next=True, subject=subject_of(current["detector"]))
+        auto_reverse = automated_reversals(form.decision, current["flag_id"])
+        if form.submitted:
+            outcome = data.act(
+                decide,
+                reviewer,
+                [current["flag_id"]],
+                form.decision,
+                form.reason_code,
+                form.statement,
+                reverse_actions=auto_reverse,
+            )
+            panels.keep_notice("post")  # beside the submit button, on this case or the next
+            if outcome is not None and outcome.applied:
+                panels.reset_form("post")
+                if form.and_next:
+                    go_next([current["flag_id"]])
+            st.rerun()
 
 panels.decision_history(detail["decisions"], per_case=True)
 if not detail["decisions"].is_empty():

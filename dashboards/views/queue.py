@@ -1,5 +1,10 @@
 """Flag queue: flagged posts to review, filtered and sorted in SQL, one page at a time.
 
+Every undecided case by default, escalated ones included; search by post id, flag id, account id
+or a piece of the text. Each row shows the score, the calibrated probability, the threshold and
+the margin over it ("largest margin first" compares detectors whose scores differ in scale), and
+how many automated actions the policies have in force on the post.
+
 Select rows in the table to claim, release, assign (leads) or decide them in bulk; "Start
 reviewing" claims the next case and opens it. Shortcuts: ``S`` start reviewing, ``O`` open the
 first selected, ``L`` claim selected, ``U`` release selected, ``N`` / ``P`` next / previous page.
@@ -14,6 +19,7 @@ from dashboards import data, panels, render
 from stream.review.claims import assign, claim, release
 from stream.review.decisions import decide
 from stream.review.queues import FLAG_SORTS, FlagFilter
+from stream.review.vocabulary import UNDECIDED
 
 PAGE_SIZES = (25, 50, 100, 200)
 AGES = {
@@ -31,8 +37,14 @@ facets = data.facets()
 
 st.title("Flag queue")
 with st.container(border=True):
+    search = st.text_input(
+        "Search",
+        key="q-search",
+        placeholder="post id, flag id, account id, or words from the text",
+        help="A post, flag or account id matches exactly; anything else is looked for in the posts' text (any case)",
+    )
     top = st.columns([2, 2, 2, 2])
-    statuses = top[0].multiselect("Status", STATUSES, default=["open", "claimed"], key="q-status")
+    statuses = top[0].multiselect("Status", STATUSES, default=list(UNDECIDED), key="q-status")
     detectors = top[1].multiselect("Detector", facets["detectors"], key="q-detector")
     langs = top[2].multiselect("Language", facets["langs"], key="q-lang")
     account = top[3].text_input("Account starts with", key="q-account")
@@ -52,6 +64,7 @@ flt = FlagFilter(
     min_score=min_score,
     min_age_s=settings.sla.total_seconds() if min_age == "sla" else min_age,
     max_age_s=max_age,
+    search=search,
     sort=sort,
 )
 if st.session_state.get("q-filter") != flt:
@@ -84,32 +97,48 @@ table = rows.select(
     "account_id",
     "detector",
     "score",
+    "probability",
+    "threshold",
+    "margin",
+    pl.col("actions_in_force").alias("in force"),
     "status",
     "assignee",
     pl.col("age_s").map_elements(render.age, return_dtype=pl.String).alias("age"),
     pl.col("sla_left_s").map_elements(render.sla_text, return_dtype=pl.String).alias("SLA"),
     "preview",
     "lang",
-    "probability",
-    "threshold",
 )
 ticked = panels.selectable_table(
-    table,
+    render.visible_columns(table),  # ids and text with hidden characters spelt out; actions read `rows`
     prefix="q",
     state=(flt, offset, limit),
     column_config={
-        "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.2f"),
-        "probability": st.column_config.NumberColumn("probability", format="%.2f"),
+        # Scores are on each detector's own scale (not always 0..1): numbers, not progress bars.
+        "score": st.column_config.NumberColumn("score", format="%.3f", width="small"),
+        "probability": st.column_config.NumberColumn(
+            "probability", format="%.2f", width="small", help="Calibrated probability; empty: not calibrated"
+        ),
+        "threshold": st.column_config.NumberColumn("threshold", format="%.3f", width="small"),
+        "margin": st.column_config.NumberColumn(
+            "margin", format="%+.3f", width="small", help="Score minus the detector's threshold"
+        ),
+        "in force": st.column_config.NumberColumn(
+            "in force",
+            width="small",
+            help="Automated actions of the policies the platform applies to the post now (a label, reduced "
+            "reach); the post view lists them and can reverse them",
+        ),
         "preview": st.column_config.TextColumn("text (first 200 characters)", width="large"),
         "SLA": st.column_config.TextColumn("SLA", width="small"),
     },
 )
 selected = [rows["flag_id"][i] for i in ticked]
+selected_account = rows["account_id"][ticked[0]] if ticked else None  # as stored, for the account page
 panels.pager("q", total=page.total, limit=limit, shortcuts=True)
 st.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(limit), key="q-limit", width=160)
 
 st.subheader(f"{len(selected)} selected")
-actions = st.columns(4)
+actions = st.columns(5)
 if actions[0].button("Open", shortcut="O", disabled=not selected):
     st.switch_page("views/post.py", query_params={"flag": selected[0]})
 if actions[1].button("Claim", shortcut="L", disabled=not (selected and reviewer.can_decide)):
@@ -124,6 +153,14 @@ if reviewer.is_lead:
         if st.button("Assign", key="q-assign", disabled=not assignee.strip()):
             data.act(assign, reviewer, selected, assignee)
             panels.after_action("q")
+open_account = actions[4].button(
+    "Open account",
+    key="q-open-account",
+    disabled=selected_account is None,
+    help="The first selected case's account: its whole record",
+)
+if open_account and selected_account is not None:
+    data.account_link(selected_account)
 
 with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=False):
     form = panels.decision_form("q-bulk", reviewer, submit_label="Decide selected")
@@ -134,4 +171,5 @@ with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=Fals
             outcome = data.act(decide, reviewer, selected, form.decision, form.reason_code, form.statement)
             if outcome is not None and outcome.applied:
                 panels.reset_form("q-bulk")
+            panels.keep_notice("q-bulk")
         panels.after_action("q")

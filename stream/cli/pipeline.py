@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from stream.cli.common import add_common_arguments, load_config
+from stream.config import ConfigError, is_loopback, local_mode_refusal
 
 log = logging.getLogger("chorus")
 
@@ -78,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_arguments(p)
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+                   help="interface to listen on (default 127.0.0.1: this machine only; any other address needs "
+                   "OIDC sign-in, an [auth] section in .streamlit/secrets.toml)")
     p.set_defaults(func=_console)
 
 
@@ -169,15 +172,21 @@ def _broker(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace) -> int:
     """Streamlit on 127.0.0.1 unless ``--address`` says otherwise, the store URL in the child's environment.
 
-    The URL may carry a password: on Streamlit's command line every local user could read it in
-    ``ps``, so it travels as ``CHORUS_STORE__URL`` (the console reads the configuration) and is
-    printed with the password hidden. ``viewer`` toolbar mode hides Streamlit's developer menu and
-    its Deploy button, which mean nothing to an analyst.
+    Any other address is refused (exit 2) unless the Streamlit secrets name an identity provider:
+    in local mode nobody signs in, so whoever reached the port would act as the local reviewer
+    (the console refuses it again itself, for ``streamlit run`` by hand). The URL may carry a
+    password: on Streamlit's command line every local user could read it in ``ps``, so it travels
+    as ``CHORUS_STORE__URL`` (the console reads the configuration) and is printed with the password
+    hidden. ``viewer`` toolbar mode hides Streamlit's developer menu and its Deploy button, which
+    mean nothing to an analyst.
     """
     from sqlalchemy.engine import make_url
 
     config = load_config(args)
     app = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+    if not is_loopback(args.address) and not secrets_name_an_identity_provider(_streamlit_secrets_files(app)):
+        print(f"chorus console: {local_mode_refusal(args.address)}", file=sys.stderr)
+        return 2
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.address, "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
@@ -189,6 +198,33 @@ def _console(args: argparse.Namespace) -> int:
     shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
     print(f"review console on http://{args.address}:{args.port} (store: {shown})", flush=True)
     return subprocess.call(cmd, env=env)
+
+
+def _streamlit_secrets_files(app: Path) -> list[Path]:
+    """Where the console's Streamlit will look for secrets: its ``secrets.files`` option (by default
+    ``~/.streamlit/secrets.toml`` and ``.streamlit/secrets.toml`` here, where it starts) and the
+    folder beside the app."""
+    from streamlit import config as streamlit_config
+
+    files = [Path(f) for f in streamlit_config.get_option("secrets.files")]
+    return [*files, app.parent / ".streamlit" / "secrets.toml"]
+
+
+def secrets_name_an_identity_provider(paths: list[Path]) -> bool:
+    """Whether these Streamlit secrets, merged as Streamlit merges them (a later file's top-level
+    keys win), have a non-empty ``[auth]`` section: what ``dashboards/auth.py`` calls OIDC mode.
+    A folder of Kubernetes-style secrets counts when it has an ``auth`` folder."""
+    merged: dict[str, object] = {}
+    for path in paths:
+        if path.suffix == ".toml" and path.is_file():
+            try:
+                merged.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"the Streamlit secrets file {path} is not valid TOML: {exc}") from None
+        elif path.is_dir() and (path / "auth").is_dir():
+            merged["auth"] = {"folder": str(path / "auth")}
+    auth = merged.get("auth")
+    return isinstance(auth, dict) and bool(auth)
 
 
 # -- demo --------------------------------------------------------------------------------------

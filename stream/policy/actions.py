@@ -11,6 +11,13 @@ shadow record never reached the platform, so there is nothing to undo. Reversing
 NULL`` (two reviewers reversing at once: one wins, the other is told) and the ``audit_log`` row in
 the same transaction. Reviewers and leads may reverse; viewers may not.
 
+**In force** (:func:`in_force`, :func:`why_not_in_force`): an action is in force while the
+platform applies it: sent and not reversed. The post view lists a post's actions with that status
+(:func:`post_actions`) and the flag queue counts them (:func:`in_force_count`). A review decision
+that dismisses a flag may reverse its post's actions in its own transaction
+(:func:`reverse_in_transaction`, called by :mod:`stream.review.decisions`); this package never
+imports the review package, because the worker imports this one and must not load console code.
+
 **Reaching the platform** (an outbox, because the console need not have Kafka credentials): the
 console only writes the store. Each worker, every ``policy.reload_interval_s``, reads reversals
 not yet sent (:func:`pending_reversals`), produces a ``chorus.action-reversal/1`` message for each
@@ -37,9 +44,10 @@ from typing import Any
 import msgspec
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from stream.store.database import Store
-from stream.store.reading import QueuePage, json_as_text, read_frame
+from stream.store.reading import QueuePage, chunks, json_as_text, read_frame
 from stream.store.reviewers import MAX_STATEMENT_CHARS, InvalidDecision, Outcome, Reviewer, audit, require_actor
 from stream.store.tables import ACTION_STATUSES, POLICY_ACTIONS, POLICY_SLOTS, TABLES, utcnow
 
@@ -163,6 +171,49 @@ def action_counts(store: Store) -> pl.DataFrame:
         return read_frame(conn, query)
 
 
+def in_force() -> sa.ColumnElement[bool]:
+    """SQL for "in force on the platform": sent (active, emitted) and not reversed.
+
+    The same rule as :func:`why_not_in_force` (None there), in SQL, for counts over many posts.
+    """
+    return sa.and_(_actions.c.mode == "active", _actions.c.status == "emitted", _actions.c.reversed_at.is_(None))
+
+
+def in_force_count(post_id: sa.ColumnElement[str]) -> sa.ScalarSelect[int]:
+    """A correlated subquery: how many actions are in force on the post ``post_id`` names (the queue's column)."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(_actions)
+        .where(_actions.c.post_id == post_id, in_force())
+        .scalar_subquery()
+    )
+
+
+#: The columns of a post's actions (:func:`post_actions`), then ``in_force`` and ``why_not``.
+_POST_COLUMNS = (
+    "action_id", "action", "rule_id", "policy_id", "policy_version", "mode", "status", "decided_at",
+    "reversed_at", "reversed_by", "reversal_reason", "reversal_emitted_at", "post_id", "account_id",
+)  # fmt: skip
+
+
+def post_actions(store: Store, post_id: str) -> pl.DataFrame:
+    """Every policy action on one post, oldest first, with whether it is in force and why not otherwise.
+
+    ``in_force``: the platform applies it now (sent, not reversed), so a reviewer can reverse it;
+    ``why_not``: for the others, in the reviewer's words (shadow record, held back by a circuit
+    breaker, already reversed by whom and when); null for those in force.
+    """
+    query = (
+        sa.select(*(_actions.c[name] for name in _POST_COLUMNS))
+        .where(_actions.c.post_id == post_id)
+        .order_by(_actions.c.decided_at, _actions.c.action_id)
+    )
+    with store.engine.connect() as conn:
+        rows = read_frame(conn, query)
+    why = pl.Series("why_not", [why_not_in_force(row) for row in rows.iter_rows(named=True)], dtype=pl.String)
+    return rows.with_columns(why).with_columns(in_force=pl.col("why_not").is_null())
+
+
 def alert_list(store: Store, *, unacknowledged_only: bool = False, limit: int = 200) -> pl.DataFrame:
     """Circuit-breaker alerts, newest first."""
     query = sa.select(*json_as_text(*_alerts.columns)).order_by(_alerts.c.alert_id.desc()).limit(limit)
@@ -211,7 +262,8 @@ def _check_reason(reason: str) -> str:
     return text
 
 
-def _why_not_reversible(row: Mapping[str, Any]) -> str | None:
+def why_not_in_force(row: Mapping[str, Any]) -> str | None:
+    """Why an action is not in force on the platform (so there is nothing to reverse), or None when it is."""
     if row["reversed_at"] is not None:
         return f"already reversed by {row['reversed_by']} at {row['reversed_at']:%Y-%m-%d %H:%M} UTC"
     if row["mode"] != "active":
@@ -221,6 +273,77 @@ def _why_not_reversible(row: Mapping[str, Any]) -> str | None:
     return None
 
 
+_REVERSAL_COLUMNS = (
+    _actions.c.action_id, _actions.c.mode, _actions.c.status, _actions.c.action, _actions.c.rule_id,
+    _actions.c.policy_id, _actions.c.policy_version, _actions.c.post_id, _actions.c.reversed_at,
+    _actions.c.reversed_by,
+)  # fmt: skip
+
+
+def read_actions(conn: Connection, action_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    """The actions among ``action_ids`` that exist, by id: what :func:`why_not_in_force` and a reversal read."""
+    rows: dict[str, Mapping[str, Any]] = {}
+    for chunk in chunks(_unique(str(i) for i in action_ids)):
+        query = sa.select(*_REVERSAL_COLUMNS).where(_actions.c.action_id.in_(chunk))
+        rows.update({row["action_id"]: row for row in conn.execute(query).mappings()})
+    return rows
+
+
+def reverse_in_transaction(
+    store: Store,
+    conn: Connection,
+    reviewer: Reviewer,
+    action_ids: Sequence[str],
+    reason: str,
+    *,
+    now: datetime | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """:func:`reverse_actions` inside the caller's transaction ``conn``, so a reversal can go with another change.
+
+    A review decision that dismisses a flag reverses its post's actions this way: the decision, its
+    audit row, the reversals and theirs commit together or not at all. ``context`` is added to each
+    reversal's audit ``after`` (e.g. the decision that asked for it). What a conflict means is the
+    caller's call: :func:`reverse_actions` reports it; a decision refuses the whole change.
+    """
+    require_actor(reviewer, "reverse automated actions")
+    text = _check_reason(reason)
+    ids = _unique(str(i) for i in action_ids)
+    outcome = Outcome()
+    now = now or utcnow()
+    rows = read_actions(conn, ids)
+    for action_id in ids:
+        row = rows.get(action_id)
+        if row is None:
+            outcome.conflicts[action_id] = "no such action"
+            continue
+        why = why_not_in_force(row)
+        if why is not None:
+            outcome.conflicts[action_id] = why
+            continue
+        changed = conn.execute(
+            sa.update(_actions)
+            .where(_actions.c.action_id == action_id, _actions.c.reversed_at.is_(None))
+            .values(reversed_at=now, reversed_by=reviewer.name, reversal_reason=text)
+        ).rowcount
+        if changed != 1:  # PostgreSQL: another reviewer's reversal committed while we waited
+            outcome.conflicts[action_id] = "someone reversed it meanwhile; reload"
+            continue
+        audit(
+            store,
+            conn,
+            reviewer,
+            action=f"{AUDIT_ACTION_SUBJECT}.reverse",
+            subject_type=AUDIT_ACTION_SUBJECT,
+            subject_id=action_id,
+            before={"status": row["status"], "action": row["action"], "rule_id": row["rule_id"],
+                    "policy": f"{row['policy_id']}@{row['policy_version']}", "post_id": row["post_id"]},
+            after={"reversed_at": now.isoformat(), "reason": text, **(context or {})},
+        )  # fmt: skip
+        outcome.applied.append(action_id)
+    return outcome
+
+
 def reverse_actions(store: Store, reviewer: Reviewer, action_ids: Sequence[str], reason: str) -> Outcome:
     """Reverse emitted actions (audited, one transaction); the workers relay each to the actions topic.
 
@@ -228,46 +351,9 @@ def reverse_actions(store: Store, reviewer: Reviewer, action_ids: Sequence[str],
     already reversed, or reversed by someone else meanwhile).
     """
     require_actor(reviewer, "reverse automated actions")
-    text = _check_reason(reason)
-    ids = _unique(str(i) for i in action_ids)
-    outcome = Outcome()
-    now = utcnow()
-    columns = (_actions.c.action_id, _actions.c.mode, _actions.c.status, _actions.c.action, _actions.c.rule_id,
-               _actions.c.policy_id, _actions.c.policy_version, _actions.c.post_id, _actions.c.reversed_at,
-               _actions.c.reversed_by)
+    _check_reason(reason)  # refused before a transaction is opened
     with store.transaction() as conn:
-        rows = {r["action_id"]: r for r in conn.execute(sa.select(*columns).where(_actions.c.action_id.in_(ids)))
-                .mappings()}
-        for action_id in ids:
-            row = rows.get(action_id)
-            if row is None:
-                outcome.conflicts[action_id] = "no such action"
-                continue
-            why = _why_not_reversible(row)
-            if why is not None:
-                outcome.conflicts[action_id] = why
-                continue
-            changed = conn.execute(
-                sa.update(_actions)
-                .where(_actions.c.action_id == action_id, _actions.c.reversed_at.is_(None))
-                .values(reversed_at=now, reversed_by=reviewer.name, reversal_reason=text)
-            ).rowcount
-            if changed != 1:  # PostgreSQL: another reviewer's reversal committed while we waited
-                outcome.conflicts[action_id] = "someone reversed it meanwhile; reload"
-                continue
-            audit(
-                store,
-                conn,
-                reviewer,
-                action=f"{AUDIT_ACTION_SUBJECT}.reverse",
-                subject_type=AUDIT_ACTION_SUBJECT,
-                subject_id=action_id,
-                before={"status": row["status"], "action": row["action"], "rule_id": row["rule_id"],
-                        "policy": f"{row['policy_id']}@{row['policy_version']}", "post_id": row["post_id"]},
-                after={"reversed_at": now.isoformat(), "reason": text},
-            )
-            outcome.applied.append(action_id)
-    return outcome
+        return reverse_in_transaction(store, conn, reviewer, action_ids, reason)
 
 
 def acknowledge_alerts(store: Store, reviewer: Reviewer, alert_ids: Sequence[int]) -> Outcome:

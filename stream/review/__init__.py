@@ -19,12 +19,15 @@ Reading:
 * :mod:`~stream.review.queues` — the flag and campaign queues (filters, sorts, SLA ages), "next case";
 * :mod:`~stream.review.posts` — one post with its detector results, flags and decisions;
 * :mod:`~stream.review.accounts` — one account: aggregate, machine share, posts, campaigns;
+* :mod:`~stream.review.account_page` — the account page: posts, flags, machine share by day, campaigns,
+  automated actions, decisions and audit entries of one account;
 * :mod:`~stream.review.campaigns` — one campaign: members, timeline, links;
 * :mod:`~stream.review.edges` — a campaign's links, stored or computed by the coordination library;
 * :mod:`~stream.review.history` — decisions and the audit log;
 * :mod:`~stream.review.labels` — the labelled-decisions export and detector precision;
 * :mod:`~stream.review.metrics` — flag volume, worker throughput, dead letters;
-* :mod:`~stream.review.evidence` — per-token surprisal from a detector's evidence (pure).
+* :mod:`~stream.review.evidence` — a detector's evidence as an analyst reads it (pure): contributions in
+  plain words, the score against its threshold, surprising tokens located in the text, caveats.
 
 :mod:`~stream.review.vocabulary` holds the decisions, reason codes and case states. Reviewers, their
 roles, refusals and outcomes live one layer down in :mod:`stream.store.reviewers`, because the

@@ -11,13 +11,24 @@ may hold ``"edges"``. An edge is
 computed by the coordination library itself (:mod:`detectors.coordination`) rather than by rules
 of the console's own, so a reviewer sees the links the coordination stage would have drawn and
 reads their weights on the same scale as stored ones.
+
+**What a reviewer reads** is one entry per pair of accounts (:func:`account_pairs`), whatever the
+co-action types: the stage stores one link per type and, in each, the matched posts of *both*
+directions (A's post matching B's, then B's matching A's), so the same two posts come up as (a, b)
+and (b, a), and again under every type they share. Each pair of posts is shown once
+(:class:`MatchedPosts`: the post of the account whose id sorts first on the left, the types that
+matched it, the seconds between the two). :func:`link_coverage` says how much of the campaign's
+graph the links are: the stage stores only its ``summary_edges`` strongest links (50 by default,
+one per type), so a dense campaign's graph is cut, and the page must say so.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -152,3 +163,191 @@ def inferred_edges(member_posts: pl.DataFrame, settings: CoordinatorSettings | N
         for a, b, network, strength in strengths.select("account_a", "account_b", "network", "strength").iter_rows()
     ]
     return _ordered(edges)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the reviewer reads: one entry per pair of accounts, each pair of matched posts once
+
+
+@dataclass(frozen=True)
+class MatchedPosts:
+    """Two posts, one by each account of a link, that co-occurred: the evidence behind the link, once.
+
+    ``post_1`` is the post of the account whose id sorts first (the link's ``source``) when the
+    posts' accounts are known, else the post listed first. ``networks``: every co-action type that
+    matched these two posts.
+    """
+
+    post_1: str
+    time_1: datetime | None
+    post_2: str
+    time_2: datetime | None
+    networks: tuple[str, ...]
+
+    @property
+    def seconds_apart(self) -> float | None:
+        """How far apart the two posts were posted, in seconds (None when a time is missing)."""
+        if self.time_1 is None or self.time_2 is None:
+            return None
+        return abs((self.time_2 - self.time_1).total_seconds())
+
+
+@dataclass(frozen=True)
+class AccountPair:
+    """Two member accounts and everything linking them: the co-action types, the strongest weight, the posts."""
+
+    source: str
+    target: str
+    weight: float
+    networks: tuple[str, ...]
+    matched: tuple[MatchedPosts, ...]
+    inferred: bool = False
+
+
+def instant(value: Any) -> datetime | None:
+    """An evidence time (a datetime or ISO 8601 text, as the stage writes it) as an aware UTC datetime.
+
+    None when missing or unreadable (evidence formats grow: never fatal); a naive time is taken as UTC.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def evidence_post_ids(edges: Sequence[Edge]) -> list[str]:
+    """Every post id the links' evidence names, once, in order (to look up their accounts and texts)."""
+    seen: dict[str, None] = {}
+    for edge in edges:
+        for entry in edge.evidence:
+            for key in ("post_1", "post_2"):
+                if entry.get(key) is not None:
+                    seen.setdefault(str(entry[key]), None)
+    return list(seen)
+
+
+def account_pairs(edges: Sequence[Edge], post_accounts: Mapping[str, str] | None = None) -> list[AccountPair]:
+    """The links merged per pair of accounts, each pair of matched posts once (see the module docstring).
+
+    ``post_accounts`` (post id -> account id) orients every pair of posts so that ``post_1`` is by
+    the pair's ``source`` (the account id that sorts first); two posts are the same evidence
+    whichever order and under whichever co-action type the stage listed them. Pairs come strongest
+    first (then by ids), their matched posts earliest first.
+    """
+    post_accounts = post_accounts or {}
+    grouped: dict[tuple[str, str], list[Edge]] = {}
+    for edge in edges:
+        a, b = sorted((edge.source, edge.target))
+        grouped.setdefault((a, b), []).append(edge)
+    pairs = []
+    for (source, target), links in grouped.items():
+        matched: dict[frozenset[str], dict[str, Any]] = {}
+        for link in links:
+            for entry in link.evidence:
+                post_1, post_2 = entry.get("post_1"), entry.get("post_2")
+                if post_1 is None or post_2 is None or str(post_1) == str(post_2):
+                    continue
+                one = (str(post_1), instant(entry.get("time_1")))
+                two = (str(post_2), instant(entry.get("time_2")))
+                if post_accounts.get(one[0]) == target or post_accounts.get(two[0]) == source:
+                    one, two = two, one
+                key = frozenset((one[0], two[0]))
+                found = matched.setdefault(key, {"one": one, "two": two, "networks": set()})
+                found["networks"].add(link.network)
+        evidence = sorted(
+            (
+                MatchedPosts(m["one"][0], m["one"][1], m["two"][0], m["two"][1], tuple(sorted(m["networks"])))
+                for m in matched.values()
+            ),
+            key=lambda m: (m.time_1 is None, m.time_1 or datetime.min.replace(tzinfo=UTC), m.post_1, m.post_2),
+        )
+        pairs.append(
+            AccountPair(
+                source,
+                target,
+                max(link.weight for link in links),
+                tuple(sorted({link.network for link in links})),
+                tuple(evidence),
+                inferred=all(link.inferred for link in links),
+            )
+        )
+    return sorted(pairs, key=lambda p: (-p.weight, p.source, p.target))
+
+
+@dataclass(frozen=True)
+class LinkCoverage:
+    """How much of a campaign's account graph its links are, for the page to say so.
+
+    ``shown_pairs``: pairs of accounts the links join (what the graph draws); ``possible_pairs``:
+    every pair of members, ``n (n - 1) / 2``; ``linked_pairs``: how many pairs the coordination
+    stage found linked, read back from its ``density`` (the share of member pairs linked, over
+    the whole graph: ``round(density * possible_pairs)``), None when it stored none;
+    ``stored_links``: link entries stored (one per co-action type); ``cap``: the most the stage
+    stores per campaign (``[coordinator] summary_edges``), None when unknown or not relevant
+    (links inferred by the console are never cut).
+    """
+
+    members: int
+    possible_pairs: int
+    shown_pairs: int
+    linked_pairs: int | None
+    stored_links: int
+    cap: int | None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the store holds only some of the campaign's links."""
+        if self.linked_pairs is not None and self.shown_pairs < self.linked_pairs:
+            return True
+        return self.cap is not None and self.stored_links >= self.cap and self.shown_pairs < self.possible_pairs
+
+    @property
+    def total_pairs(self) -> int:
+        """The M of "the strongest N of M links": the true number when the stage's density gives it,
+        else (when cut) every possible pair, the most there can be; else the links shown."""
+        if self.linked_pairs is not None and self.linked_pairs >= self.shown_pairs:
+            return self.linked_pairs
+        return self.possible_pairs if self.truncated else self.shown_pairs
+
+    @property
+    def exact_total(self) -> bool:
+        """Whether :attr:`total_pairs` is the true number of linked pairs (not only an upper bound)."""
+        return not self.truncated or (self.linked_pairs is not None and self.linked_pairs >= self.shown_pairs)
+
+    @property
+    def shown_density(self) -> float | None:
+        """Density of the graph as drawn: pairs of accounts shown linked over every pair of members."""
+        return self.shown_pairs / self.possible_pairs if self.possible_pairs else None
+
+
+def link_coverage(
+    edges: Sequence[Edge],
+    members: Sequence[str],
+    summary: Any = None,
+    *,
+    cap: int | None = None,
+) -> LinkCoverage:
+    """How many of a campaign's links ``edges`` are (see :class:`LinkCoverage`).
+
+    ``summary`` is the campaign's stored summary (its ``density`` and ``edges`` are read);
+    ``cap`` the coordination stage's ``summary_edges``, which applies to stored links only.
+    """
+    summary = json_object(summary) if not isinstance(summary, Mapping) else summary
+    accounts = set(members) | {a for e in edges for a in (e.source, e.target)}
+    n = len(accounts)
+    possible = n * (n - 1) // 2
+    shown = len({tuple(sorted((e.source, e.target))) for e in edges})
+    density = summary.get("density")
+    linked = None
+    if isinstance(density, int | float) and not isinstance(density, bool) and math.isfinite(density):
+        linked = min(max(round(float(density) * possible), 0), possible)
+    stored = summary.get("edges")
+    stored_links = len(stored) if isinstance(stored, list) else 0
+    inferred = bool(edges) and all(e.inferred for e in edges)
+    return LinkCoverage(n, possible, shown, linked, stored_links, None if inferred else cap)
