@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from dashboards.render import clip, visible
-from stream.review.evidence import AgainstThreshold, Contribution, SurprisingToken
+from stream.review.evidence import AgainstThreshold, Contribution, DrivingWord, SurprisingToken
 
 MACHINE, HUMAN, TRACK, MARK = "rgba(255,140,0,0.75)", "rgba(40,110,220,0.70)", "rgba(128,128,128,0.18)", "#d33"
 #: Contributions drawn as bars; the rest are in the table below them.
@@ -140,16 +140,43 @@ def tokens_frame(tokens: Sequence[SurprisingToken]) -> pl.DataFrame:
     )
 
 
-def marked_tokens(text: str, spans: Sequence[tuple[int, int, SurprisingToken]]) -> str:
+def words_frame(words: Sequence[DrivingWord]) -> pl.DataFrame:
+    """The words that drove the call as a table, largest push first."""
+    return pl.DataFrame(
+        {
+            "word": [visible(w.word) for w in words],
+            "log-odds towards machine": [w.log_odds for w in words],
+            "word number": [None if w.position is None else w.position + 1 for w in words],
+        },
+        schema={"word": pl.String, "log-odds towards machine": pl.Float64, "word number": pl.Int64},
+    )
+
+
+def word_spans(text: str, words: Sequence[DrivingWord], n_words: int) -> list[tuple[int, int, SurprisingToken]]:
+    """Where the driving words are in ``text``, as spans :func:`marked_tokens` draws (tooltip: log-odds)."""
+    from stream.review.evidence import locate_tokens
+
+    as_tokens = [
+        SurprisingToken(w.word, w.position, None if w.log_odds is None else w.log_odds) for w in words if w.word
+    ]
+    return locate_tokens(text, as_tokens, n_words)
+
+
+def marked_tokens(text: str, spans: Sequence[tuple[int, int, SurprisingToken]], *, unit: str = "surprisal") -> str:
     """The post's text with the given token spans marked (tooltip: surprisal, position), in a scroll box."""
     shown, _ = clip(text)
     parts, last = [], 0
     for start, end, token in spans:
         if start < last or end > len(shown):
             continue
-        tip = f"surprisal {token.surprisal:.2f} nats" if token.surprisal is not None else "surprisal unknown"
-        if token.position is not None:
-            tip += f", token {token.position}"
+        if unit == "log-odds":
+            tip = f"+{token.surprisal:.2f} log-odds towards machine-written" if token.surprisal is not None else ""
+            if token.position is not None:
+                tip += f", word {token.position + 1}"
+        else:
+            tip = f"surprisal {token.surprisal:.2f} nats" if token.surprisal is not None else "surprisal unknown"
+            if token.position is not None:
+                tip += f", token {token.position}"
         parts.append(_e(shown[last:start]))
         parts.append(
             f'<mark class="chorus-token" title="{html.escape(tip)}" '

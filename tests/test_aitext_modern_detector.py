@@ -56,16 +56,80 @@ def test_bad_input_is_scored_or_named_never_a_crash(detector) -> None:
     assert "unsupported_script" in found.evidence[by_id["hebrew"]]["flags"]
 
 
-def test_the_shipped_detector_loads_no_language_model_and_explains_its_score(detector) -> None:
-    text = "Exploring the new park reveals a fascinating interplay of ideas."
-    posts = pl.DataFrame({"post_id": ["a"], "text": [text]})
-    found = detector.detect(posts)
-    assert detector.extractor.lm is None  # MiniLM alone: the fast path
-    evidence = found.evidence[0]
-    contributions = evidence["contributions"]
-    assert set(contributions) == {*detector.head.feature_names, "embedding"}
-    # the contributions add up to the calibrated log-odds, less the intercept's share
+POSTS = pl.DataFrame(
+    {
+        "post_id": ["assistant", "casual", "plan"],
+        "text": [
+            "Exploring the new park reveals a fascinating interplay of nature, community and design.",
+            "lol my bus driver just yelled at a pigeon and honestly same",
+            "Embracing change is essential for growth. Every challenge offers an opportunity to learn and thrive!",
+        ],
+    }
+)
+
+
+def test_the_shipped_detector_explains_its_score_with_the_words_that_drove_it(detector) -> None:
+    from detectors.aitext.head import CHAR_NGRAM_FEATURE
+
+    found = detector.detect(POSTS)
+    assert detector.head.stage is None and detector.extractor.lm is None  # the fast head alone, no SmolLM2
     intercept = detector.head.platt_a_ * detector.head.intercept_ + detector.head.platt_b_
-    assert sum(contributions.values()) + intercept == pytest.approx(found.score[0], abs=0.01)
-    assert found.embeddings is not None and found.embeddings.shape == (1, 384)
+    k = detector.head.feature_names.index(CHAR_NGRAM_FEATURE)
+    factor = detector.head.coef_[k] / detector.head.scale_[k] * detector.head.platt_a_
+    model = detector.head.char_model
+    for i, evidence in enumerate(found.evidence):
+        contributions = evidence["contributions"]
+        assert set(contributions) == {*detector.head.feature_names, "embedding"}
+        # the contributions add up to the calibrated log-odds, less the intercept's share
+        assert sum(contributions.values()) + intercept == pytest.approx(found.score[i], abs=0.01)
+        # the words: each one's share of the n-gram logit, in the head's log-odds, largest first
+        words = evidence["top_words"]
+        text = POSTS["text"][i]
+        assert words and [w["log_odds"] for w in words] == sorted((w["log_odds"] for w in words), reverse=True)
+        assert all(text.split()[w["position"]] == w["word"] for w in words)
+        shares = model.word_contributions(text)
+        assert sum(v for _, v in shares) == pytest.approx(model.logit([text])[0] - model.intercept_, abs=1e-9)
+        assert words[0]["log_odds"] == pytest.approx(max(v for _, v in shares) * factor, abs=1e-3)
+        assert evidence["top_surprisal_tokens"] == []  # no language model by default
+    assert found.flagged.any(), "an assistant-style platitude is flagged by the shipped head"
+    assert found.embeddings is not None and found.embeddings.shape == (3, 384)
     assert np.isfinite(found.embeddings).all()
+
+
+def test_the_language_model_stage_explains_its_score_and_reads_only_promoted_posts() -> None:
+    from stream.config import AiTextConfig
+    from stream.models.aitext import aitext_detector
+
+    detector = aitext_detector(AiTextConfig(device="cpu", lm_stage=True))
+    stage = detector.head.stage
+    assert stage is not None and detector.model_version.endswith("+smollm2-stage-v1")
+    found = detector.detect(POSTS)
+    intercept = detector.head.platt_a_ * detector.head.intercept_ + detector.head.platt_b_
+    for i, evidence in enumerate(found.evidence):
+        lm = evidence["language_model"]
+        fast_parts = lm["fast_head_contributions"]
+        assert set(fast_parts) == {*detector.head.feature_names, "embedding"}
+        fast = sum(fast_parts.values()) + intercept  # the fast head's calibrated log-odds
+        assert lm["fast_head_probability"] == pytest.approx(1 / (1 + math.exp(-fast)), abs=0.005)
+        assert lm["ran"] == bool(fast >= stage.promote_from)
+        # the stage's inputs add up to the served log-odds ...
+        assert sum(lm["stage_contributions"].values()) + stage.intercept_ == pytest.approx(found.score[i], abs=0.02)
+        # ... and so do the analyst's contributions: the fast head's features scaled by the stage, the statistics
+        combined = evidence["contributions"]
+        assert set(combined) == {*fast_parts, *(stage.lm_feature_names if lm["ran"] else [])}
+        constant = stage.slope * (intercept - stage.mean_[0]) + stage.intercept_
+        assert sum(combined.values()) + constant == pytest.approx(found.score[i], abs=0.05)
+        assert bool(evidence["top_surprisal_tokens"]) == lm["ran"]  # tokens exactly where SmolLM2 read the post
+
+
+def test_a_stage_fitted_over_another_head_is_refused(tmp_path) -> None:
+    import json
+
+    from stream.models.artifacts import LM_STAGE_ARTIFACT, load_head, with_lm_stage
+
+    data = json.loads(LM_STAGE_ARTIFACT.read_text())
+    data["head_coef_digest"] = "0" * 16
+    other = tmp_path / "stage.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="fitted over head"):
+        with_lm_stage(load_head(), other)

@@ -172,6 +172,7 @@ def test_the_default_detector_is_the_modern_head_on_the_encoder_alone(recording_
     assert (detector.backend, detector.quantize, detector.head.path) == ("torch", False, MODERN_ARTIFACT)
     detector.extractor  # noqa: B018
     [call] = recording_load.calls
+    assert not detector.head.reads_lm_features and not detector.evidence_tokens and detector.head.stage is None
     assert call["language_model"] is False and call["strip_markers"] is True and call["quantize"] is False
     assert call["adapter"] is None  # the modern head reads the frozen encoder
 

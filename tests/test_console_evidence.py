@@ -254,8 +254,7 @@ def modern_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     from stream.models.aitext import aitext_detector
 
     detector = aitext_detector(AiTextConfig(device="cpu"))
-    assert detector.head.path == MODERN_ARTIFACT and not detector.head.reads_lm_features
-    assert detector.evidence_tokens  # SmolLM2 reads the flagged posts, for their evidence
+    assert detector.head.path == MODERN_ARTIFACT and not detector.head.uses_language_model
     path = tmp_path_factory.mktemp("evidence-modern") / "chorus.db"
     detections = score_into_store(f"sqlite:///{path}", POSTS, [detector, LlmBoilerplateDetector()])
     return path, detections
@@ -297,12 +296,15 @@ def test_the_post_page_shows_what_the_served_aitext_detector_wrote(
     [table] = [d.value for d in at.dataframe if "log-odds" in d.value.columns]
     assert dict(zip(table["feature"], table["log-odds"], strict=True)) == pytest.approx(shares)
     assert set(table["what it measures"]) == {FEATURE_NAMES[f] for f in shares}
-    # the flagged post's own surprising tokens (SmolLM2 read it for its evidence), marked in the text
-    tokens = written["top_surprisal_tokens"]
-    assert len(tokens) == 5, "the served detector lists the tokens of a flagged post"
+    # the words that drove the call (the head's own character n-grams), marked in the text and listed
+    words = written["top_words"]
+    assert words, "the served detector names the words that pushed the post towards machine-written"
     [inline] = [h for h in html if "chorus-token" in h]
-    marked = [t for t in tokens if f">{t['token'].strip()}</mark>" in inline]
-    assert len(marked) >= 4, (tokens, inline)  # a token inside a longer word may not be found as written
+    for word in words:
+        assert f">{word['word']}</mark>" in inline, (word, inline)
+        assert f"+{word['log_odds']:.2f} log-odds towards machine-written" in inline
+    [listed] = [d.value for d in at.dataframe if "log-odds towards machine" in d.value.columns]
+    assert list(listed["word"]) == [w["word"] for w in words]
 
     # the account's machine share with its interval
     with Store.open(modern_url) as store:

@@ -123,6 +123,16 @@ def show_why(result: dict[str, Any], text: str) -> bool:
         if spans:
             st.html(evidence_view.marked_tokens(text, spans))
         st.dataframe(evidence_view.tokens_frame(reading.top_tokens), hide_index=True)
+    if reading.words and not (reading.sequence or reading.top_tokens):
+        n_words = len((text or "").split())
+        spans = evidence_view.word_spans(render.clip(text)[0], reading.words, n_words)
+        st.caption(
+            f"The words that pushed {render.md_escape(detector)} most towards machine-written, marked in the text: "
+            "each word's share of the character n-gram style score, in log-odds (hover a word)"
+        )
+        if spans:
+            st.html(evidence_view.marked_tokens(text, spans, unit="log-odds"))
+        st.dataframe(evidence_view.words_frame(reading.words), hide_index=True)
     marked = render.phrases_html(text, reading.phrases)
     if marked:
         st.caption(f"Phrases {render.md_escape(detector)} matched")
@@ -169,8 +179,7 @@ with left:
     if not token_evidence:
         with_features = any(explain(r.get("evidence")).contributions for r in results)
         st.caption(
-            "No per-token evidence for this post: the language model reads only the posts the AI-text detector "
-            "flags, so what moved this score is the features above."
+            "No per-word evidence for this post: what moved this score is the features above."
             if with_features
             else "No per-token evidence for this post (the AI-text detector writes it when its head reads a "
             "language model)."

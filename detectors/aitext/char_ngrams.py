@@ -29,20 +29,24 @@ _WHITE_SPACES = re.compile(r"\s\s+")
 
 def analyse(text: str, ngram_range: tuple[int, int]) -> list[str]:
     """scikit-learn's ``char_wb`` n-grams of ``text`` (lower-cased), in its order."""
-    low, high = ngram_range
     text = _WHITE_SPACES.sub(" ", text.lower())
+    return [g for word in text.split() for g in _word_grams(word, ngram_range)]
+
+
+def _word_grams(word: str, ngram_range: tuple[int, int]) -> list[str]:
+    """The ``char_wb`` n-grams of one lower-cased word, padded with one space each side."""
+    low, high = ngram_range
     grams: list[str] = []
-    for word in text.split():
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(low, high + 1):
-            offset = 0
+    padded = f" {word} "
+    length = len(padded)
+    for n in range(low, high + 1):
+        offset = 0
+        grams.append(padded[offset : offset + n])
+        while offset + n < length:
+            offset += 1
             grams.append(padded[offset : offset + n])
-            while offset + n < length:
-                offset += 1
-                grams.append(padded[offset : offset + n])
-            if offset == 0:  # a word shorter than n counts once
-                break
+        if offset == 0:  # a word shorter than n counts once
+            break
     return grams
 
 
@@ -78,6 +82,32 @@ class CharNgramModel:
             weights = tf * self._idf[idx]
             out[i] = float(weights @ self._coef[idx]) / math.sqrt(float(weights @ weights)) + self.intercept_
         return out
+
+    def word_contributions(self, text: str) -> list[tuple[str, float]]:
+        """Each word of ``text`` (as written) with its share of the log-odds above the intercept.
+
+        The regression's score is a sum over the post's distinct n-grams; each n-gram's term is split
+        evenly over its occurrences, and each occurrence belongs to one word, so the shares add up to
+        ``logit(text) - intercept_``: the words an analyst sees highlighted are exactly what moved
+        this feature, not a proxy for it.
+        """
+        words = text.split()
+        grams = [
+            [j for g in _word_grams(word.lower(), self.ngram_range) if (j := self.vocabulary_.get(g)) is not None]
+            for word in words
+        ]
+        counts = Counter(j for word in grams for j in word)
+        if not counts:
+            return [(word, 0.0) for word in words]
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        occurrences = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = (1.0 + np.log(occurrences)) * self._idf[idx]
+        per_occurrence = dict(
+            zip(
+                idx.tolist(), weights * self._coef[idx] / math.sqrt(float(weights @ weights)) / occurrences, strict=True
+            )
+        )
+        return [(word, float(sum(per_occurrence[j] for j in js))) for word, js in zip(words, grams, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

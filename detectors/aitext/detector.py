@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
-from detectors.aitext.head import LM_FLOAT32, LM_INT8, AiTextHead
+from detectors.aitext.head import CHAR_NGRAM_FEATURE, LM_FLOAT32, LM_INT8, AiTextHead
+from detectors.aitext.lm_stage import STAGE1_FEATURE
 from detectors.aitext.models import resolve_device
 from detectors.aitext.onnx_backend import quantize_for_device
 from detectors.base import Detections, ScoringDetector
@@ -47,6 +48,14 @@ class AiTextScores:
     score: np.ndarray  # calibrated log-odds, NaN where not scored
     probability: np.ndarray  # NaN where not scored
     values: np.ndarray  # the head's named features, row-aligned (computed once, reused by the evidence)
+    #: With a SmolLM2 second stage: the fast head's log-odds, and the rows the language model read.
+    stage1: np.ndarray | None = None
+    promoted: np.ndarray | None = None
+
+
+def _sigmoid(score: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.where(np.isfinite(score), 1.0 / (1.0 + np.exp(-np.nan_to_num(score))), np.nan)
 
 
 class AiTextDetector(ScoringDetector):
@@ -69,6 +78,9 @@ class AiTextDetector(ScoringDetector):
         quantize: with ``backend="onnx"`` on CPU, SmolLM2 is served in int8 (faster; the statistics
             move, so the int8 head should score them; see
             :data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`). Never on CUDA.
+        evidence_tokens: with a head that reads no language-model features, run the extractor's
+            language model (when it has one) on the posts flagged at the default threshold, so their
+            evidence lists the most surprising tokens; scores do not change.
         load_extractor: called once, on the first batch, when no ``extractor`` is given: builds the
             extractor this head needs (its adapter, with or without SmolLM2, its text preparation) on
             ``device`` and ``backend``, so constructing a detector loads no model.
@@ -87,6 +99,7 @@ class AiTextDetector(ScoringDetector):
         top_k_tokens: int = 5,
         quantize: bool = False,
         load_extractor: Callable[[], FeatureExtractor] | None = None,
+        evidence_tokens: bool = False,
     ) -> None:
         if backend not in BACKENDS:  # fail at construction, not at the first batch
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -109,8 +122,9 @@ class AiTextDetector(ScoringDetector):
                 self.head.path, self.head.lm_statistics, served, " --backend onnx --quantize" if self.quantize else "",
             )  # fmt: skip
         self.model_version = f"aitext-{self.head.version}"
-        self.thresholds = self.head.thresholds
+        self.thresholds = self.head.stage.thresholds if self.head.stage is not None else self.head.thresholds
         self.top_k_tokens = top_k_tokens
+        self.evidence_tokens = evidence_tokens
         self._extractor = extractor
         self._load_extractor = load_extractor
 
@@ -125,11 +139,23 @@ class AiTextDetector(ScoringDetector):
         """Featurise once and score: the step ``detect``, the stream and the campaign detector share."""
         texts = posts.get_column("text").to_list() if posts.height else []
         langs = posts.get_column("lang").to_list() if "lang" in posts.columns else None
-        features = self.extractor.extract(texts, langs)
+        stage = self.head.stage
+        features = self.extractor.extract(texts, langs, language_model=self.head.reads_lm_features)
         values = self.head_values(features)
         score = self.head.decision_function(values, features.embedding)
-        probability = self.head.predict_proba(values, features.embedding)
-        return AiTextScores(features, score, probability, values)
+        if stage is None:
+            if self.evidence_tokens and not self.head.reads_lm_features:
+                # SmolLM2 on the flagged posts only, for their evidence: the scores stay the head's.
+                flagged = np.nan_to_num(score, nan=-np.inf) >= self.thresholds["default"]
+                self.extractor.add_language_model(features, np.flatnonzero(flagged).tolist())
+            return AiTextScores(features, score, self.head.predict_proba(values, features.embedding), values)
+        # Second stage: SmolLM2 only on the posts it could lift to the default threshold.
+        promoted = np.flatnonzero(stage.promote(score))
+        self.extractor.add_language_model(features, promoted.tolist())
+        lm = features.values[:, [features.names.index(n) for n in stage.lm_feature_names]]
+        final = stage.without_language_model(score)
+        final[promoted] = stage.decision_function(score[promoted], lm[promoted])
+        return AiTextScores(features, final, _sigmoid(final), values, stage1=score, promoted=promoted)
 
     def head_values(self, features: FeatureBatch) -> np.ndarray:
         """The head's named features: the extractor's columns, plus those the head computes itself
@@ -166,6 +192,9 @@ class AiTextDetector(ScoringDetector):
         tokenizer = self.extractor.lm.tokenizer if self.extractor.lm is not None else None
         head_values = scores.values
         contributions = self.head.contributions(head_values, fb.embedding) if len(fb) else []
+        stage = self.head.stage
+        promoted = set(scores.promoted.tolist()) if scores.promoted is not None else set()
+        words = self._word_weights()
         extra_names = [n for n in self.head.feature_names if n not in fb.names]
         out: list[dict[str, Any]] = []
         for i, triaged in enumerate(fb.triaged):
@@ -193,9 +222,55 @@ class AiTextDetector(ScoringDetector):
                     },
                     "contributions": contributions[i],
                     "top_surprisal_tokens": tokens,
+                    "top_words": words(triaged.text) if words is not None else [],
                 }
             )
+            if stage is not None and scores.stage1 is not None:
+                # The served log-odds is the stage's: the fast head's features enter it through the
+                # stage's slope on the fast log-odds, the statistics through their own terms.
+                ran = i in promoted
+                lm = fb.values[i, [fb.names.index(n) for n in stage.lm_feature_names]] if ran else None
+                stage_parts = stage.contributions(float(scores.stage1[i]), lm)
+                out[-1]["contributions"] = {
+                    **{name: round(share * stage.slope, 3) for name, share in contributions[i].items()},
+                    **{name: share for name, share in stage_parts.items() if name != STAGE1_FEATURE},
+                }
+                out[-1]["language_model"] = {
+                    "ran": ran,
+                    "why": "its fast score could reach the threshold with the language model's statistics"
+                    if ran
+                    else "its fast score is too low for any language-model statistics to reach the threshold",
+                    "fast_head_probability": float(_sigmoid(scores.stage1[i : i + 1])[0]),
+                    "fast_head_contributions": contributions[i],
+                    "stage_contributions": stage_parts,
+                }
         return out
+
+    def _word_weights(self) -> Callable[[str], list[dict[str, Any]]] | None:
+        """Per post, the words whose character n-grams moved the head's log-odds most towards machine.
+
+        Each word's share of the n-gram regression's logit (:meth:`CharNgramModel.word_contributions`)
+        times the head's weight on that logit: log-odds the word added through this feature, at no
+        model cost. None for a head without the n-gram feature.
+        """
+        model = self.head.char_model
+        if model is None or CHAR_NGRAM_FEATURE not in self.head.feature_names:
+            return None
+        k = self.head.feature_names.index(CHAR_NGRAM_FEATURE)
+        factor = self.head.coef_[k] / self.head.scale_[k] * self.head.platt_a_
+        if self.head.stage is not None:
+            factor *= self.head.stage.slope
+
+        def top(text: str) -> list[dict[str, Any]]:
+            shares = model.word_contributions(text)
+            ranked = sorted(range(len(shares)), key=lambda j: -shares[j][1])[: self.top_k_tokens]
+            return [
+                {"word": shares[j][0], "position": j, "log_odds": round(shares[j][1] * factor, 3)}
+                for j in ranked
+                if shares[j][1] > 0
+            ]
+
+        return top
 
     def detect(self, posts: pl.DataFrame, threshold: str = "default") -> Detections:
         """Score once, decide at the named threshold, attach evidence (overrides the mixin's three passes)."""

@@ -318,7 +318,10 @@ class FeatureExtractor:
         texts: Sequence[Any],
         langs: Sequence[str | None] | None = None,
         progress: Callable[[int], None] | None = None,
+        language_model: bool = True,
     ) -> FeatureBatch:
+        """Features of every post; ``language_model=False`` leaves the SmolLM2 columns NaN (a second
+        stage then runs it on the posts that need it, :meth:`add_language_model`)."""
         langs = list(langs) if langs is not None else [None] * len(texts)
         triaged = [
             triage(t, lang, normalise=self.normalise, strip_markers=self.strip_markers)
@@ -332,7 +335,7 @@ class FeatureExtractor:
         rows = [i for i, t in enumerate(triaged) if t.scored]
         texts_ok = [triaged[i].text for i in rows]
         k_lm = len(LM_FEATURE_NAMES)
-        if rows and self.lm is not None:
+        if rows and self.lm is not None and language_model:
             result = self.lm.score(texts_ok, progress=progress)
             values[rows, :k_lm] = result.features
             for j, i in enumerate(rows):
@@ -346,6 +349,20 @@ class FeatureExtractor:
         if rows and self.encoder is not None:
             embedding[rows], values[rows, k_base] = self.encoder.encode_with_logit(texts_ok)
         return FeatureBatch(triaged, values, embedding, token_ids, surprisal)
+
+    def add_language_model(self, batch: FeatureBatch, rows: Sequence[int]) -> None:
+        """Fill the SmolLM2 columns, token ids and surprisal of ``rows`` (scored posts) in place."""
+        rows = [i for i in rows if batch.triaged[i].scored]
+        if not rows or self.lm is None:
+            return
+        result = self.lm.score([batch.triaged[i].text for i in rows])
+        batch.values[rows, : len(LM_FEATURE_NAMES)] = result.features
+        for j, i in enumerate(rows):
+            batch.token_ids[i] = result.token_ids[j]
+            batch.surprisal[i] = result.surprisal[j]
+            if result.truncated[j]:
+                t = batch.triaged[i]
+                batch.triaged[i] = TriagedPost(t.text, None, (*t.flags, "truncated_tokens"))
 
 
 def top_surprisal_tokens(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from detectors.aitext.char_ngrams import CharNgramModel
+from detectors.aitext.lm_stage import LmStage
 from detectors.aitext.training import sigmoid
 
 #: The feature the head's own character n-gram regression gives (see :meth:`AiTextHead.extra_features`).
@@ -62,6 +63,9 @@ class AiTextHead:
     #: The character n-gram regression behind the ``char_ngram_logit`` feature
     #: (:class:`detectors.aitext.char_ngrams.CharNgramModel` as a dict); None for heads without it.
     char_ngrams: dict[str, Any] | None = field(default=None, repr=False)
+    #: The SmolLM2 second stage (:class:`detectors.aitext.lm_stage.LmStage` as a dict) run on the posts
+    #: this head scores high enough; None for a head served alone.
+    lm_stage: dict[str, Any] | None = field(default=None, repr=False)
     #: Where the head was loaded from (not saved), to find the adapter beside it.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -148,10 +152,20 @@ class AiTextHead:
 
     @property
     def uses_language_model(self) -> bool:
-        """Whether any feature comes from SmolLM2 (the modern head's do not: it runs the encoder alone)."""
+        """Whether SmolLM2 is needed to score: the head reads its statistics, or carries a second stage."""
+        return self.reads_lm_features or self.lm_stage is not None
+
+    @property
+    def reads_lm_features(self) -> bool:
+        """Whether the head's own regression reads SmolLM2 statistics (the TweepFake heads)."""
         from detectors.aitext.metrics import LM_FEATURE_NAMES
 
         return bool(set(self.feature_names) & set(LM_FEATURE_NAMES))
+
+    @functools.cached_property
+    def stage(self) -> LmStage | None:
+        """The SmolLM2 second stage, when the head carries one."""
+        return LmStage.from_dict(self.lm_stage) if self.lm_stage else None
 
     @property
     def strips_markers(self) -> bool:
@@ -162,8 +176,9 @@ class AiTextHead:
         """The artifact's text: every learnt number at 7 significant digits (not where it was loaded from)."""
         data = asdict(self)
         data.pop("path")
-        if data.get("char_ngrams") is None:
-            data.pop("char_ngrams", None)
+        for optional in ("char_ngrams", "lm_stage"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         for name in ("mean_", "scale_", "coef_"):
             data[name] = [float(f"{v:.7g}") for v in data[name]]
         return json.dumps(data, indent=1, allow_nan=True) + "\n"

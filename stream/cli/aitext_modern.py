@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from stream.models.artifacts import save_head
+from stream.models.artifacts import LM_STAGE_ARTIFACT, load_head, save_head
 from stream.training.corpus import DEFAULT_CORPUS, DEFAULT_GENERATED, build_corpus, summary
 from stream.training.modern import (
     DEFAULT_DATA,
@@ -68,6 +68,32 @@ def _train(args: argparse.Namespace) -> int:
     report = write_modern_report(head, Path(args.report))
     print(json.dumps(head.metrics.get("evaluate_modern_pooled"), indent=1))
     print(f"head -> {out}; report -> {report}")
+    return 0
+
+
+def _train_stage(args: argparse.Namespace) -> int:
+    from stream.models.artifacts import save_lm_stage
+    from stream.training.lm_stage import train_lm_stage
+    from stream.training.report import write_stage_report
+
+    head = load_head(args.head)
+    corpus = pl.read_parquet(args.corpus)
+    staged = train_lm_stage(
+        head,
+        corpus,
+        per_generator=args.per_generator,
+        humans=args.humans,
+        eval_per_generator=args.eval_per_generator,
+        eval_humans=args.eval_humans,
+        seed=args.seed,
+        lm_cache=Path(args.lm_cache),
+        embedding_cache=Path(args.embedding_cache),
+        threads=args.threads,
+    )
+    out = save_lm_stage(head, staged.stage, Path(args.out))
+    report = write_stage_report(staged, Path(args.report))
+    print(json.dumps(staged.stage.metrics["pooled"], indent=1))
+    print(f"SmolLM2 stage over head {head.version} -> {out}; report -> {report}")
     return 0
 
 
@@ -151,3 +177,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for embedding")
     p.add_argument("--no-leave-out", action="store_true", help="skip the leave-one-out refits (faster)")
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "train-aitext-stage",
+        help="fit, threshold and measure the SmolLM2 second stage of the modern head (on a stratified sample)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--head", default=None, help="modern head to extend (default: the committed one)")
+    p.add_argument("--out", default=str(LM_STAGE_ARTIFACT), help="where to write the stage (JSON)")
+    p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="parquet written by chorus aitext-corpus")
+    p.add_argument("--embedding-cache", default=str(DEFAULT_EMBEDDING_CACHE), help="parquet of embeddings by text")
+    p.add_argument("--lm-cache", default=".cache/aitext/lm-smollm2.parquet", help="parquet of SmolLM2 statistics")
+    p.add_argument("--per-generator", type=int, default=100, help="calibrate machine pieces per generator")
+    p.add_argument("--humans", type=int, default=5000, help="calibrate human pieces")
+    p.add_argument("--eval-per-generator", type=int, default=80, help="evaluate machine pieces per generator")
+    p.add_argument("--eval-humans", type=int, default=1500, help="evaluate human pieces")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for SmolLM2")
+    p.add_argument("--report", default="docs/eval/aitext-modern/stage.md", help="markdown report to write")
+    p.set_defaults(func=_train_stage)

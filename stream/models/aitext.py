@@ -21,7 +21,7 @@ from detectors.aitext.finetune import DEFAULT_ADAPTER
 from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, resolve_device
 from detectors.aitext.onnx_backend import OnnxCausalLM, OnnxEncoder, quantize_for_device
 from stream.models import weights
-from stream.models.artifacts import load_head, verified_adapter
+from stream.models.artifacts import load_head, verified_adapter, with_lm_stage
 from stream.models.onnx_cache import default_cache_dir, default_specs, ensure_exports
 from stream.models.onnx_sessions import create_session
 from stream.models.settings import aitext_settings
@@ -152,6 +152,8 @@ def aitext_detector(
     device = resolve_device(device or settings.device)
     quantize = quantize_for_device(served_quantize(settings, backend), device)
     head = load_head(settings.artifact, int8=quantize)
+    if settings.lm_stage:
+        head = with_lm_stage(head)
 
     def load_extractor() -> FeatureExtractor:
         return FeatureExtractor.load(
@@ -159,9 +161,16 @@ def aitext_detector(
             backend=backend,
             adapter=verified_adapter(head),
             quantize=quantize,
-            language_model=head.uses_language_model,
+            language_model=head.uses_language_model or settings.evidence_tokens,
             strip_markers=head.strips_markers,
             settings=settings,
         )
 
-    return AiTextDetector(head, device=device, backend=backend, quantize=quantize, load_extractor=load_extractor)
+    return AiTextDetector(
+        head,
+        device=device,
+        backend=backend,
+        quantize=quantize,
+        load_extractor=load_extractor,
+        evidence_tokens=settings.evidence_tokens,
+    )

@@ -8,9 +8,12 @@ are opened, and the detector receives the loaded head.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 from detectors.aitext.head import DEFAULT_ARTIFACT, INT8_ARTIFACT, MODERN_ARTIFACT, AiTextHead
+from detectors.aitext.lm_stage import STAGE_SUFFIX, LmStage
 from stream.models.weights import file_sha256
 
 
@@ -58,3 +61,34 @@ def verified_adapter(head: AiTextHead) -> Path | None:
     if file_sha256(path) != head.encoder_adapter["sha256"]:
         raise ValueError(f"{path} is not the adapter head {head.version} was trained with; re-run chorus train-aitext")
     return path
+
+
+#: The SmolLM2 second stage of the modern head (``chorus train-aitext-stage``), served when
+#: ``[aitext] lm_stage`` is on: a few hundred numbers, tied to the head by its coefficients' digest.
+LM_STAGE_ARTIFACT = MODERN_ARTIFACT.with_name("aitext_lm_stage.json")
+
+
+def save_lm_stage(head: AiTextHead, stage: LmStage, path: Path = LM_STAGE_ARTIFACT) -> Path:
+    """Write ``stage`` with the version and digest of the ``head`` it was fitted over."""
+    from detectors.aitext.fit import coef_digest
+
+    data = {"head_version": head.version, "head_coef_digest": coef_digest(head), "lm_stage": stage.to_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    return path
+
+
+def with_lm_stage(head: AiTextHead, path: Path | str = LM_STAGE_ARTIFACT) -> AiTextHead:
+    """``head`` carrying the stage in ``path``; refused when the stage was fitted over another head."""
+    from detectors.aitext.fit import coef_digest
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SmolLM2 stage at {path}; fit one with chorus train-aitext-stage")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("head_coef_digest") != coef_digest(head):
+        raise ValueError(
+            f"the SmolLM2 stage in {path} was fitted over head {data.get('head_version')}, not over {head.version} "
+            "(its digest differs); re-run chorus train-aitext-stage"
+        )
+    return dataclasses.replace(head, lm_stage=data["lm_stage"], version=f"{head.version}+{STAGE_SUFFIX}")

@@ -107,6 +107,16 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class DrivingWord:
+    """A word whose character n-grams pushed the score towards machine-written: its text, its index
+    among the post's words (as the detector prepared it) and the log-odds it added."""
+
+    word: str
+    position: int | None
+    log_odds: float | None
+
+
+@dataclass(frozen=True)
 class SurprisingToken:
     """A token the language model found surprising: its text, place among the post's tokens, nats."""
 
@@ -130,6 +140,7 @@ class Explanation:
     features: dict[str, float] = field(default_factory=dict)
     contributions: list[Contribution] = field(default_factory=list)
     top_tokens: list[SurprisingToken] = field(default_factory=list)
+    words: list[DrivingWord] = field(default_factory=list)
     sequence: list[tuple[str, float | None]] | None = None
     phrases: list[str] = field(default_factory=list)
 
@@ -141,7 +152,7 @@ class Explanation:
 
     @property
     def has_token_evidence(self) -> bool:
-        return bool(self.top_tokens or self.sequence)
+        return bool(self.top_tokens or self.sequence or self.words)
 
     @property
     def is_empty(self) -> bool:
@@ -167,6 +178,7 @@ def explain(evidence: Any) -> Explanation:
         features=_numbers(evidence.get("features")),
         contributions=contributions(evidence),
         top_tokens=top_tokens(evidence),
+        words=top_words(evidence),
         sequence=surprisal[1] if surprisal and surprisal[0] == "sequence" else None,
         phrases=matched_phrases(evidence),
     )
@@ -208,6 +220,17 @@ def top_tokens(evidence: Any) -> list[SurprisingToken]:
         for t in listed
     ]
     return sorted(tokens, key=lambda t: (t.surprisal is None, -(t.surprisal or 0.0)))
+
+
+def top_words(evidence: Any) -> list[DrivingWord]:
+    """The words that added most log-odds towards machine-written (``top_words``), largest first."""
+    listed = _mapping(evidence).get("top_words")
+    if not isinstance(listed, list) or not all(isinstance(w, Mapping) for w in listed):
+        return []
+    words = [
+        DrivingWord(str(w.get("word", "")), _position(w.get("position")), _finite(w.get("log_odds"))) for w in listed
+    ]
+    return sorted(words, key=lambda w: (w.log_odds is None, -(w.log_odds or 0.0)))
 
 
 def token_surprisal(evidence: Any) -> tuple[str, list[tuple[str, float | None]]] | None:
