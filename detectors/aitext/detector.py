@@ -9,6 +9,10 @@ A post that cannot be scored (empty, not text, binary junk, no words) gets score
 NaN, is never flagged, and its evidence says ``scored: False`` with the reason. Posts in scripts or
 languages the models do not cover are scored and carry a flag saying so.
 
+Each scored post's evidence names the words that pushed it towards "machine" (``top_words``: each
+word's exact share of the character n-gram feature, in log-odds), so an analyst sees what drove the
+call without a language model being run.
+
 ``detect`` featurises a batch once; :meth:`AiTextDetector.score_posts` also returns the MiniLM
 embeddings so the campaign detector can reuse them rather than running the encoder again. The head
 names the fine-tuned encoder adapter it was trained with (``artifacts/aitext_encoder_adapter.safetensors``);
@@ -262,12 +266,12 @@ class AiTextDetector(ScoringDetector):
             factor *= self.head.stage.slope
 
         def top(text: str) -> list[dict[str, Any]]:
-            shares = model.word_contributions(text)
-            ranked = sorted(range(len(shares)), key=lambda j: -shares[j][1])[: self.top_k_tokens]
+            pushes = [(word, share * factor) for word, share in model.word_contributions(text)]
+            ranked = sorted(range(len(pushes)), key=lambda j: -pushes[j][1])[: self.top_k_tokens]
             return [
-                {"word": shares[j][0], "position": j, "log_odds": round(shares[j][1] * factor, 3)}
+                {"word": pushes[j][0], "position": j, "log_odds": round(pushes[j][1], 3)}
                 for j in ranked
-                if shares[j][1] > 0
+                if pushes[j][1] > 0
             ]
 
         return top

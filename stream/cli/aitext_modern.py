@@ -1,4 +1,4 @@
-"""``chorus aitext-generate``, ``aitext-corpus`` and ``train-aitext-modern``: the modern-LLM detector.
+"""``chorus aitext-generate``, ``aitext-corpus``, ``train-aitext-modern``, ``train-aitext-stage``: modern LLMs.
 
     chorus aitext-generate --seed 202 --prompts 600 --out .cache/aitext/generated-smollm2-train.jsonl
     bash .ci/install --generators                         # Qwen2.5-Coder 0.5B/1.5B, Gemma-3-270M weights
@@ -6,6 +6,7 @@
         --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # and likewise 1.5b, gemma-3-270m
     chorus aitext-corpus --data ../shared/data            # pieces -> .cache/aitext/corpus.parquet (~30 s)
     chorus train-aitext-modern                            # embed (cached), fit, measure, write the head
+    chorus train-aitext-stage                             # optional SmolLM2 second stage (sampled; ~25 min)
 
 The generations, the corpus and the embedding cache live under ``.cache/`` and never enter the
 repository; the head (weights, thresholds, the 40k-n-gram vocabulary: ~1.8 MB of JSON), a text-free
