@@ -33,7 +33,7 @@ from stream.cli import policy as policy_cli
 from stream.config import PolicyConfig
 from stream.kafka.messages import PostValidator, RawMessage, encode_post
 from stream.pipeline.simulator import SimulationConfig, simulate_posts
-from stream.policy import registry
+from stream.policy import files, registry
 from stream.policy.compare import compare_matches
 from stream.policy.engine import PolicyEngine, action_message
 from stream.policy.files import PolicyError, key_lines, load_policy, parse_policy
@@ -184,7 +184,8 @@ def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     text = policy_text() + "\n[[rules]]\nid = 'x'\naction = = 'label'\n"
     (message,) = errors_of(text, tmp_path)
     bad_line = text.splitlines().index("action = = 'label'") + 1
-    assert message.startswith(f"{tmp_path / 'p.toml'}:{bad_line}: not valid TOML")
+    assert message.startswith(f"{tmp_path / 'p.toml'}:{bad_line}: not valid TOML: ")
+    assert message.endswith(f"(at line {bad_line}, column 10)"), "tomllib's words, with the column"
 
 
 @pytest.mark.parametrize("action", NEVER_AUTOMATIC)
@@ -230,19 +231,105 @@ when = []
         (10, "rules[0].when[0].at_least", "between 0 and 1"),
         (11, "rules[0].when[1].in", "non-empty list of strings"),
         (12, "rules[0].when[2].above", "compares numbers; hashtags is a list"),
-        (13, "rules[0].when[3].field", "unknown post field 'colour'"),
+        (13, "rules[0].when[3].field", "must be a post field: post_id, account_id, text"),
         (14, "rules[0].when[4].threshold", "takes no measure or operator"),
         (15, "rules[0].when[5].detector", "required: the detector"),
         (16, "rules[0].when[6].matches", "not a valid regular expression"),
         (18, "rules[0].colour", "unknown key"),
         (20, "rules[1].label", "required for action 'label'"),
         (21, "rules[1].id", "duplicate rule id 'r1' (also rules[0])"),
-        (23, "rules[1].when", "required: a list of conditions"),
+        (23, "rules[1].when", "must be a non-empty list of condition tables, e.g. [ { detector"),
     ]
     assert len(got) == len(want), "\n".join(got)
     for line, (number, field, fragment) in zip(got, want, strict=True):
         assert line.startswith(f"{tmp_path / 'p.toml'}:{number}: {field}: "), line
         assert fragment in line, line
+
+
+_EVERY_KEY = "action, breaker, description, duration_s, factor, id, label, posts_per_hour, priority, propose, queue, "
+MISTAKES = [
+    # (replace this, with this, the line that holds the mistake (None: the file has no line for it),
+    #  the key path, the whole message)
+    pytest.param("\n[[rules]]", '\n[settings]\nowner = "tns"\n[[rules]]', "[settings]", "settings",
+                 "unknown key; expected one of policy, rules", id="unknown-table"),
+    pytest.param('version = "1"', 'version = "1"\nowner = "tns"', "owner", "policy.owner",
+                 "unknown key; expected one of breaker, description, id, version", id="unknown-policy-key"),
+    pytest.param("priority = 2", "priority = 2\nprioritty = 3", "prioritty", "rules[1].prioritty",
+                 f"unknown key; expected one of {_EVERY_KEY}unless, when", id="unknown-rule-key"),
+    pytest.param("priority = 2", "priority = 2\nbreaker = { max_shares = 0.1 }", "max_shares",
+                 "rules[1].breaker.max_shares",
+                 "unknown key; expected one of max_share, min_posts, recover_share, window_posts",
+                 id="unknown-breaker-key"),
+    pytest.param("at_least = 20", "at_leest = 20", "at_leest", "rules[1].when[1].at_leest",
+                 "unknown key; expected one of above, at_least, at_most, below, contains, equals, field, in, "
+                 "is_null, matches, not_equals, not_in", id="unknown-condition-key"),
+    pytest.param("at_least = 20", 'at_least = "high"', '"high"', "rules[1].when[1].at_least",
+                 "must be a number (got 'high')", id="wrong-type-operator"),
+    pytest.param("priority = 2", 'priority = "high"', '"high"', "rules[1].priority",
+                 "must be a whole number from 1 (most urgent) to 5 (got 'high')", id="wrong-type-priority"),
+    pytest.param("priority = 2", "priority = 0", "priority = 0", "rules[1].priority",
+                 "must be a whole number from 1 (most urgent) to 5 (got 0)", id="out-of-range-priority"),
+    pytest.param('version = "1"', "version = 1", "version", "policy.version",
+                 'must be a non-empty string such as "2024-06-01.1" (quote numbers) (got 1)', id="unquoted-version"),
+    pytest.param("priority = 2", "priority = 2\nbreaker = { max_share = 1.5 }", "max_share",
+                 "rules[1].breaker.max_share", "must be a share between 0 and 1 (got 1.5)", id="out-of-range-share"),
+    pytest.param('contains = "cats"', 'contains = ["cats"]', "cats", "rules[1].unless[0].contains",
+                 "must be a non-empty string (got ['cats'])", id="wrong-type-contains"),
+    pytest.param('[policy]\nid = "test-policy"\nversion = "1"\n', "", None, "policy",
+                 "required: a [policy] table with id and version", id="missing-policy-table"),
+    pytest.param('version = "1"\n', "", "[policy]", "policy.version",
+                 'required: a non-empty string such as "2024-06-01.1" (quote numbers)', id="missing-version"),
+    pytest.param('when = [ { detector = "llm_boilerplate", threshold = "default" } ]\n', "", "[[rules]]",
+                 "rules[0].when", 'required: a non-empty list of condition tables, e.g. '
+                 '[ { detector = "aitext", threshold = "default" } ]', id="missing-when"),
+    pytest.param('label = "likely machine-written"\n', "", "[[rules]]", "rules[0].label",
+                 "required for action 'label' (a non-empty string)", id="missing-action-parameter"),
+    pytest.param('{ field = "text_length", at_least = 20 }', '{ account = "n_posts", at_least = 20 }',
+                 "n_posts", "rules[1].when[1].detector", "required: the detector whose probabilities the account "
+                 'aggregate averages, e.g. detector = "aitext"', id="missing-account-detector"),
+    pytest.param('action = "label"', 'action = "lable"', "lable", "rules[0].action",
+                 "unknown action 'lable'; expected one of label, reduce_reach, queue_review, rate_limit_account, "
+                 "escalate_campaign", id="unknown-action"),
+    pytest.param("priority = 2", 'priority = 2\nlabel = "x"', 'label = "x"', "rules[1].label",
+                 "action 'queue_review' takes no label; it takes priority, propose, queue", id="parameter-of-another"),
+    pytest.param('propose = "remove"', 'propose = "shame"', "shame", "rules[1].propose",
+                 "must be one of label, reduce_reach, rate_limit_account, escalate_campaign, remove, delete, "
+                 "suspend, ban, terminate, takedown (got 'shame')", id="unknown-proposal"),
+    pytest.param('detector = "llm_boilerplate"', 'detector = "llm boilerplate"', "llm boilerplate",
+                 "rules[0].when[0].detector", "must be a detector name such as \"aitext\" (got 'llm boilerplate')",
+                 id="bad-detector-name"),
+    pytest.param('threshold = "strict"', 'measure = "certainty", at_least = 0.5', "certainty",
+                 "rules[1].when[0].measure", "must be one of score, probability, flagged (got 'certainty')",
+                 id="unknown-detector-measure"),
+    pytest.param('{ field = "text_length", at_least = 20 }', '{ field = "text_length" }', "text_length",
+                 "rules[1].when[1]", "give exactly one operator of at_least, above, at_most, below, equals, "
+                 "not_equals, in, not_in, contains, matches, is_null (got none)", id="no-operator"),
+    pytest.param('{ field = "text_length", at_least = 20 }', '{ field = "lang", campaign = "size", at_least = 20 }',
+                 '"lang"', "rules[1].when[1]",
+                 "name exactly one subject of detector, account, campaign, field (got ['campaign', 'field'])",
+                 id="two-subjects"),
+    pytest.param('contains = "cats"', 'equals = "cats"', "cats", "rules[1].unless[0].equals",
+                 "equals does not apply to the list field hashtags; use contains", id="operator-unfit-for-field"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "marker", "field", "message"), MISTAKES)
+def test_each_kind_of_mistake_is_named_with_its_line_and_key(
+    tmp_path: Path, old: str, new: str, marker: str | None, field: str, message: str
+) -> None:
+    text = policy_text().replace(old, new, 1)
+    assert text != policy_text(), old
+    line = next(n for n, line in enumerate(text.splitlines(), 1) if marker in line) if marker else None
+    where = f"{tmp_path / 'p.toml'}:{line}" if line else f"{tmp_path / 'p.toml'}"
+    assert errors_of(text, tmp_path) == [f"{where}: {field}: {message}"]
+
+
+def test_every_schema_key_explains_itself() -> None:
+    """Every key's type carries the words that complete "must be ..." and "required: ...\"."""
+    schemas = [files._Document, files._PolicyTable, files._BreakerTable, files._RuleTable, *files._SUBJECTS.values()]
+    for schema in schemas:
+        for name, field in files._fields(schema).items():
+            assert files._description(field.type), f"{schema.__name__}.{name} has no description"
 
 
 def test_key_lines_follow_tables_arrays_and_strings() -> None:
@@ -253,6 +340,18 @@ def test_key_lines_follow_tables_arrays_and_strings() -> None:
     assert lines[("policy", "version")] == 3
     assert lines[("rules", 0, "breaker", "max_share")] == 9
     assert lines[("rules", 1, "when", 1, "field")] == 13
+    # Windows line ends, brackets and braces in strings and comments, dotted keys, an element written
+    # over two lines (it maps to the line it ends on), a second [[rules]] after a sub-table.
+    text = (
+        '[policy] # [x]\r\nid = "p"\r\n[[rules]]\r\nwhen = [ # {\r\n  { field = "text", matches = "a{2}[" },\r\n'
+        '  { field = "lang", in = [\r\n    "en"] },\r\n]\r\nbreaker.max_share = 0.5\r\n[[rules]]\r\nid = "r2"\r\n'
+    )
+    lines = key_lines(text)
+    assert lines[("policy",)] == 1 and lines[("policy", "id")] == 2 and lines[("rules", 0)] == 3
+    assert lines[("rules", 0, "when", 0, "matches")] == 5
+    assert lines[("rules", 0, "when", 1)] == lines[("rules", 0, "when", 1, "in", 0)] == 7
+    assert lines[("rules", 0, "breaker", "max_share")] == 9
+    assert lines[("rules", 1, "id")] == 11
 
 
 def test_unknown_threshold_of_a_running_detector_is_refused() -> None:
