@@ -32,7 +32,7 @@ from stream.config import ChorusConfig, ConsoleConfig, CoordinatorSettings
 from stream.policy import actions as policy_actions
 from stream.policy import compare, registry
 from stream.policy.actions import ActionFilter
-from stream.review import account_page, accounts, campaigns, claims, history, labels, metrics, posts, queues
+from stream.review import account_page, accounts, campaigns, claims, history, labels, metrics, posts, queues, search
 from stream.review.queues import CampaignFilter, FlagFilter
 from stream.store.database import Store
 from stream.store.reading import QueuePage
@@ -212,13 +212,19 @@ def _overview(url: str, sla_s: float, volume_by: str, unit: str) -> dict[str, An
         "throughput": metrics.worker_throughput(s),
         "precision": labels.detector_precision(s, cutoffs=(0.5, 0.7, 0.9, 0.99)),
         "dead_letters": metrics.dead_letter_reasons(s),
-        "decisions": history.decision_history(s, limit=5_000),
+        "decisions": metrics.decisions_by_reviewer(s),
     }
 
 
 def overview(*, volume_by: str, unit: str) -> dict[str, Any]:
     s = settings()
     return _overview(s.store_url, s.sla.total_seconds(), volume_by, unit)
+
+
+def quick_search(text: str) -> search.Found | None:
+    """What the frame's quick search box names (:func:`stream.review.search.find`); read fresh, as an
+    action is: it runs once per search, on Enter."""
+    return search.find(store(), text)
 
 
 # --------------------------------------------------------------------------------------------

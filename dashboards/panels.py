@@ -11,21 +11,38 @@ submit (a click or ``Ctrl+Enter``) without both is refused beside the button, ne
 reason codes fit the case (``subject``: AI-text grounds first on a machine-written post,
 coordination grounds on a campaign). What an action answered is shown beside the submit button
 too (:func:`keep_notice`), not at the top of the page where nobody looking at the button sees it.
+
+**Statement templates** (:mod:`stream.review.templates`): where a page passes ``templates``, the
+reviewer can start the statement from one; the case's known placeholders (``{account}``,
+``{post_id}``, ...; the page passes their values as ``case``) are filled in as it is picked, and
+``{reason}`` / ``{reason_code}`` from the reason code chosen when the decision is sent. The statement
+that will be sent is shown under the box while it differs from what is typed. A submit while any
+``[[...]]`` placeholder (or a known one the case cannot fill) is left in the statement is refused
+beside the button and the form is kept as it was (:func:`stream.review.placeholders.refusal`).
+Leads write the templates in :func:`template_editor`.
+
+**Team notes** (:func:`notes_section`, :mod:`stream.review.notes`): the notes on a case with author
+and time, and (for reviewers and leads) a box to add one. Notes are internal: never part of a
+statement, never exported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from dashboards import render
+from dashboards import data, render
 from dashboards.data import NOTICE_KEY
+from stream.review import placeholders
+from stream.review.notes import MAX_NOTE_CHARS, add_note
+from stream.review.templates import MAX_NAME_CHARS, StatementTemplate, save_template, set_enabled
 from stream.review.vocabulary import DECISIONS, REASON_CODES, reason_codes_for
 from stream.store.reviewers import MAX_STATEMENT_CHARS, Reviewer
+from stream.store.tables import TEMPLATE_SUBJECTS
 
 #: The decisions offered first, each with its shortcut key; the enforcement actions share "4".
 QUICK_DECISIONS: tuple[tuple[str, str], ...] = (("confirm", "1"), ("dismiss", "2"), ("escalate", "3"), ("label", "4"))
@@ -44,9 +61,10 @@ DECISION_LABELS: dict[str, str] = {
 class DecisionInput:
     """What the reviewer filled in and which submit button they pressed.
 
-    ``submitted`` is True only for a complete form (a decision and a reason code chosen); a submit
-    without them is refused beside the button and reads as not submitted. ``decision`` and
-    ``reason_code`` are ``""`` while nothing is chosen.
+    ``submitted`` is True only for a complete form (a decision and a reason code chosen, no placeholder
+    left in the statement); a submit without them is refused beside the button and reads as not
+    submitted. ``decision`` and ``reason_code`` are ``""`` while nothing is chosen; ``statement`` is
+    the one to send, the case's known placeholders filled.
     """
 
     decision: str
@@ -86,6 +104,11 @@ def clear_notice(key: str) -> None:
     st.session_state.pop(_notice_key(key), None)
 
 
+def show_kept_notice(key: str) -> None:
+    """Show (once) the notice :func:`keep_notice` kept for ``key``, where the page calls this."""
+    show_notice(st.session_state.pop(_notice_key(key), None))
+
+
 def show_notice(notice: dict[str, Any] | None) -> None:
     """A notice (``{"level", "message", "details"}``), its conflicts listed as a table."""
     if not notice:
@@ -100,6 +123,21 @@ def show_notice(notice: dict[str, Any] | None) -> None:
         )
 
 
+def _use_template(key: str, nonce: int, templates: dict[int, StatementTemplate], case: dict[str, str]) -> None:
+    """A template was picked: its body, the case's placeholders filled, becomes the statement; its reason
+    code is chosen too when a decision it fits is chosen and no reason code is yet."""
+    picked = st.session_state.get(f"{key}-template-{nonce}")
+    template = templates.get(picked) if picked is not None else None
+    if template is None:
+        return
+    st.session_state[f"{key}-statement-{nonce}"] = placeholders.fill(template.body, case)
+    decision = st.session_state.get(f"{key}-decision-{nonce}")
+    reason_key = f"{key}-reason-{decision or 'none'}-{nonce}"
+    fits = decision and template.reason_code in reason_codes_for(decision)
+    if fits and not st.session_state.get(reason_key):
+        st.session_state[reason_key] = template.reason_code
+
+
 def decision_form(
     key: str,
     reviewer: Reviewer,
@@ -107,14 +145,20 @@ def decision_form(
     with_next: bool = False,
     submit_label: str = "Submit",
     subject: str | None = None,
+    templates: Sequence[StatementTemplate] = (),
+    case: Mapping[str, str] | None = None,
 ) -> DecisionInput:
     """Decision, reason code and statement, nothing chosen in advance; submit buttons (disabled for
     viewers) with the notices of the last action beside them.
 
     ``subject`` (:data:`stream.review.vocabulary.SUBJECTS`, e.g. from
     :func:`~stream.review.vocabulary.subject_of`) puts the reason codes for that kind of case first.
+    ``templates`` are offered to start the statement from (each named with the reason code it is written
+    for); ``case`` holds the values of the known placeholders this case fills
+    (:func:`stream.review.placeholders.case_values`).
     """
     nonce = _nonce(key)
+    case_values = dict(case or {})
     decision_key = f"{key}-decision-{nonce}"
     for pair in (QUICK_DECISIONS[:2], QUICK_DECISIONS[2:]):  # two by two: fits a side panel
         for column, (name, shortcut) in zip(st.columns(len(pair)), pair, strict=True):
@@ -146,13 +190,36 @@ def decision_form(
         placeholder="Choose a reason code" if decision else "Choose a decision first",
         disabled=not decision,
     )
+    if templates:
+        by_id = {t.template_id: t for t in templates}
+        st.selectbox(
+            "Statement template",
+            list(by_id),
+            index=None,
+            key=f"{key}-template-{nonce}",
+            format_func=lambda i: by_id[i].label(),
+            placeholder="Start the statement from a template (optional)",
+            help="A lead's statement with this case's ids filled in (picking one replaces the statement below); "
+            "replace every [[...]] with what you found",
+            on_change=_use_template,
+            args=(key, nonce, by_id, case_values),
+        )
     needs_statement = bool(decision) and DECISIONS[decision].restrictive
-    statement = st.text_area(
+    typed = st.text_area(
         "Statement of reasons" + (" (required)" if needs_statement else ""),
         key=f"{key}-statement-{nonce}",
         max_chars=MAX_STATEMENT_CHARS,
         placeholder="What you found and which policy it breaks; the user is told this.",
     )
+    statement = placeholders.fill(typed, {**case_values, **placeholders.case_values(reason_code=reason)})
+    left = placeholders.unfilled(statement)
+    # {reason} and {reason_code} fill themselves once a reason code is chosen: not the reviewer's to write.
+    to_write = [p for p in left if reason or p not in ("{reason}", "{reason_code}")]
+    if to_write:
+        st.caption("To fill in before submitting: " + ", ".join(render.md_escape(p) for p in to_write))
+    elif statement != (typed or ""):
+        st.caption("The statement the user will be told, placeholders filled:")
+        st.text(render.visible(statement))
     disabled = not reviewer.can_decide
     submitted = st.button(
         submit_label,
@@ -177,9 +244,12 @@ def decision_form(
     if (submitted or and_next) and not complete:
         missing = "a decision and a reason code" if not decision else "a reason code"
         st.error(f"Nothing was decided: choose {missing} first.")
+    elif (submitted or and_next) and left:
+        st.error(render.md_escape(placeholders.refusal(statement)))
+        complete = False  # refused: nothing is sent and the form stays as it is
     show_notice(st.session_state.pop(_notice_key(key), None))
     return DecisionInput(
-        decision or "", reason or "", statement or "", complete and (submitted or and_next), complete and and_next
+        decision or "", reason or "", statement, complete and (submitted or and_next), complete and and_next
     )
 
 
@@ -241,3 +311,141 @@ def decision_history(history: Any, *, per_case: bool = False) -> None:
     columns = ["decision_id", *(["subject_id"] if per_case else []), "decision", "reason_code", "statement",
                "reviewer", "decided_at", "reverses_decision_id", "reversed_by"]  # fmt: skip
     st.dataframe(history.select(columns), hide_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Team notes and statement templates
+
+
+def notes_section(
+    reviewer: Reviewer,
+    notes: pl.DataFrame,
+    *,
+    key: str,
+    subject_type: str,
+    subject_id: str,
+    subject_label: str,
+) -> None:
+    """The team's notes (newest first, author and time, what each is about) and, for reviewers and leads,
+    a box to add one to ``subject_type`` ``subject_id`` (``subject_label`` names it for people)."""
+    st.caption("Internal to the review team: never part of the statement of reasons the user is told, never exported.")
+    if notes.is_empty():
+        st.caption("No notes yet.")
+    for note in notes.iter_rows(named=True):
+        with st.container(border=True):
+            about = f"{note['subject_type']} {render.visible(note['subject_id'])}"
+            st.caption(
+                f"{render.md_escape(note['author'])} · {render.when(note['created_at'])} · on {render.md_escape(about)}"
+            )
+            st.text(render.visible(note["body"]))
+    generation = int(st.session_state.get(f"{key}-note-generation", 0))
+    body = st.text_area(
+        f"Note on {render.md_escape(subject_label)}",
+        key=f"{key}-note-{generation}",
+        max_chars=MAX_NOTE_CHARS,
+        placeholder="What the next reviewer should know; the user never sees it.",
+        disabled=not reviewer.can_decide,
+    )
+    if st.button("Add note", key=f"{key}-note-add", disabled=not reviewer.can_decide):
+        if data.act(add_note, reviewer, subject_type, subject_id, body) is not None:
+            data.notify("success", f"Note added to {subject_label}: only the team sees it.")
+            st.session_state[f"{key}-note-generation"] = generation + 1
+        keep_notice(f"{key}-note")
+        st.rerun()
+    if not reviewer.can_decide:
+        st.caption("Viewers read the notes but cannot add one.")
+    show_kept_notice(f"{key}-note")
+
+
+#: The editor's widget keys, one per field (with the editor's generation appended).
+_EDITOR_FIELDS = ("name", "subjects", "reason", "body")
+
+
+def _load_template(prefix: str, generation: int, templates: dict[int, StatementTemplate]) -> None:
+    """The template chosen to edit fills the editor's fields (a new one empties them)."""
+    picked = templates.get(st.session_state.get(f"{prefix}-pick-{generation}"))
+    values = {
+        "name": picked.name if picked else "",
+        "subjects": list(picked.subjects) if picked else [],
+        "reason": picked.reason_code if picked else None,
+        "body": picked.body if picked else "",
+    }
+    for name in _EDITOR_FIELDS:
+        st.session_state[f"{prefix}-{name}-{generation}"] = values[name]
+
+
+def template_editor(reviewer: Reviewer, templates: Sequence[StatementTemplate], *, prefix: str = "tpl") -> None:
+    """The statement templates (disabled ones included) and, for leads, a form to create, edit, disable
+    or enable one. ``templates`` as :func:`dashboards.team_data.statement_templates` gives them."""
+    known = ", ".join(f"{{{name}}} ({what})" for name, what in placeholders.KNOWN_PLACEHOLDERS.items())
+    st.caption(
+        f"Placeholders: {render.md_escape(known)} are filled from the case; \\[\\[like this\\]\\] marks what the "
+        "reviewer must write, and a decision is refused while one is left."
+    )
+    if templates:
+        st.dataframe(
+            render.visible_columns(
+                pl.DataFrame(
+                    [
+                        {
+                            "name": t.name, "suits": ", ".join(t.subjects) or "any case",
+                            "reason_code": t.reason_code or "", "enabled": t.enabled,
+                            "to fill": ", ".join(t.free_placeholders), "updated_by": t.updated_by,
+                            "updated_at": render.when(t.updated_at), "body": t.body,
+                        }
+                        for t in templates
+                    ]
+                )
+            ),
+            hide_index=True,
+        )  # fmt: skip
+    else:
+        st.caption("No statement templates yet.")
+    if not reviewer.is_lead:
+        st.caption("Only leads create, edit or disable templates.")
+        return
+    generation = int(st.session_state.get(f"{prefix}-generation", 0))
+    by_id = {t.template_id: t for t in templates}
+    editing = st.selectbox(
+        "Template to edit",
+        [None, *by_id],
+        key=f"{prefix}-pick-{generation}",
+        format_func=lambda i: "New template" if i is None else by_id[i].label(),
+        on_change=_load_template,
+        args=(prefix, generation, by_id),
+    )
+    for name, empty in zip(_EDITOR_FIELDS, ("", [], None, ""), strict=True):
+        st.session_state.setdefault(f"{prefix}-{name}-{generation}", empty)
+    name = st.text_input("Name", key=f"{prefix}-name-{generation}", max_chars=MAX_NAME_CHARS)
+    columns = st.columns(2)
+    subjects = columns[0].multiselect(
+        "Suits", TEMPLATE_SUBJECTS, key=f"{prefix}-subjects-{generation}", placeholder="any case"
+    )
+    reason = columns[1].selectbox(
+        "Reason code", list(REASON_CODES), index=None, key=f"{prefix}-reason-{generation}", placeholder="any"
+    )
+    body = st.text_area(
+        "Statement",
+        key=f"{prefix}-body-{generation}",
+        max_chars=MAX_STATEMENT_CHARS,
+        placeholder="Your post {post_id} was labelled because {reason}: [[explain what was misleading]]",
+    )
+    buttons = st.columns(2)
+    if buttons[0].button("Save template", key=f"{prefix}-save", type="primary"):
+        outcome = data.act(
+            save_template, reviewer, name=name, body=body, subjects=subjects, reason_code=reason, template_id=editing
+        )
+        if outcome is not None:
+            data.notify("success", f"Template {name.strip()!r} saved.")
+            st.session_state[f"{prefix}-generation"] = generation + 1
+        keep_notice(prefix)
+        st.rerun()
+    if editing is not None:
+        enabled = by_id[editing].enabled
+        if buttons[1].button("Disable" if enabled else "Enable", key=f"{prefix}-toggle"):
+            if data.act(set_enabled, reviewer, editing, not enabled) is not None:
+                data.notify("success", f"Template {by_id[editing].name!r} {'disabled' if enabled else 'enabled'}.")
+                st.session_state[f"{prefix}-generation"] = generation + 1
+            keep_notice(prefix)
+            st.rerun()
+    show_kept_notice(prefix)

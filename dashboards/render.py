@@ -292,21 +292,181 @@ def _vega_type(dtype: pl.DataType) -> str:
     return "Q" if dtype.is_numeric() else "N"
 
 
-def counts_chart(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, kind: str = "bar") -> alt.Chart:
-    """A small bar or line chart over a frame (timestamps sent as ISO text so Vega parses them in UTC)."""
+#: Timestamps as Vega reads them: ISO 8601 in UTC with milliseconds (batches a worker writes within
+#: one second stay apart instead of piling up on one x and drawing the line up and down).
+VEGA_TIME = "%Y-%m-%dT%H:%M:%S%.3fZ"
+
+
+def time_axis_format(start: datetime | None, end: datetime | None) -> str:
+    """A d3 time format for an axis from ``start`` to ``end``: seconds over minutes, the day when the
+    span crosses days, so every label says what it is without Vega's mixed ``:30`` / ``.500`` labels."""
+    span = (end - start).total_seconds() if start is not None and end is not None else 0.0
+    if span <= 15 * 60:
+        return "%H:%M:%S"
+    if span <= 36 * 3_600 and start is not None and end is not None and start.date() == end.date():
+        return "%H:%M"
+    return "%b %d %H:%M" if span <= 14 * 86_400 else "%Y-%m-%d"
+
+
+#: Time buckets a bar chart can be drawn in: the bucket -> Vega-Lite's UTC time unit and the label format.
+TIME_BUCKETS: dict[str, tuple[str, str]] = {
+    "hour": ("utcyearmonthdatehours", "%b %d %H:00"),
+    "day": ("utcyearmonthdate", "%Y-%m-%d"),
+}
+
+
+def _time_x(frame: pl.DataFrame, x: str, bucket: str | None = None) -> alt.X:
+    """A UTC time axis over ``frame[x]``: labels formatted for its span (or its ``bucket``), level.
+
+    The labels are written by ``labelExpr``: the Vega that Streamlit embeds ignores an axis ``format``
+    on a time axis and falls back to its mixed ``09 AM`` / ``:05`` labels (``format`` stays for other
+    renderers of the spec).
+    """
+    values = frame[x].drop_nulls()
+    ticks: dict[str, Any] = {"tickCount": 6}
+    if bucket is not None:
+        unit, label = TIME_BUCKETS[bucket]
+        field = f"{unit}({x}):T"
+        # A tick on each bucket (at most 12 of them, as Vega-Lite date-times in UTC): a tick between two
+        # buckets would repeat its bucket's label (Streamlit's Vega draws nothing with a tick interval).
+        starts = values.unique().sort().to_list()
+        ticks = {
+            "values": [
+                {"utc": True, "year": t.year, "month": t.month, "date": t.day, "hours": t.hour}
+                for t in starts[:: max(1, -(-len(starts) // 12))]
+            ]
+        }
+    else:
+        start, end = (values.min(), values.max()) if values.len() else (None, None)
+        field, label = f"{x}:T", time_axis_format(start, end)
+    return alt.X(
+        field,
+        title="time (UTC)",
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(
+            format=label,
+            formatType="utc",
+            labelExpr=f"utcFormat(datum.value, '{label}')",
+            labelAngle=0,
+            labelOverlap=True,
+            grid=True,
+            **ticks,
+        ),
+    )
+
+
+def _tooltip(column: str, dtype: pl.DataType) -> alt.Tooltip:
+    """A column in the tooltip; a datetime as the UTC text :func:`counts_chart` sends beside it (a time
+    format on a tooltip reads NaN in the Vega that Streamlit embeds)."""
+    if isinstance(dtype, pl.Datetime):
+        return alt.Tooltip(f"{column}_utc:N", title=f"{column} (UTC)")
+    return alt.Tooltip(f"{column}:{_vega_type(dtype)}")
+
+
+def counts_chart(
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    color: str | None = None,
+    *,
+    kind: str = "bar",
+    y_title: str | None = None,
+    color_title: str | None = None,
+    bucket: str | None = None,
+) -> alt.Chart:
+    """A small bar or line chart over a frame.
+
+    A datetime ``x`` is drawn on a UTC time axis (timestamps sent as ISO text with milliseconds, so
+    Vega parses them in UTC and keeps batches of one second apart), labelled by the span it covers;
+    with ``bucket`` (:data:`TIME_BUCKETS`: ``x`` holds the start of each hour or day) each bar fills its
+    hour or day and is labelled as one. Anything else is categories. ``y_title`` and ``color_title``
+    name the axis and the legend.
+    """
+    temporal = isinstance(frame.schema[x], pl.Datetime)
+    stamps = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
     data = visible_columns(frame).with_columns(
-        [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+        *[pl.col(c).dt.strftime(VEGA_TIME) for c in stamps],
+        *[pl.col(c).dt.strftime("%Y-%m-%d %H:%M:%S%.3f").alias(f"{c}_utc") for c in stamps],
     )
     chart = alt.Chart(alt.Data(values=data.to_dicts()))
-    mark = chart.mark_line(point=True) if kind == "line" else chart.mark_bar()
+    if kind == "line":
+        mark = chart.mark_line(point=True)
+    else:  # a bar of a bucket fills most of its hour or day
+        mark = chart.mark_bar(width=alt.RelativeBandSize(0.9)) if temporal and bucket else chart.mark_bar()
     encoding: dict[str, Any] = {
-        "x": alt.X(f"{x}:{_vega_type(frame.schema[x]) if _vega_type(frame.schema[x]) == 'T' else 'N'}", title=None),
-        "y": alt.Y(f"{y}:Q"),
-        "tooltip": [f"{c}:{_vega_type(t)}" for c, t in frame.schema.items()],
+        "x": _time_x(frame, x, bucket) if temporal else alt.X(f"{x}:N", title=None, axis=alt.Axis(labelLimit=240)),
+        "y": alt.Y(
+            f"{y}:Q",
+            title=y_title if y_title is not None else y,
+            axis=alt.Axis(tickMinStep=1) if frame.schema[y].is_integer() else alt.Axis(),  # counts: no 0.5
+        ),
+        "tooltip": [_tooltip(c, t) for c, t in frame.schema.items()],
     }
     if color:
-        encoding["color"] = alt.Color(f"{color}:N")
+        encoding["color"] = alt.Color(f"{color}:N", title=color_title if color_title is not None else color)
     return mark.encode(**encoding).properties(height=260)
+
+
+# --------------------------------------------------------------------------------------------
+# Page scripts: constant JavaScript for the console's frame (``st.html(..., unsafe_allow_javascript=True)``).
+# They carry no data from the store, so nothing a stranger wrote can reach them.
+
+#: The frame's style: Streamlit leaves 6rem above a page's title, under a 3.75rem header; 3rem is
+#: enough (the title's own top padding clears the header), which gives every page 3rem more of its
+#: first screen: the post's decision panel, submit button included, fits a 1440x900 window
+#: (``tests/test_console_browser.py`` measures it).
+FRAME_CSS = '<style>[data-testid="stMainBlockContainer"] {padding-top: 3rem !important;}</style>'
+
+#: Widget key of the frame's quick search box (its container has the CSS class ``st-key-<key>``).
+QUICK_SEARCH_KEY = "quick-search"
+
+#: ``/`` on any page focuses the quick search box (Streamlit has no shortcut that focuses a text box).
+#: Not while typing in a text box, nor with Ctrl/Alt/Cmd; a collapsed sidebar is opened first. The
+#: listener is installed once per browser tab, however often the frame reruns.
+QUICK_SEARCH_HOTKEY = (
+    """<script>
+(() => {
+  if (window.__chorusQuickSearch) return;
+  window.__chorusQuickSearch = true;
+  const selector = ".st-key-"""
+    + QUICK_SEARCH_KEY
+    + """ input";
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    event.preventDefault();
+    const shown = () => { const box = document.querySelector(selector); return box && box.offsetParent ? box : null; };
+    if (!shown()) {
+      const open = document.querySelector(
+        '[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button');
+      if (open) open.click();
+    }
+    const focus = (tries) => {
+      const box = shown();
+      if (box) { box.focus(); box.select(); } else if (tries > 0) setTimeout(() => focus(tries - 1), 100);
+    };
+    focus(20);
+  }, true);
+})();
+</script>"""
+)
+
+
+def scroll_to_top_html(visit: int) -> str:
+    """A script that scrolls the page to its top: a newly opened case (submit and next, a search, a
+    link) starts at its title, not where the reviewer had scrolled on the one before. ``visit`` (a
+    counter) makes each script new, so it runs again for the next case."""
+    return (
+        "<script>(() => {"
+        f"const visit = {int(visit)};"
+        "const top = () => {"
+        'for (const el of document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stAppViewContainer"]\')) '
+        "el.scrollTop = 0;"
+        "window.scrollTo(0, 0);"
+        "};"
+        "top(); requestAnimationFrame(top); setTimeout(top, 200);"
+        "})();</script>"
+    )
 
 
 def show_notice() -> None:

@@ -131,3 +131,19 @@ def test_console_listens_on_loopback_and_keeps_the_store_password_out_of_sight(t
             child.terminate()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_streamlit_run_by_hand_hides_the_deploy_button_as_chorus_console_does() -> None:
+    """The repository's ``.streamlit/config.toml`` (read by ``streamlit run dashboards/app.py`` from the
+    repository root) sets what ``chorus console`` passes on its command line."""
+    import inspect
+    import tomllib
+
+    from stream.cli import pipeline
+
+    repo = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"
+    assert config["browser"]["gatherUsageStats"] is False
+    source = inspect.getsource(pipeline._console)
+    assert '"--client.toolbarMode", "viewer"' in source and '"--browser.gatherUsageStats", "false"' in source

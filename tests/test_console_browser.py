@@ -1,11 +1,16 @@
 """The running console in a real browser: headless Chromium loads it and saves screenshots.
 
 Starts ``streamlit run dashboards/app.py`` on a free port against a copy of the demo store (with the
-simulator's campaigns), drives Debian's ``chromium`` over the DevTools protocol (``websockets``,
-which Streamlit already depends on), waits until each page has finished rendering, and saves
-``queue.png``, ``post.png``, ``campaign.png`` (and ``hostile-post.png``) to ``$CHORUS_ARTIFACTS``
-(default ``tests/artifacts/console``) for CI to keep. It also proves in the browser what the
-AppTest tests prove on the element tree: a post carrying ``<script>`` and ``onerror`` runs nothing.
+simulator's campaigns and a few decisions, one of them reversed), drives Debian's ``chromium`` over
+the DevTools protocol (``websockets``, which Streamlit already depends on), waits until each page has
+finished rendering, and saves ``queue.png``, ``post.png``, ``account.png``, ``campaign.png`` (and
+``hostile-post.png``, ``overview.png``) to ``$CHORUS_ARTIFACTS`` (default ``tests/artifacts/console``)
+for CI to keep; ``dashboards/screenshots/`` holds copies for the README. It also proves in the
+browser what the AppTest tests prove on the element tree: a post carrying ``<script>`` and
+``onerror`` runs nothing. And it measures what only a browser can: on a laptop screen
+(:data:`FIRST_SCREEN`, 1440x900) the decision panel's submit button is on the first screen of a post
+and of a campaign; ``/`` focuses the quick search, which opens a case at its top however far the
+last one was scrolled; the overview's precision table shows all its columns.
 
 Skipped, with the reason, where Chromium is not installed (``apt-get install -y chromium``).
 """
@@ -30,7 +35,10 @@ from typing import Any
 import pytest
 from test_console import HOSTILE, add_simulated_campaigns, write_flagged_post
 
+from stream.review.decisions import decide
+from stream.review.reversal import reverse
 from stream.store.database import Store
+from stream.store.reviewers import Reviewer
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,6 +47,8 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (apt-get install -y chromium); the browser screenshots need it",
 )
 WIDTH, HEIGHT = 1500, 1100
+#: The screen the decision panel must fit on without scrolling: a common laptop's browser window.
+FIRST_SCREEN = (1440, 900)
 
 
 def _free_port() -> int:
@@ -61,29 +71,49 @@ def _wait_for(check: Any, what: str, timeout: float = 60.0) -> Any:
 
 
 @pytest.fixture
-def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The console served by ``streamlit run`` on a free port, on a copy of the demo store; and a flag in it."""
+def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """The console served by ``streamlit run`` on a free port, on a copy of the demo store, as ``chorus console``
+    starts it (no Deploy button in the screenshots); a flag in it and the account behind that flag.
+
+    Three other flags are decided (two confirmed, one dismissed) and one more decided and reversed, so
+    the overview has precision and decisions by reviewer to show.
+    """
     with Store.open(str(demo_store)) as store:
         add_simulated_campaigns(store)
         write_flagged_post(store, "evil-1", HOSTILE, "hostile-account", {"phrases": ["<b>html</b>"]})
-        flag = store.frame("flags", where="detector = 'llm_boilerplate'", limit=1)["flag_id"][0]
+        first = store.frame("flags", where="detector = 'llm_boilerplate'", limit=1)
+        flag, account = first["flag_id"][0], first["account_id"][0]
+        others = [f for f in store.frame("flags", where="status = 'open'")["flag_id"].to_list() if f != flag][-4:]
+        bob = Reviewer("bob@example.org", "reviewer")
+        decide(store, bob, others[:2], "confirm", "undisclosed_ai_text")
+        decide(store, bob, others[2:3], "dismiss", "false_positive")
+        wrong = decide(store, bob, others[3:], "confirm", "spam").decision_ids[others[3]]
+        reverse(store, bob, [wrong], "reviewer_error", "Misclick.")
     port = _free_port()
     log = (tmp_path / "streamlit.log").open("wb")
     env = {**os.environ, "CHORUS_REVIEWER": "alice@example.org", "CHORUS_REVIEWER_ROLE": "reviewer"}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--", "--store", str(demo_store)],
+         "--client.toolbarMode", "viewer", "--", "--store", str(demo_store)],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok", "streamlit")
-        yield url, flag
+        yield url, flag, account
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+#: The element the page scrolls in: Streamlit's main area where it scrolls, else the document.
+SCROLLER = (
+    "([...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')]"
+    ".find(e => e.scrollHeight > e.clientHeight && getComputedStyle(e).overflowY !== 'visible')"
+    " || document.scrollingElement)"
+)
 
 
 class Chromium:
@@ -120,9 +150,23 @@ class Chromium:
     def evaluate(self, expression: str) -> Any:
         return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
 
-    def open(self, url: str, expect: str) -> str:
-        """Load ``url`` and wait until the page shows ``expect`` and Streamlit has stopped running."""
-        self.call("Page.navigate", url=url)
+    def viewport(self, width: int, height: int) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        time.sleep(0.5)  # Streamlit lays the columns out again
+
+    def press(self, key: str) -> None:
+        """One printable key, as a person types it (keydown with its text, keyup)."""
+        self.call("Input.dispatchKeyEvent", type="keyDown", key=key, text=key, unmodifiedText=key)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key=key)
+
+    def type_and_enter(self, text: str) -> None:
+        self.call("Input.insertText", text=text)
+        self.call("Input.dispatchKeyEvent", type="keyDown", key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                  text="\r")  # fmt: skip
+        self.call("Input.dispatchKeyEvent", type="keyUp", key="Enter", code="Enter", windowsVirtualKeyCode=13)
+
+    def wait_rendered(self, expect: str) -> str:
+        """Wait until the page shows ``expect`` and Streamlit has stopped running (after a click or a key)."""
 
         def rendered() -> str | None:
             state = json.loads(self.evaluate(
@@ -131,9 +175,43 @@ class Chromium:
             ))  # fmt: skip
             return state["text"] if expect in state["text"] and not state["busy"] else None
 
-        text = _wait_for(rendered, f"{expect!r} at {url}", timeout=60)
+        text = _wait_for(rendered, repr(expect), timeout=60)
         time.sleep(1.0)  # charts draw after the script finishes
         return str(text)
+
+    def button_box(self, label: str, within: str = "body") -> tuple[float, float]:
+        """Where the button labelled ``label`` starts and ends, in pixels from the top of the window (its
+        label is the button's Markdown; the shortcut hint Streamlit draws beside it is not part of it)."""
+        found = json.loads(self.evaluate(
+            f"(() => {{ const buttons = [...document.querySelectorAll({json.dumps(within + ' button')})];"
+            " const label = b => (b.querySelector('[data-testid=stMarkdownContainer]') || b).innerText.trim();"
+            f" const b = buttons.find(b => label(b) === {json.dumps(label)});"
+            " if (!b) return JSON.stringify(buttons.map(label));"
+            " const box = b.getBoundingClientRect(); return JSON.stringify([box.top, box.bottom]); })()"
+        ))  # fmt: skip
+        assert len(found) == 2 and all(isinstance(v, int | float) for v in found), (
+            f"no button {label!r} in {within}; its buttons: {found}"
+        )
+        return float(found[0]), float(found[1])
+
+    def on_first_screen(self, label: str, within: str = "body") -> str | None:
+        """None when the button ``label`` is wholly on the first screen (:data:`FIRST_SCREEN`), else where it is."""
+        self.viewport(*FIRST_SCREEN)
+        top, bottom = self.button_box(label, within)
+        height = self.evaluate("window.innerHeight")
+        self.viewport(WIDTH, HEIGHT)
+        if bottom <= height:
+            return None
+        return f"{label!r} spans {top:.0f}-{bottom:.0f} px of a {FIRST_SCREEN[0]}x{height} window"
+
+    def scrolled(self) -> float:
+        """How far the page's scrolling area is scrolled down, in pixels."""
+        return float(self.evaluate(f"{SCROLLER}.scrollTop"))
+
+    def open(self, url: str, expect: str) -> str:
+        """Load ``url`` and wait until the page shows ``expect`` and Streamlit has stopped running."""
+        self.call("Page.navigate", url=url)
+        return self.wait_rendered(expect)
 
     def screenshot(self, path: Path) -> None:
         """The whole page: the viewport grows to the height of Streamlit's scrolling main area."""
@@ -144,6 +222,10 @@ class Chromium:
         time.sleep(0.5)
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
         self.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+
+    def first_screen(self, path: Path) -> None:
+        """What the window shows without scrolling (the viewport only)."""
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
         self.exits.close()
@@ -160,8 +242,8 @@ def chromium(tmp_path: Path) -> Iterator[Chromium]:
         browser.close()
 
 
-def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, str], chromium: Chromium) -> None:
-    url, flag = console_url
+def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, str, str], chromium: Chromium) -> None:
+    url, flag, account_id = console_url
     artifacts = Path(os.environ.get("CHORUS_ARTIFACTS") or REPO / "tests" / "artifacts" / "console")
     artifacts.mkdir(parents=True, exist_ok=True)
 
@@ -171,17 +253,51 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
 
     post = chromium.open(f"{url}/post?flag={flag}", "Why it was flagged")
     assert flag.split(":", 1)[1] in post
+    chromium.viewport(*FIRST_SCREEN)
+    chromium.first_screen(artifacts / "post-first-screen.png")
+    # Measured, then asserted at the end: every screenshot is taken even when one measure fails.
+    off_screen = [chromium.on_first_screen("Submit", within=".st-key-post-action-panel")]
     chromium.screenshot(artifacts / "post.png")
 
-    campaign = chromium.open(f"{url}/campaign?campaign=sim-campaign_0", "Links and their evidence")
-    assert "sim-campaign_0" in campaign
-    assert chromium.evaluate("document.querySelectorAll('canvas, svg.marks').length") >= 1, "the graph is drawn"
-    chromium.screenshot(artifacts / "campaign.png")
+    # "/" focuses the quick search on any page; what it opens starts at its top, not where this post was scrolled
+    chromium.evaluate(f"{SCROLLER}.scrollTop = 700")
+    assert chromium.scrolled() > 0, "the post is long enough to scroll"
+    chromium.press("/")
+    focused = "!!(document.activeElement && document.activeElement.closest('.st-key-quick-search'))"
+    _wait_for(lambda: chromium.evaluate(focused), "/ to focus the quick search", timeout=10)
+    other = "aitext:evil-1"
+    chromium.type_and_enter(other)
+    hostile = chromium.wait_rendered("<script>window.__pwned = 1</script>")
+    assert "Why it was flagged" in hostile
+    assert chromium.scrolled() == 0, "the case the search opened starts at its top"
 
-    hostile = chromium.open(f"{url}/post?flag=aitext:evil-1", "Why it was flagged")
     assert "<script>window.__pwned = 1</script>" in hostile, "the script is on screen as text"
     assert chromium.evaluate("window.__pwned === undefined"), "and it never ran"
     assert chromium.evaluate('document.querySelectorAll(\'img[src="x"], a[href^="https://evil"]\').length') == 0
     chromium.screenshot(artifacts / "hostile-post.png")
-    for name in ("queue.png", "post.png", "campaign.png", "hostile-post.png"):
+
+    account = chromium.open(f"{url}/account?account={account_id}", "Machine share over time")
+    assert account_id in account
+    chromium.screenshot(artifacts / "account.png")
+
+    campaign = chromium.open(f"{url}/campaign?campaign=sim-campaign_0", "Links and their evidence")
+    assert "sim-campaign_0" in campaign
+    assert chromium.evaluate("document.querySelectorAll('canvas, svg.marks').length") >= 1, "the graph is drawn"
+    chromium.viewport(*FIRST_SCREEN)
+    chromium.first_screen(artifacts / "campaign-first-screen.png")
+    off_screen.append(chromium.on_first_screen("Decide campaign"))
+    chromium.screenshot(artifacts / "campaign.png")
+
+    chromium.open(f"{url}/overview", "Decisions by reviewer")
+    fit = chromium.evaluate(
+        "(() => { const s = document.querySelector('.st-key-overview-precision .dvn-scroller');"
+        " return s ? [s.scrollWidth, s.clientWidth] : null; })()"
+    )
+    assert fit is not None, "the precision table is drawn"
+    assert fit[0] <= fit[1] + 1, f"the precision table needs {fit[0]} px in {fit[1]}: a column is cut off"
+    chromium.screenshot(artifacts / "overview.png")
+
+    for name in ("queue.png", "post.png", "account.png", "campaign.png", "hostile-post.png", "overview.png"):
         assert (artifacts / name).stat().st_size > 20_000, f"{name} is a real screenshot, not a blank page"
+    below = [where for where in off_screen if where]
+    assert not below, f"the decision panel's submit button is below the first screen: {below}"

@@ -5,8 +5,9 @@ id typed in. The id as stored, hidden characters spelt out; counts; the machine 
 its 95% interval as a band; the posts, newest first, a page at a time, each with its flags and
 probability (select one and open it); the flags by detector and status; the campaigns it belongs
 to; the automated actions on its posts, in force or why not; every decision on it; the audit
-entries about it. Read only: decisions are made on the post and campaign pages, automated actions
-reversed there or on the Automated actions page.
+entries about it; the team's internal notes on it, its posts and their flags, with a box to add a note
+on the account. Otherwise read only: decisions are made on the post and campaign pages, automated
+actions reversed there or on the Automated actions page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import data, panels, render
+from dashboards import data, panels, render, team_data
 from stream.review.account_page import LIST_LIMIT
 
 #: Posts per page of the posts table.
@@ -206,6 +207,16 @@ else:
         page="views/post.py",
         param="post",
     )  # fmt: skip
+
+st.subheader("Team notes")
+panels.notes_section(
+    st.session_state["reviewer"],
+    team_data.account_notes(account_id),
+    key="acct",
+    subject_type="account",
+    subject_id=account_id,
+    subject_label=f"account {render.visible(account_id)}",
+)
 
 audit = record["audit"]
 with st.expander(f"Audit entries about the account ({audit.height:,})"):

@@ -1,8 +1,11 @@
-"""Overview: queue sizes, flag volumes over time, stream throughput and lag, detector precision, dead letters."""
+"""Overview: queue sizes, flag volumes over time, stream throughput and lag, detector precision, dead letters.
+
+Times are UTC on a time axis labelled for the span shown. Decisions count only where they stand: a
+reversed decision is neither a reviewer's decision nor a label in the precision table.
+"""
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from dashboards import data, render
@@ -31,7 +34,7 @@ with left:
     if volume.is_empty():
         st.caption("No flags yet.")
     else:
-        st.altair_chart(render.counts_chart(volume, "bucket", "flags", "detector"), width="stretch")
+        st.altair_chart(render.counts_chart(volume, "bucket", "flags", "detector", bucket=unit), width="stretch")
 with right:
     st.subheader("Stream throughput and lag")
     throughput = view["throughput"]
@@ -43,44 +46,57 @@ with right:
         m[0].metric("Posts/s (last batch)", f"{latest['posts_per_s'] or 0:,.0f}")
         m[1].metric("Consumer lag (messages)", f"{latest['lag_total'] or 0:,}")
         m[2].metric("Batches recorded", f"{throughput.height:,}")
-        st.altair_chart(
-            render.counts_chart(
-                throughput.select("at", "worker_id", "posts_per_s"), "at", "posts_per_s", "worker_id", kind="line"
-            ),
+        st.caption(f"One point per batch a worker wrote, {render.when(throughput['at'].min())} to "
+                   f"{render.when(throughput['at'].max())}.")  # fmt: skip
+        for value, title in (("posts_per_s", "posts per second"), ("lag_total", "consumer lag (messages)")):
+            st.altair_chart(
+                render.counts_chart(
+                    throughput.select("at", "worker_id", value),
+                    "at",
+                    value,
+                    "worker_id",
+                    kind="line",
+                    y_title=title,
+                    color_title="worker",
+                ),
+                width="stretch",
+            )
+
+st.subheader("Detector precision (reviewer agreement)")
+precision = view["precision"]
+if precision.is_empty():
+    st.caption("No standing decisions yet: precision appears once reviewers confirm or dismiss flags.")
+else:
+    st.caption(
+        "Precision = confirmed / (confirmed + dismissed) among the decisions that stand (a reversed decision "
+        "counts for nothing), at the detector's own threshold and at higher score cut-offs (rows named '>= x')."
+    )
+    with st.container(key="overview-precision"):
+        # Full width, every column sized to its content: no column is cut off.
+        st.dataframe(
+            render.visible_columns(precision),
+            hide_index=True,
             width="stretch",
-        )
-        st.altair_chart(
-            render.counts_chart(
-                throughput.select("at", "worker_id", "lag_total"), "at", "lag_total", "worker_id", kind="line"
-            ),
-            width="stretch",
+            column_config={
+                "detector": st.column_config.TextColumn("detector", width="medium"),
+                "threshold_name": st.column_config.TextColumn("threshold", width="medium"),
+                "threshold": st.column_config.NumberColumn("score at least", format="%.3f", width="small"),
+                "decided": st.column_config.NumberColumn("decided", width="small"),
+                "confirmed": st.column_config.NumberColumn("confirmed", width="small"),
+                "dismissed": st.column_config.NumberColumn("dismissed", width="small"),
+                "precision": st.column_config.NumberColumn("precision", format="%.2f", width="small"),
+            },
         )
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.subheader("Detector precision (reviewer agreement)")
-    precision = view["precision"]
-    if precision.is_empty():
-        st.caption("No standing decisions yet: precision appears once reviewers confirm or dismiss flags.")
-    else:
-        st.caption(
-            "Precision = confirmed / (confirmed + dismissed), at the detector's own threshold and at higher "
-            "score cut-offs (rows named '>= x')."
-        )
-        st.dataframe(
-            render.visible_columns(precision),
-            hide_index=True,
-            column_config={"precision": st.column_config.NumberColumn(format="%.2f")},
-        )
+    st.subheader("Decisions by reviewer")
     decisions = view["decisions"]
-    if not decisions.is_empty():
-        st.caption("Decisions by reviewer")
-        st.dataframe(
-            render.visible_columns(
-                decisions.group_by("reviewer", "decision").agg(pl.len().alias("decisions")).sort("reviewer", "decision")
-            ),
-            hide_index=True,
-        )
+    if decisions.is_empty():
+        st.caption("No decisions yet.")
+    else:
+        st.caption("Decisions that stand; those reversed since are counted apart and not as decisions.")
+        st.dataframe(render.visible_columns(decisions), hide_index=True, width="stretch")
 with right:
     st.subheader("Dead letters by reason")
     dead = view["dead_letters"]

@@ -6,7 +6,10 @@ detector's probability against its threshold as a bar with the margin, the featu
 score most, the surprising tokens marked in the text when the detector has a language model, the
 phrases it matched, its caveats), the account's machine share with its interval and its campaigns;
 on the right the decision panel, kept in view while the page scrolls, with nothing chosen in
-advance and the answer to each action beside its button. Shortcuts: ``1``-``4`` pick a decision,
+advance and the answer to each action beside its button; a statement template can start the statement
+(the post's ids filled in; a decision is refused while a ``[[...]]`` placeholder is left), and the
+team's internal notes on the post and its flags are listed under it, with a box to add one to the
+case. Shortcuts: ``1``-``4`` pick a decision,
 ``Ctrl+Enter`` submit, ``Shift+Enter`` submit and next, ``J`` next case without deciding,
 ``L`` claim, ``U`` release, ``Q`` back to the queue.
 """
@@ -19,12 +22,13 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboards import data, evidence_view, panels, render
+from dashboards import data, evidence_view, panels, render, team_data
 from detectors.policy import ACCOUNT_WINDOW
 from stream.policy import actions as policy_actions
 from stream.review.claims import claim, release
 from stream.review.decisions import REVERSING_DECISION, decide
 from stream.review.evidence import against_threshold, explain, locate_tokens
+from stream.review.placeholders import case_values
 from stream.review.queues import FlagFilter
 from stream.review.vocabulary import UNDECIDED, subject_of
 
@@ -61,10 +65,11 @@ def go_next(exclude: list[str]) -> None:
     st.switch_page("views/post.py", query_params={"flag": next_id})
 
 
-top = st.columns([1, 1, 1, 5])
-if top[0].button("Back to queue", shortcut="Q"):
+# A row of buttons as wide as their labels (fixed columns cut "Back to queue" to "Back to …").
+top = st.container(horizontal=True)
+if top.button("Back to queue", shortcut="Q"):
     st.switch_page("views/queue.py")
-if top[1].button("Next case", shortcut="J", disabled=not reviewer.can_decide, help="Skip to the next case"):
+if top.button("Next case", shortcut="J", disabled=not reviewer.can_decide, help="Skip to the next case"):
     go_next([f for f in flag_ids])
 
 #: The decision panel's container key: the right column, kept in view while the page scrolls.
@@ -349,7 +354,22 @@ with panel:
             data.act(release, reviewer, [current["flag_id"]])
             panels.keep_notice("post")
             st.rerun()
-        form = panels.decision_form("post", reviewer, with_next=True, subject=subject_of(current["detector"]))
+        # Templates for a post or its account; the account's campaign fills {campaign} when there is just one.
+        in_campaigns = [c["campaign_id"] for c in data.account_summary(post["account_id"])["campaigns"]]
+        form = panels.decision_form(
+            "post",
+            reviewer,
+            with_next=True,
+            subject=subject_of(current["detector"]),
+            templates=team_data.statement_templates(kinds=("post", "account")),
+            case=case_values(
+                account=post["account_id"],
+                post_id=post["post_id"],
+                campaign=in_campaigns[0] if len(in_campaigns) == 1 else None,
+                detector=current["detector"],
+                posted_at=post.get("created_at"),
+            ),
+        )
         auto_reverse = automated_reversals(form.decision, current["flag_id"])
         if form.submitted:
             outcome = data.act(
@@ -367,6 +387,17 @@ with panel:
                 if form.and_next:
                     go_next([current["flag_id"]])
             st.rerun()
+    post_notes = team_data.post_notes(post["post_id"])
+    with st.expander(f"Team notes ({post_notes.height})", expanded=not post_notes.is_empty()):
+        note_on = ("flag", current["flag_id"]) if current is not None else ("post", post["post_id"])
+        panels.notes_section(
+            reviewer,
+            post_notes,
+            key="post",
+            subject_type=note_on[0],
+            subject_id=note_on[1],
+            subject_label=f"case {render.visible(note_on[1])}" if current is not None else "this post",
+        )
 
 panels.decision_history(detail["decisions"], per_case=True)
 if not detail["decisions"].is_empty():

@@ -8,6 +8,10 @@ how many automated actions the policies have in force on the post.
 Select rows in the table to claim, release, assign (leads) or decide them in bulk; "Start
 reviewing" claims the next case and opens it. Shortcuts: ``S`` start reviewing, ``O`` open the
 first selected, ``L`` claim selected, ``U`` release selected, ``N`` / ``P`` next / previous page.
+
+The filters in force can be saved under a name (:mod:`stream.review.saved_filters`: your own; a lead
+may share one with the team) and a saved set applied or deleted again. At the foot of the page, the
+statement templates reviewers start statements from; leads create, edit and disable them there.
 """
 
 from __future__ import annotations
@@ -15,25 +19,51 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import data, panels, render
+from dashboards import data, panels, render, team_data
 from stream.review.claims import assign, claim, release
 from stream.review.decisions import decide
-from stream.review.queues import FLAG_SORTS, FlagFilter
+from stream.review.queues import FLAG_SORTS
+from stream.review.saved_filters import AGE_WINDOWS, ASSIGNED, QueueChoices, SavedFilter, delete_filter, save_filter
 from stream.review.vocabulary import UNDECIDED
 
 PAGE_SIZES = (25, 50, 100, 200)
-AGES = {
-    "any age": (None, None),
-    "overdue (past the SLA)": ("sla", None),
-    "flagged in the last hour": (None, 3_600.0),
-    "flagged in the last 24 hours": (None, 86_400.0),
-    "older than 24 hours": (86_400.0, None),
-}
 STATUSES = ("open", "claimed", "escalated", "confirmed", "dismissed", "actioned")
+#: The filter widgets' keys, by the choice each holds (what a saved filter sets).
+WIDGETS: dict[str, str] = {
+    "search": "q-search",
+    "statuses": "q-status",
+    "detectors": "q-detector",
+    "langs": "q-lang",
+    "account": "q-account",
+    "min_score": "q-min-score",
+    "age": "q-age",
+    "assigned": "q-who",
+    "sort": "q-sort",
+}
 
 reviewer = st.session_state["reviewer"]
 settings = data.settings()
 facets = data.facets()
+st.session_state.setdefault("q-status", list(UNDECIDED))
+
+
+def apply_saved(saved: SavedFilter) -> None:
+    """Set the filter widgets to a saved filter's choices (a callback: it runs before they are drawn)."""
+    choices = saved.choices
+    offered = {"detectors": facets["detectors"], "langs": facets["langs"]}
+    absent = [f"{name}: {v}" for name, values in offered.items() for v in getattr(choices, name) if v not in values]
+    for name, key in WIDGETS.items():
+        value = getattr(choices, name)
+        if name in offered:
+            value = [v for v in value if v in offered[name]]
+        st.session_state[key] = list(value) if isinstance(value, tuple) else value
+    left_out = [*choices.dropped, *absent]
+    if left_out:
+        data.notify("warning", f"Applied {saved.name!r} without what the queue no longer offers: {', '.join(left_out)}")
+    else:
+        data.notify("success", f"Applied the saved filter {saved.name!r}.")
+    panels.keep_notice("q-saved")
+
 
 st.title("Flag queue")
 with st.container(border=True):
@@ -44,29 +74,69 @@ with st.container(border=True):
         help="A post, flag or account id matches exactly; anything else is looked for in the posts' text (any case)",
     )
     top = st.columns([2, 2, 2, 2])
-    statuses = top[0].multiselect("Status", STATUSES, default=list(UNDECIDED), key="q-status")
+    statuses = top[0].multiselect("Status", STATUSES, key="q-status")
     detectors = top[1].multiselect("Detector", facets["detectors"], key="q-detector")
     langs = top[2].multiselect("Language", facets["langs"], key="q-lang")
     account = top[3].text_input("Account starts with", key="q-account")
     bottom = st.columns([2, 2, 2, 2])
     min_score = bottom[0].number_input("Min score", value=None, step=0.05, key="q-min-score")
-    age_choice = bottom[1].selectbox("Age", list(AGES), key="q-age")
-    who = bottom[2].selectbox("Assigned to", ["anyone", "unassigned", "me"], key="q-who")
+    age_choice = bottom[1].selectbox("Age", list(AGE_WINDOWS), format_func=lambda a: AGE_WINDOWS[a][0], key="q-age")
+    who = bottom[2].selectbox("Assigned to", ASSIGNED, key="q-who")
     sort = bottom[3].selectbox("Sort", list(FLAG_SORTS), format_func=lambda s: FLAG_SORTS[s][0], key="q-sort")
+    choices = QueueChoices(
+        search=search,
+        statuses=tuple(statuses),
+        detectors=tuple(detectors),
+        langs=tuple(langs),
+        account=account,
+        min_score=min_score,
+        age=age_choice,
+        assigned=who,
+        sort=sort,
+    )
 
-min_age, max_age = AGES[age_choice]
-flt = FlagFilter(
-    statuses=tuple(statuses),
-    detectors=tuple(detectors),
-    langs=tuple(langs),
-    account=account,
-    assignee={"anyone": None, "unassigned": "", "me": reviewer.name}[who],
-    min_score=min_score,
-    min_age_s=settings.sla.total_seconds() if min_age == "sla" else min_age,
-    max_age_s=max_age,
-    search=search,
-    sort=sort,
-)
+    # Saved filters: apply, delete, save these (your own; a lead may share with the team).
+    saved = {f.filter_id: f for f in team_data.queue_filters(reviewer.name)}
+    saved_cols = st.columns([4, 1, 1, 2], vertical_alignment="bottom")
+    picked_id = saved_cols[0].selectbox(
+        "Saved filters",
+        list(saved),
+        index=None,
+        key="q-saved",
+        format_func=lambda i: saved[i].label(reviewer.name),
+        placeholder="Apply a saved set of filters" if saved else "No saved filters yet",
+    )
+    picked = saved.get(picked_id) if picked_id is not None else None
+    saved_cols[1].button(
+        "Apply", key="q-saved-apply", disabled=picked is None, on_click=apply_saved, args=(picked,) if picked else ()
+    )
+    may_delete = picked is not None and (picked.owner == reviewer.name or (picked.shared and reviewer.is_lead))
+    if saved_cols[2].button(
+        "Delete", key="q-saved-delete", disabled=not may_delete, help="Your own filters; leads also the team's"
+    ):
+        if data.act(delete_filter, reviewer, picked.filter_id) is not None:
+            data.notify("success", f"Deleted the saved filter {picked.name!r}.")
+            st.session_state.pop("q-saved", None)
+        panels.keep_notice("q-saved")
+        st.rerun()
+    with saved_cols[3].popover("Save these filters", width="stretch"):
+        save_name = st.text_input("Name", key="q-save-name", placeholder="e.g. overdue German aitext")
+        share = st.checkbox(
+            "Share with the team",
+            key="q-save-shared",
+            disabled=not reviewer.is_lead,
+            help="Leads share filters with every reviewer; yours are yours only",
+        )
+        if st.button("Save", key="q-save", disabled=not save_name.strip()):
+            if data.act(save_filter, reviewer, save_name, choices, shared=share) is not None:
+                data.notify(
+                    "success", f"Saved these filters as {save_name.strip()!r}" + (" for the team." if share else ".")
+                )
+            panels.keep_notice("q-saved")
+            st.rerun()
+    panels.show_kept_notice("q-saved")
+
+flt = choices.flag_filter(reviewer=reviewer.name, sla_s=settings.sla.total_seconds())
 if st.session_state.get("q-filter") != flt:
     st.session_state["q-filter"] = flt  # what "submit and next" follows on the post page
     st.session_state["q-offset"] = 0
@@ -173,3 +243,6 @@ with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=Fals
                 panels.reset_form("q-bulk")
             panels.keep_notice("q-bulk")
         panels.after_action("q")
+
+with st.expander("Statement templates", expanded=False):
+    panels.template_editor(reviewer, team_data.statement_templates(include_disabled=True))

@@ -178,7 +178,8 @@ def _console(args: argparse.Namespace) -> int:
     password: on Streamlit's command line every local user could read it in ``ps``, so it travels
     as ``CHORUS_STORE__URL`` (the console reads the configuration) and is printed with the password
     hidden. ``viewer`` toolbar mode hides Streamlit's developer menu and its Deploy button, which
-    mean nothing to an analyst.
+    mean nothing to an analyst; the repository's ``.streamlit/config.toml`` says the same for
+    ``streamlit run dashboards/app.py`` started by hand from the repository root.
     """
     from sqlalchemy.engine import make_url
 

@@ -17,6 +17,8 @@ Acting on cases (each change audited in the same transaction as the change):
 Reading:
 
 * :mod:`~stream.review.queues` — the flag and campaign queues (filters, sorts, SLA ages), "next case";
+* :mod:`~stream.review.search` — the quick search: what a post, flag or account id, or a piece of text,
+  typed on any page points at;
 * :mod:`~stream.review.posts` — one post with its detector results, flags and decisions;
 * :mod:`~stream.review.accounts` — one account: aggregate, machine share, posts, campaigns;
 * :mod:`~stream.review.account_page` — the account page: posts, flags, machine share by day, campaigns,
@@ -28,6 +30,17 @@ Reading:
 * :mod:`~stream.review.metrics` — flag volume, worker throughput, dead letters;
 * :mod:`~stream.review.evidence` — a detector's evidence as an analyst reads it (pure): contributions in
   plain words, the score against its threshold, surprising tokens located in the text, caveats.
+
+The team's own records:
+
+* :mod:`~stream.review.templates` — statement templates: named statements of reasons a lead writes
+  once and reviewers start from (each change audited);
+* :mod:`~stream.review.placeholders` — the placeholders in a statement (pure): those the case fills
+  (``{account}``, ...) and those a reviewer must (``[[...]]``);
+* :mod:`~stream.review.notes` — team notes on a post, flag, account or campaign: internal, appended,
+  never edited, never in a statement or an export (each audited);
+* :mod:`~stream.review.saved_filters` — a reviewer's named flag-queue filters and the team's shared
+  ones (a preference: no audit row).
 
 :mod:`~stream.review.vocabulary` holds the decisions, reason codes and case states. Reviewers, their
 roles, refusals and outcomes live one layer down in :mod:`stream.store.reviewers`, because the

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from stream.policy.actions import read_actions, reverse_in_transaction, why_not_in_force
+from stream.review import placeholders
 from stream.review.cases import (
     KINDS,
     Case,
@@ -76,6 +77,9 @@ def _check_decision(decision: str, reason_code: str, statement: str | None) -> s
     text = (statement or "").strip()
     if len(text) > MAX_STATEMENT_CHARS:
         raise InvalidDecision(f"the statement has {len(text)} characters; keep it under {MAX_STATEMENT_CHARS}")
+    unfilled = placeholders.refusal(text)  # a template's [[...]] left in: every caller, not only the console
+    if unfilled is not None:
+        raise InvalidDecision(unfilled)
     if not text and (DECISIONS[decision].restrictive or reason_code == "other"):
         raise InvalidDecision(
             f"a {decision!r} decision needs a statement of reasons (what was found and why it breaks the "

@@ -1,7 +1,10 @@
-"""The overview's operational numbers: flag volume over time, worker throughput and lag, dead letters.
+"""The overview's operational numbers: flag volume over time, worker throughput and lag, dead letters,
+decisions by reviewer.
 
 Read for the console's overview page, next to the queue sizes (:func:`~stream.review.queues.queue_sizes`)
-and reviewer precision (:func:`~stream.review.labels.detector_precision`).
+and reviewer precision (:func:`~stream.review.labels.detector_precision`). Times come back as UTC
+datetimes (never as text), so charts put them on a time axis. A reversed decision is not counted as a
+decision (nor is the reversal): what the overview counts is what still stands, as precision does.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from stream.review.vocabulary import REVERSE
 from stream.store.database import Store
 from stream.store.reading import read_frame, utc_datetime
 from stream.store.tables import TABLES
@@ -19,6 +23,7 @@ from stream.store.tables import TABLES
 flags_t = TABLES["flags"]
 dead_letters_t = TABLES["dead_letters"]
 metrics_t = TABLES["worker_metrics"]
+decisions_t = TABLES["review_decisions"]
 
 
 def _bucket(column: sa.Column[Any], dialect: str, unit: str) -> Any:
@@ -92,4 +97,39 @@ def dead_letter_reasons(store: Store) -> pl.DataFrame:
             "latest": [utc_datetime(r[2]) for r in rows],
         },
         schema={"reason": pl.String, "messages": pl.Int64, "latest": pl.Datetime("us", "UTC")},
+    )
+
+
+def decisions_by_reviewer(store: Store) -> pl.DataFrame:
+    """Decisions per reviewer and decision, counting only those that stand.
+
+    ``decisions``: the reviewer's decisions of that kind not reversed since (a decision superseded by
+    a later one still counts: it was made and it was not undone); ``reversed``: those that were
+    reversed, shown apart and never counted as decisions. Reversal rows themselves are not decisions
+    and are left out. Sorted by reviewer, then decision.
+    """
+    reversal = decisions_t.alias("reversal")
+    was_reversed = sa.exists().where(reversal.c.reverses_decision_id == decisions_t.c.decision_id)
+    reversed_count = sa.func.sum(sa.case((was_reversed, 1), else_=0))
+    query = (
+        sa.select(
+            decisions_t.c.reviewer,
+            decisions_t.c.decision,
+            sa.func.count().label("made"),
+            reversed_count.label("reversed"),
+        )
+        .where(decisions_t.c.decision != REVERSE)
+        .group_by(decisions_t.c.reviewer, decisions_t.c.decision)
+        .order_by(decisions_t.c.reviewer, decisions_t.c.decision)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pl.DataFrame(
+        {
+            "reviewer": [r[0] for r in rows],
+            "decision": [r[1] for r in rows],
+            "decisions": [int(r[2]) - int(r[3] or 0) for r in rows],
+            "reversed": [int(r[3] or 0) for r in rows],
+        },
+        schema={"reviewer": pl.String, "decision": pl.String, "decisions": pl.Int64, "reversed": pl.Int64},
     )

@@ -447,9 +447,11 @@ class Store:
                 decisions.c.decision,
                 decisions.c.reverses_decision_id,
             )
-            .select_from(decisions.outerjoin(
-                flags, sa.and_(decisions.c.subject_type == "flag", flags.c.flag_id == decisions.c.subject_id)
-            ))
+            .select_from(
+                decisions.outerjoin(
+                    flags, sa.and_(decisions.c.subject_type == "flag", flags.c.flag_id == decisions.c.subject_id)
+                )
+            )
             .where(decisions.c.subject_type.in_(("post", "flag")))
         )
         schema = {"decision_id": pl.Int64, "post_id": pl.String, "decision": pl.String, "reverses": pl.Int64}
@@ -467,8 +469,12 @@ class Store:
         """For each account that belongs to a campaign, its strongest one: ``account_id, campaign_id,
         campaign_score, campaign_size``. Policies read it per batch, so one query, keyed by account."""
         members, campaigns = TABLES["campaign_members"], TABLES["campaigns"]
-        schema = {"account_id": pl.String, "campaign_id": pl.String, "campaign_score": pl.Float64,
-                  "campaign_size": pl.Int64}
+        schema = {
+            "account_id": pl.String,
+            "campaign_id": pl.String,
+            "campaign_score": pl.Float64,
+            "campaign_size": pl.Int64,
+        }
         wanted = sorted(set(account_ids))
         rows: list[tuple[Any, ...]] = []
         with self.engine.connect() as conn:
@@ -480,12 +486,9 @@ class Store:
                 )
                 rows.extend(tuple(r) for r in conn.execute(query))
         frame = pl.DataFrame(rows, schema=schema, orient="row")
-        return (
-            frame.sort(["account_id", "campaign_score", "campaign_id"], descending=[False, True, False],
-                       nulls_last=True)
-            .unique("account_id", keep="first", maintain_order=True)
-        )
-
+        return frame.sort(
+            ["account_id", "campaign_score", "campaign_id"], descending=[False, True, False], nulls_last=True
+        ).unique("account_id", keep="first", maintain_order=True)
 
     @staticmethod
     def _table(name: str) -> sa.Table:

@@ -9,11 +9,12 @@ once (the others wait, then find nothing to do):
   the others wait for it up to the busy timeout). Its DDL is transactional.
 * PostgreSQL: ``pg_advisory_xact_lock`` on a fixed key, released at commit. DDL is transactional.
 
-Adding version 2 means appending ``Migration(2, "what and why", _v2)`` whose function issues the
-change (``ALTER TABLE`` / ``CREATE INDEX`` via ``conn.execute``), and updating
-:mod:`stream.store.tables` to match. Before that, freeze version 1: it creates tables from the
-*current* definitions, which is right only while version 1 is the newest. Copy the version-1
-table definitions into this module for ``_v1`` to use, so a fresh database still goes
+Adding version N means appending ``Migration(N, "what and why", _vN)`` whose function issues the
+change (``ALTER TABLE`` / ``CREATE INDEX`` via ``conn.execute``, or new tables), and updating
+:mod:`stream.store.tables` to match. A step that creates tables from the *current* definitions
+(versions 2 and 4 do, for the tables they introduced) is right only while no later step changes
+those tables: before changing one, copy its definition as that step created it into this module
+(as version 1's tables and version 2's ``policy_actions`` are), so a fresh database still goes
 1 -> 2 -> ... and ends where old ones do (a test compares the result with the definitions).
 """
 
@@ -305,6 +306,18 @@ def _v3_action_reversals(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_policy_actions_reversed_at ON policy_actions (reversed_at)"))
 
 
+def _v4_reviewer_records(conn: Connection) -> None:
+    """The reviewers' own records: statement templates, team notes on cases, saved queue filters.
+
+    New tables only (no existing table changes), created from the current definitions in
+    :mod:`stream.store.tables`: right while no later step changes them (one that does must first
+    freeze them here, as version 2's ``policy_actions`` is). Nothing needs freezing for this step:
+    it leaves every table of versions 1 to 3 as it was.
+    """
+    names = ("statement_templates", "case_notes", "saved_filters")
+    store_schema.metadata.create_all(conn, tables=[store_schema.TABLES[n] for n in names], checkfirst=False)
+
+
 #: Every migration, oldest first. Append only: never edit or renumber a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -312,6 +325,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "policies: versions, active/shadow slots, actions, circuit-breaker alerts", _v2_policies),
     Migration(3, "policy action reversals relayed to the actions topic (outbox column, index)", _v3_action_reversals),
+    Migration(
+        4, "reviewers' records: statement templates, team notes on cases, saved queue filters", _v4_reviewer_records
+    ),
 )
 
 

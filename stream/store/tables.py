@@ -2,7 +2,8 @@
 
 These definitions are what the code reads and writes through (SQLAlchemy Core). Creating and
 changing tables in a database is the job of :mod:`stream.store.migrations` (version 1 created the first
-tables, version 2 the policy tables). A later change to a table here needs a new migration step there, and
+tables, version 2 the policy tables, version 4 the reviewers' own: statement templates, case notes,
+saved queue filters). A later change to a table here needs a new migration step there, and
 ``test_schema_matches_metadata`` fails until the two agree.
 
 The column types smooth over what differs between SQLite and PostgreSQL, so that a row reads
@@ -388,6 +389,58 @@ policy_alerts = sa.Table(
     sa.Column("acknowledged_by", sa.Text),  # console
     sa.Column("acknowledged_at", UTCDateTime),
     sa.CheckConstraint(_in("kind", POLICY_ALERT_KINDS), name="kind"),
+)
+
+# --- The reviewers' own records (migration 4) ----------------------------------------------------
+#: The kinds of case a statement template can suit (none listed: any).
+TEMPLATE_SUBJECTS: tuple[str, ...] = ("post", "account", "campaign")
+#: What a team note can be about: a post, one detector's flag on it, an account, a campaign.
+NOTE_SUBJECTS: tuple[str, ...] = ("post", "flag", "account", "campaign")
+
+statement_templates = sa.Table(
+    "statement_templates",
+    metadata,
+    # Statements of reasons a lead writes once and reviewers start from (stream/review/templates.py).
+    sa.Column("template_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("subjects", Json),  # a list of TEMPLATE_SUBJECTS; NULL or empty: any kind of case
+    sa.Column("reason_code", sa.Text),  # the reason code it is written for, if one
+    sa.Column("body", sa.Text, nullable=False),  # with {known} and [[free]] placeholders
+    sa.Column("enabled", Flag, nullable=False, default=True, server_default=sa.true()),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+case_notes = sa.Table(
+    "case_notes",
+    metadata,
+    # The team's private notes on a case: never in a statement of reasons nor in an export. Appended,
+    # never edited (stream/review/notes.py); each with an audit_log row.
+    sa.Column("note_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.CheckConstraint(_in("subject_type", NOTE_SUBJECTS), name="subject_type"),
+    sa.Index(None, "subject_type", "subject_id"),
+)
+
+saved_filters = sa.Table(
+    "saved_filters",
+    metadata,
+    # A reviewer's named set of flag-queue filters; a lead may share one with the team
+    # (stream/review/saved_filters.py).
+    sa.Column("filter_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("shared", Flag, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("filters", Json, nullable=False),  # the queue's choices (saved_filters.QueueChoices)
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("owner", "name"),
 )
 
 #: Tables by name: the allowlist for anything that takes a table name from a caller.
