@@ -450,8 +450,13 @@ def test_hostile_post_is_shown_as_text_never_markup(console: Callable[..., AppTe
     shading = [h for h in html if 'title="surprisal 0.20 bits"' in h]
     marked = [h for h in html if "<mark" in h]
     assert len(shading) == 1 and len(marked) == 1, "surprisal shading and the matched phrase (beside the score bar)"
+    # The console's own page scripts are constants (no store data reaches them); everything else is inert.
+    from dashboards import render
+
+    own = {render.QUICK_SEARCH_HOTKEY, *(render.scroll_to_top_html(v) for v in range(50))}
     for body in html:
-        assert "<script" not in body and "<img" not in body and "<b>" not in body, body
+        if body not in own:
+            assert "<script" not in body and "<img" not in body and "<b>" not in body, body
     assert "&lt;script&gt;" in shading[0]
     assert "&lt;b&gt;html&lt;/b&gt;" in marked[0]
     assert [m.value for m in at.metric][:2] == ["0.970", "93.0%"], "score and calibrated probability"
