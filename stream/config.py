@@ -296,13 +296,16 @@ class AiTextConfig:
     artifact: str | None = None
     #: Also run SmolLM2 on the posts flagged at the default threshold, so their evidence lists the tokens
     #: the language model found most surprising (the scores do not change). Off by default: it halves a
-    #: worker's rate (114 -> 54 posts/s at 4.8% flagged) and the words that drove the call are in the
+    #: worker's rate (measured with the previous head: 114 -> 54 posts/s) and the words that drove the call are in the
     #: evidence anyway (``top_words``, from the head's own character n-grams, at no model cost).
     evidence_tokens: bool = False
-    #: Score with the SmolLM2 second stage (``detectors/aitext/artifacts/aitext_lm_stage.json``) over the
+    #: Score with the SmolLM2 second stage (``detectors/aitext/artifacts/aitext_lm_stage.json``, refit with
+    #: ``chorus train-aitext-stage`` for the current head) over the
     #: modern head. Off by default: measured, it helps older and open models but not GPT-4o, Claude 3 or
     #: Gemini 1.5, and it reads ~80% of posts (~10 posts/s on 2 cores); see docs/eval/aitext-modern/stage.md.
     lm_stage: bool = False
+    #: The stage file ``lm_stage`` serves instead of the committed one (it must be fitted over the served head).
+    lm_stage_artifact: str | None = None
     #: The process-wide int8 switch (``$CHORUS_AITEXT_QUANTIZE=1``): int8 whenever the onnx backend runs on
     #: a CPU and ``quantize`` is off, ``chorus score --backend onnx`` included; torch ignores it. Off by
     #: default (:data:`detectors.aitext.onnx_backend.DEFAULT_QUANTIZE`).

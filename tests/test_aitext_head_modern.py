@@ -53,8 +53,9 @@ def test_the_head_beats_every_single_feature_on_held_out_modern_pieces(head: AiT
     features = np.asarray(sample["features"])
     for j, name in enumerate(sample["feature_names"]):
         single = auroc(y, sample["direction_on_train"][name] * features[:, j])
-        # the n-gram regression is itself a trained model (0.90 here): the head must still add to it
-        margin = 0.01 if name == "char_ngram_logit" else 0.05
+        # the n-gram regression and the fine-tuned encoder are themselves trained models (0.89-0.90
+        # here): the head must still add to each; a single statistic it must beat by far
+        margin = 0.01 if name in ("char_ngram_logit", "enc_adapter_logit") else 0.05
         assert head_auroc > single + margin, f"{name}: {single:.3f} vs head {head_auroc:.3f}"
     assert head_auroc >= 0.88
 

@@ -96,11 +96,34 @@ def test_the_shipped_detector_explains_its_score_with_the_words_that_drove_it(de
     assert np.isfinite(found.embeddings).all()
 
 
-def test_the_language_model_stage_explains_its_score_and_reads_only_promoted_posts() -> None:
+def synthetic_stage_over(head, path):
+    """A stage fitted over ``head`` (its digest) on synthetic statistics: the serving logic is what is tested.
+
+    The committed stage is tied to the head it was fitted over, and is refitted (``chorus
+    train-aitext-stage``, about 25 minutes with the data) when the head changes; serving must hold for
+    any stage over the served head, so the test fits its own on SmolLM2-shaped numbers.
+    """
+    from detectors.aitext.features import LM_FEATURE_NAMES
+    from detectors.aitext.lm_stage import build_lm_stage
+    from stream.models.artifacts import save_lm_stage
+
+    names = [n for n in LM_FEATURE_NAMES if n.startswith("lm_")]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    stage1 = rng.normal(-3.0 + 3.0 * y, 1.5)
+    lm = rng.normal(0.0, 1.0, (4000, len(names))) + 0.8 * y[:, None]
+    half = rng.random(4000) < 0.5
+    stage = build_lm_stage(stage1, lm, y, half, ~half & (y == 0), names, default_fpr=0.005, target_fprs={})
+    return save_lm_stage(head, stage, path)
+
+
+def test_the_language_model_stage_explains_its_score_and_reads_only_promoted_posts(tmp_path) -> None:
     from stream.config import AiTextConfig
     from stream.models.aitext import aitext_detector
+    from stream.models.artifacts import load_head
 
-    detector = aitext_detector(AiTextConfig(device="cpu", lm_stage=True))
+    stage_file = synthetic_stage_over(load_head(), tmp_path / "stage.json")
+    detector = aitext_detector(AiTextConfig(device="cpu", lm_stage=True, lm_stage_artifact=str(stage_file)))
     stage = detector.head.stage
     assert stage is not None and detector.model_version.endswith("+smollm2-stage-v1")
     found = detector.detect(POSTS)
@@ -125,11 +148,11 @@ def test_the_language_model_stage_explains_its_score_and_reads_only_promoted_pos
 def test_a_stage_fitted_over_another_head_is_refused(tmp_path) -> None:
     import json
 
-    from stream.models.artifacts import LM_STAGE_ARTIFACT, load_head, with_lm_stage
+    from stream.models.artifacts import load_head, with_lm_stage
 
-    data = json.loads(LM_STAGE_ARTIFACT.read_text())
+    other = synthetic_stage_over(load_head(), tmp_path / "stage.json")
+    data = json.loads(other.read_text())
     data["head_coef_digest"] = "0" * 16
-    other = tmp_path / "stage.json"
     other.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="fitted over head"):
         with_lm_stage(load_head(), other)

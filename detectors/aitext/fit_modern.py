@@ -1,13 +1,16 @@
 """Fit the fast AI-text head for modern generators, and measure how it generalises.
 
-The head is a logistic regression over three kinds of features of a post's *stripped* text
+The head is a logistic regression over four kinds of features of a post's *stripped* text
 (:func:`detectors.aitext.corpus.strip_markers`): twelve stylometric statistics, the log-odds of a
-character n-gram regression (:mod:`detectors.aitext.char_ngrams`), and the frozen MiniLM embedding.
-It needs one encoder call per micro-batch and no language model: fast enough for every post on a CPU.
+character n-gram regression (:mod:`detectors.aitext.char_ngrams`), the logit of MiniLM fine-tuned
+as a classifier (a LoRA adapter on its top two layers, :mod:`detectors.aitext.finetune`) and the
+frozen MiniLM embedding. One encoder call per micro-batch gives both MiniLM outputs, and no language
+model runs: fast enough for every post on a CPU.
 
 What is learnt where (keys = accounts or groups, :func:`detectors.aitext.corpus.split_by_key`):
 
-* **character n-gram regression**: the *train* keys.
+* **character n-gram regression** and **encoder adapter**: the *train* keys (the adapter on a
+  class-balanced sample of them, fitted by the caller, which passes its logit and a way to refit it).
 * **head weights**: half of the *calibrate* keys (``fit`` half), where the n-gram logit is out of
   sample, as it will be on new posts; class-balanced, because the stream's prior is unknown.
 * **calibration and thresholds**: the other half of the calibrate keys (``threshold`` half):
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +33,7 @@ import polars as pl
 
 from detectors.aitext.char_ngrams import CharNgramModel, fit_char_ngrams
 from detectors.aitext.corpus import MODERN_FAMILIES, stable_unit
-from detectors.aitext.features import EMBEDDING_DIM
+from detectors.aitext.features import ADAPTER_FEATURE_NAMES, EMBEDDING_DIM
 from detectors.aitext.generalisation import slice_row, worst_account_fpr
 from detectors.aitext.head import CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import STYLE_FEATURE_NAMES
@@ -38,6 +42,8 @@ from detectors.aitext.training import Standardiser, fit_platt, sigmoid, threshol
 log = logging.getLogger(__name__)
 
 HEAD_VERSION = "modern-lr-v2"
+#: With the fine-tuned encoder's logit as a feature.
+ADAPTER_HEAD_VERSION = "modern-lr-v3"
 #: The default threshold's false-positive rate on the threshold-half humans.
 DEFAULT_TARGET_FPR = 0.005
 TARGET_FPRS: dict[str, float] = {"fpr_1pct": 0.01, "fpr_0.1pct": 0.001}
@@ -46,6 +52,9 @@ REGULARISATION_C = 0.3
 #: Corpora of human *tweets*: the false-positive goal is stated on these.
 TWEET_SOURCES = ("aigc_election2024", "tweepfake", "tweeteval", "ira_2017")
 FEATURE_NAMES: tuple[str, ...] = (*STYLE_FEATURE_NAMES, CHAR_NGRAM_FEATURE)
+ADAPTER_FEATURE = ADAPTER_FEATURE_NAMES[0]
+#: ``use`` mask (rows a refit may learn from) -> the adapter's logit per row, refitted on those rows.
+AdapterRefit = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -74,8 +83,13 @@ def fit_pipeline(
     embedding: np.ndarray,
     use: np.ndarray,
     seed: int = 0,
+    extra: np.ndarray | None = None,
 ) -> FittedPipeline:
-    """Fit every step on the rows where ``use`` is true (see the module docstring); score all rows."""
+    """Fit every step on the rows where ``use`` is true (see the module docstring); score all rows.
+
+    ``extra`` ([rows, k], read on calibrate and evaluate rows only) adds features learnt elsewhere on
+    the train rows, such as a fine-tuned encoder's logit; they enter after the n-gram logit.
+    """
     from sklearn.linear_model import LogisticRegression
 
     y = rows["label"].to_numpy().astype(int)
@@ -89,7 +103,8 @@ def fit_pipeline(
     char_logit = np.full(len(texts), np.nan)
     later = np.flatnonzero(split != "train")
     char_logit[later] = char_model.logit([texts[i] for i in later])
-    x = np.concatenate([style, char_logit[:, None], embedding.astype(np.float64)], axis=1)
+    columns = [style, char_logit[:, None], *([] if extra is None else [np.asarray(extra, np.float64)])]
+    x = np.concatenate([*columns, embedding.astype(np.float64)], axis=1)
     std = Standardiser.fit(x[head_rows])
     z = np.where(split[:, None] == "train", np.nan, std.transform(x))
     model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight="balanced", random_state=seed)
@@ -114,12 +129,23 @@ def fit_modern_head(
     seed: int = 0,
     command: str = "chorus train-aitext-modern",
     leave_out: bool = True,
+    leave_out_keys: Collection[str] | None = None,
+    adapter_logit: np.ndarray | None = None,
+    adapter_refit: AdapterRefit | None = None,
 ) -> AiTextHead:
-    """Fit, calibrate, threshold and measure the head on the corpus ``rows`` (see the module docstring)."""
+    """Fit, calibrate, threshold and measure the head on the corpus ``rows`` (see the module docstring).
+
+    ``adapter_logit``: the fine-tuned encoder's logit per row (read on calibrate and evaluate rows);
+    the leave-one-out refits then call ``adapter_refit`` so that no step saw the held-out rows.
+    ``leave_out_keys`` limits the refits to those generators and sources (None: all of them).
+    """
+    if adapter_logit is not None and leave_out and adapter_refit is None:
+        raise ValueError("leave-one-out refits of a head with an adapter need adapter_refit (or leave_out=False)")
     y = rows["label"].to_numpy().astype(int)
     split = rows["split"].to_numpy()
     everything = np.ones(rows.height, dtype=bool)
-    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed)
+    extra = None if adapter_logit is None else np.asarray(adapter_logit, np.float64)[:, None]
+    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed, extra=extra)
     threshold_humans = (split == "calibrate") & ~calibrate_halves(rows, seed) & (y == 0)
     n_keys = rows.filter(pl.lit(threshold_humans))["account"].n_unique()
     thresholds_: dict[str, dict[str, Any]] = {}
@@ -134,7 +160,7 @@ def fit_modern_head(
         }
     metrics = evaluation_metrics(rows, fitted.log_odds, fitted.thresholds["default"])
     if leave_out:
-        metrics.update(leave_out_tables(rows, texts, style, embedding, seed))
+        metrics.update(leave_out_tables(rows, texts, style, embedding, seed, leave_out_keys, adapter_refit))
     training = {
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -145,15 +171,17 @@ def fit_modern_head(
         "seed": seed,
         "rows_per_split": {s: int((split == s).sum()) for s in ("train", "calibrate", "evaluate")},
         "model": "class-balanced L2 logistic regression (scikit-learn) on standardised stylometry, a character "
-        "n-gram regression's logit and the MiniLM embedding",
+        "n-gram regression's logit"
+        + (", the fine-tuned MiniLM adapter's logit" if adapter_logit is not None else "")
+        + " and the MiniLM embedding",
         "char_ngrams": "char_wb 1-4 grams, sublinear tf-idf, 40k features, class-balanced L2 LR (C=4), train keys",
         "C": REGULARISATION_C,
         "platt": "class-balanced Platt scaling on the threshold half of the calibrate keys",
     }
     a, b = fitted.platt
     return AiTextHead(
-        version=HEAD_VERSION,
-        feature_names=list(FEATURE_NAMES),
+        version=HEAD_VERSION if adapter_logit is None else ADAPTER_HEAD_VERSION,
+        feature_names=list(FEATURE_NAMES) + ([] if adapter_logit is None else [ADAPTER_FEATURE]),
         embedding_dim=EMBEDDING_DIM,
         mean_=fitted.standardiser.mean.tolist(),
         scale_=fitted.standardiser.scale.tolist(),
@@ -203,27 +231,37 @@ def evaluation_metrics(rows: pl.DataFrame, log_odds: np.ndarray, default: float)
 
 
 def leave_out_tables(
-    rows: pl.DataFrame, texts: list[str], style: np.ndarray, embedding: np.ndarray, seed: int
+    rows: pl.DataFrame,
+    texts: list[str],
+    style: np.ndarray,
+    embedding: np.ndarray,
+    seed: int,
+    keys: Collection[str] | None = None,
+    adapter_refit: AdapterRefit | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline refitted without each modern generator, and without each source.
 
     A held-out generator's machine pieces are scored against all evaluate humans; a held-out source's
     against its own evaluate humans where it has some (same domain), with that source's humans also
-    left out of every fitted step. The flagged share uses the refit's own default threshold.
+    left out of every fitted step. The flagged share uses the refit's own default threshold. With
+    ``adapter_refit`` the encoder adapter is refitted too (the costly part: minutes per key), and
+    ``keys`` limits the refits to those generators and sources.
     """
     y = rows["label"].to_numpy().astype(int)
     ev = rows["split"].to_numpy() == "evaluate"
     generator = rows["generator"].to_numpy()
     source = rows["source"].to_numpy()
     tables: dict[str, list[dict[str, Any]]] = {"leave_one_generator_out": [], "leave_one_source_out": []}
-    for table, column, keys in (
+    chosen = None if keys is None else set(keys)
+    for table, column, candidates in (
         ("leave_one_generator_out", generator, sorted(set(generator[y == 1]) & MODERN_FAMILIES)),
         ("leave_one_source_out", source, sorted(set(source[y == 1]))),
     ):
-        for key in keys:
+        for key in [k for k in candidates if chosen is None or k in chosen]:
             log.info("%s: refitting without %s", table, key)
             held = column == key
-            fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed)
+            extra = None if adapter_refit is None else adapter_refit(~held)[:, None]
+            fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed, extra=extra)
             machine = ev & (y == 1) & held
             own_humans = ev & (y == 0) & held
             humans = own_humans if own_humans.any() else ev & (y == 0)

@@ -28,6 +28,7 @@ import polars as pl
 from stream.models.artifacts import LM_STAGE_ARTIFACT, load_head, save_head
 from stream.training.corpus import DEFAULT_CORPUS, DEFAULT_GENERATED, build_corpus, summary
 from stream.training.modern import (
+    ADAPTER_ROWS_PER_CLASS,
     DEFAULT_DATA,
     DEFAULT_EMBEDDING_CACHE,
     cached_embeddings,
@@ -49,23 +50,64 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from detectors.aitext.features import EMBEDDING_DIM
     from detectors.aitext.fit_modern import fit_modern_head
     from detectors.aitext.text import stylometric_features
+    from stream.models.weights import file_sha256, save_adapter
+    from stream.training.modern import MODERN_ADAPTER_FILE, adapter_logits
     from stream.training.report import write_modern_report
 
     corpus = pl.read_parquet(args.corpus)
     if args.max_rows and corpus.height > args.max_rows:
         corpus = corpus.sample(args.max_rows, seed=args.seed).sort("source", "id", "piece")
     texts = corpus["text"].to_list()
-    embedding = cached_embeddings(texts, Path(args.embedding_cache), threads=args.threads)
-    style = np.stack([stylometric_features(t) for t in texts])
-    started = time.monotonic()
-    head = fit_modern_head(corpus, texts, style, embedding, seed=args.seed, leave_out=not args.no_leave_out)
-    head.training["corpus_rows"] = corpus.height
-    head.training["fit_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
+    started = time.monotonic()
+    adapter = None
+    if not args.no_adapter:
+        adapter = adapter_logits(
+            corpus,
+            texts,
+            per_class=args.adapter_rows_per_class,
+            epochs=args.adapter_epochs,
+            seed=args.seed,
+            threads=args.threads,
+            reuse=Path(args.reuse_adapter) if args.reuse_adapter else None,
+        )
+    # the head never reads a train row's embedding (the n-gram regression and the adapter learn there)
+    later = np.flatnonzero((corpus["split"] != "train").to_numpy())
+    embedding = np.zeros((corpus.height, EMBEDDING_DIM), np.float32)
+    embedding[later] = cached_embeddings([texts[i] for i in later], Path(args.embedding_cache), threads=args.threads)
+    style = np.stack([stylometric_features(t) for t in texts])
+    head = fit_modern_head(
+        corpus,
+        texts,
+        style,
+        embedding,
+        seed=args.seed,
+        leave_out=not args.no_leave_out,
+        leave_out_keys=[k for k in args.leave_out.split(",") if k] or None,
+        adapter_logit=None if adapter is None else adapter.logit,
+        adapter_refit=None if adapter is None else adapter.refit,
+    )
+    head.training["corpus_rows"] = corpus.height
+    if args.leave_out and not args.no_leave_out:
+        head.training["leave_out_keys"] = [k for k in args.leave_out.split(",") if k]
+    head.training["fit_seconds"] = round(time.monotonic() - started, 1)
+    if adapter is not None:
+        adapter_path = save_adapter(adapter.adapter, out.with_name(MODERN_ADAPTER_FILE))
+        head.encoder_adapter = {"file": adapter_path.name, "sha256": file_sha256(adapter_path)}
+        head.training["encoder_adapter"] = {**adapter.info, **adapter.adapter.training, "file": adapter_path.name}
     save_head(head, out)
-    write_heldout_sample(head, corpus, style, embedding, heldout_sample_path(out), seed=args.seed)
+    write_heldout_sample(
+        head,
+        corpus,
+        style,
+        embedding,
+        heldout_sample_path(out),
+        seed=args.seed,
+        adapter_logit=None if adapter is None else adapter.logit,
+    )
     report = write_modern_report(head, Path(args.report))
     print(json.dumps(head.metrics.get("evaluate_modern_pooled"), indent=1))
     print(f"head -> {out}; report -> {report}")
@@ -177,6 +219,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for embedding")
     p.add_argument("--no-leave-out", action="store_true", help="skip the leave-one-out refits (faster)")
+    p.add_argument(
+        "--leave-out",
+        default="",
+        help="refit without only these generators and sources, comma-separated (default: every one; with the "
+        "adapter each refit fine-tunes it again, ~15 minutes on 2 cores)",
+    )
+    p.add_argument("--no-adapter", action="store_true", help="no fine-tuned encoder logit (the modern-lr-v2 head)")
+    p.add_argument("--reuse-adapter", default=None, help="an adapter file of an earlier run (same corpus and seed)")
+    p.add_argument("--adapter-rows-per-class", type=int, default=ADAPTER_ROWS_PER_CLASS)
+    p.add_argument("--adapter-epochs", type=int, default=1)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(

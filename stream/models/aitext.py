@@ -21,7 +21,7 @@ from detectors.aitext.finetune import DEFAULT_ADAPTER
 from detectors.aitext.models import SMOLLM2_DOCUMENT_START_ID, resolve_device
 from detectors.aitext.onnx_backend import OnnxCausalLM, OnnxEncoder, quantize_for_device
 from stream.models import weights
-from stream.models.artifacts import load_head, verified_adapter, with_lm_stage
+from stream.models.artifacts import LM_STAGE_ARTIFACT, load_head, verified_adapter, with_lm_stage
 from stream.models.onnx_cache import default_cache_dir, default_specs, ensure_exports
 from stream.models.onnx_sessions import create_session
 from stream.models.settings import aitext_settings
@@ -153,7 +153,7 @@ def aitext_detector(
     quantize = quantize_for_device(served_quantize(settings, backend), device)
     head = load_head(settings.artifact, int8=quantize)
     if settings.lm_stage:
-        head = with_lm_stage(head)
+        head = with_lm_stage(head, settings.lm_stage_artifact or LM_STAGE_ARTIFACT)
 
     def load_extractor() -> FeatureExtractor:
         return FeatureExtractor.load(

@@ -1,4 +1,6 @@
-"""Embeddings cached by text and the held-out sample of the modern-LLM head (``chorus train-aitext-modern``).
+"""Embeddings cached by text, the encoder adapter and the held-out sample of the modern-LLM head.
+
+What ``chorus train-aitext-modern`` needs around the pure fit of :mod:`detectors.aitext.fit_modern`.
 
 The recipe and its timings are in :mod:`stream.cli.aitext_modern`.
 """
@@ -9,7 +11,9 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,6 +25,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("../shared/data")
 DEFAULT_EMBEDDING_CACHE = Path(".cache/aitext/embeddings-minilm.parquet")
+#: The modern head's encoder adapter, written beside the head (the TweepFake head has its own).
+MODERN_ADAPTER_FILE = "aitext_encoder_adapter_modern.safetensors"
+#: Machine and human train pieces the adapter is fine-tuned on (each): one epoch of 30k pieces takes
+#: ~12 minutes on 2 cores over cached trunk states; more data did not fit the session's budget.
+ADAPTER_ROWS_PER_CLASS = 15_000
 
 
 def text_key(text: str) -> str:
@@ -70,6 +79,7 @@ def write_heldout_sample(
     path: Path,
     per_class: int = 200,
     seed: int = 0,
+    adapter_logit: np.ndarray | None = None,
 ) -> Path:
     """Evaluate-split pieces, without their text: human tweets vs modern-LLM pieces, for the head's test.
 
@@ -94,14 +104,18 @@ def write_heldout_sample(
         ]
     )
     z_emb = (embedding[rows].astype(np.float64) - np.asarray(head.mean_[k:])) / np.asarray(head.scale_[k:])
-    values = np.column_stack([style[rows], *head.extra_features([texts[i] for i in rows]).values()])
+    adapter = [] if adapter_logit is None else [adapter_logit[rows]]
+    values = np.column_stack([style[rows], *head.extra_features([texts[i] for i in rows]).values(), *adapter])
     train = np.flatnonzero((corpus["split"] == "train").to_numpy())
     train = np.random.default_rng(seed).choice(train, min(5000, len(train)), replace=False)
     train_values = np.column_stack([style[train], *head.extra_features([texts[i] for i in train]).values()])
     y_train = corpus["label"].to_numpy()[train]
     directions = {
-        name: 1.0 if auroc(y_train, train_values[:, j]) >= 0.5 else -1.0 for j, name in enumerate(head.feature_names)
+        name: 1.0 if auroc(y_train, train_values[:, j]) >= 0.5 else -1.0
+        for j, name in enumerate(head.feature_names[: train_values.shape[1]])
     }
+    # the adapter is a classifier of machine text: its logit points that way by construction
+    directions.update({name: 1.0 for name in head.feature_names[train_values.shape[1] :]})
     data = {
         "what": "evaluate-split pieces (human tweets of held-out accounts vs modern-LLM pieces); no text, no embedding",
         "head_version": head.version,
@@ -117,3 +131,93 @@ def write_heldout_sample(
     return path
 
 
+def adapter_sample(rows: pl.DataFrame, allowed: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Row numbers of up to ``per_class`` machine and ``per_class`` human *train* rows where ``allowed``."""
+    y = rows["label"].to_numpy()
+    train = (rows["split"] == "train").to_numpy() & allowed
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in (0, 1):
+        idx = np.flatnonzero(train & (y == label))
+        picked.append(rng.choice(idx, min(per_class, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+@dataclass
+class AdapterLogits:
+    """The adapter fitted on the train sample, its logit on every non-train row, and a refit for leave-outs."""
+
+    adapter: Any  # detectors.aitext.finetune.EncoderAdapter
+    logit: np.ndarray  # NaN on train rows (the head never reads them)
+    refit: Any  # Callable[[np.ndarray], np.ndarray]: allowed rows -> logit column, adapter refitted
+    info: dict[str, Any]
+
+
+def adapter_logits(
+    rows: pl.DataFrame,
+    texts: list[str],
+    *,
+    per_class: int = ADAPTER_ROWS_PER_CLASS,
+    epochs: int = 1,
+    seed: int = 0,
+    threads: int | None = None,
+    reuse: Path | None = None,
+) -> AdapterLogits:
+    """Fine-tune the encoder adapter on a balanced train sample (or ``reuse`` one) and score the other rows.
+
+    MiniLM's bottom layers run once per piece (:func:`detectors.aitext.finetune.compute_trunk`), for the
+    sample and for every calibrate and evaluate row; each fit and each refit then runs only the adapted
+    top layers. ``reuse``: an adapter file written by an earlier run with the same corpus and seed.
+    """
+    from detectors.aitext.finetune import AdapterConfig, TrunkCache, compute_trunk, fit_adapter, predict_cached
+    from stream.models.threads import configure_torch_threads
+    from stream.models.weights import load_encoder, read_adapter
+
+    configure_torch_threads(threads)
+    tokenizer, encoder = load_encoder("cpu")
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    config = AdapterConfig(epochs=epochs, seed=seed)
+    everything = np.ones(rows.height, dtype=bool)
+    sample = adapter_sample(rows, everything, per_class, seed)
+    later = np.flatnonzero((rows["split"] != "train").to_numpy())
+    need = np.union1d(sample, later)
+    started = time.monotonic()
+    part = compute_trunk(tokenizer, encoder, [texts[i] for i in need], config.adapted_layers)
+    states = [np.zeros((0, 0), np.float16)] * rows.height
+    for j, i in enumerate(need):
+        states[i] = part.states[j]
+    cache = TrunkCache(states)
+    trunk_s = time.monotonic() - started
+    log.info("adapter: trunk states of %d pieces in %.0f s", len(need), trunk_s)
+
+    def score(module: Any) -> np.ndarray:
+        logit = np.full(rows.height, np.nan)
+        logit[later] = predict_cached(module, encoder, cache, later)
+        return logit
+
+    def fit(train_idx: np.ndarray) -> np.ndarray:
+        started = time.monotonic()
+        module = fit_adapter(encoder, cache, rows["label"].to_numpy().astype(np.float32), train_idx, config)
+        log.info("adapter: fitted on %d pieces in %.0f s", len(train_idx), time.monotonic() - started)
+        return score(module)
+
+    def refit(allowed: np.ndarray) -> np.ndarray:
+        # the sample less the held-out rows: only its pieces have trunk states
+        return fit(sample[allowed[sample]])
+
+    info: dict[str, Any] = {"trunk_seconds": round(trunk_s), "sample_rows": len(sample), "epochs": epochs}
+    if reuse is not None:
+        adapter = read_adapter(reuse)
+        module = adapter.build_module(encoder, merge=False)
+        info["reused"] = str(reuse)
+        return AdapterLogits(adapter, score(module), refit, info)
+    from detectors.aitext.finetune import EncoderAdapter
+
+    fit_started = time.monotonic()
+    module = fit_adapter(encoder, cache, rows["label"].to_numpy().astype(np.float32), sample, config)
+    info["fit_seconds"] = round(time.monotonic() - fit_started)
+    adapter = EncoderAdapter.from_module(
+        module, config, {"training_rows": len(sample), "what": "class-balanced sample of the train keys"}
+    )
+    return AdapterLogits(adapter, score(module), refit, info)

@@ -60,6 +60,7 @@ def modern_report(head: AiTextHead) -> str:
         f"Default threshold: probability {default['probability']:.3f} ({default['how']}).",
         "Every number below is on the *evaluate* accounts and groups, which no fitting, calibration or "
         "threshold step saw; leave-one-out rows come from refits without the held-out generator or source.",
+        *_adapter_lines(t),
         "",
         "## Human false-positive rate at the default threshold",
         _fpr_line(
@@ -81,12 +82,30 @@ def modern_report(head: AiTextHead) -> str:
             "",
             "## Leave one generator out (the whole pipeline refitted without it; flagged at the refit's "
             "default threshold)",
+            *(
+                [f"Refitted only for: {', '.join(t['leave_out_keys'])} (each refit fine-tunes the adapter again)."]
+                if t.get("leave_out_keys")
+                else []
+            ),
             table(m["leave_one_generator_out"]),
             "",
             "## Leave one source out (refit without the corpus, humans included)",
-            table(m["leave_one_source_out"]),
+            table(m["leave_one_source_out"]) if m["leave_one_source_out"] else "Not refitted for this version.",
         ]
     return "\n".join(parts) + "\n"
+
+
+def _adapter_lines(training: dict[str, Any]) -> list[str]:
+    """How the fine-tuned encoder was trained, when the head reads its logit."""
+    adapter = training.get("encoder_adapter")
+    if not adapter:
+        return []
+    return [
+        f"Encoder adapter `{adapter.get('file')}`: rank-8 LoRA on MiniLM's top two layers plus a classifier, "
+        f"fine-tuned for {adapter.get('epochs')} epoch on {adapter.get('training_rows')} pieces "
+        "(a class-balanced sample of the train keys); its logit is one feature of the head, read out of "
+        "sample on calibrate and evaluate keys."
+    ]
 
 
 def write_modern_report(head: AiTextHead, path: Path) -> Path:

@@ -1,0 +1,118 @@
+"""The modern head's fit with the fine-tuned encoder's logit: what it reads, and honest leave-one-out refits.
+
+A small synthetic corpus (no models, no data; a second or two): the adapter's logit is the only
+feature that separates the classes, so a head that reads it must rank far better than one that does
+not, and a leave-one-generator-out refit must refit the adapter without the held-out generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from detectors.aitext.features import EMBEDDING_DIM
+from detectors.aitext.fit_modern import ADAPTER_FEATURE, ADAPTER_HEAD_VERSION, HEAD_VERSION, fit_modern_head
+from detectors.aitext.text import stylometric_features
+from stream.training.modern import adapter_sample
+
+WORDS = [
+    "the",
+    "a",
+    "post",
+    "about",
+    "our",
+    "city",
+    "and",
+    "its",
+    "park",
+    "on",
+    "a",
+    "sunny",
+    "day",
+    "with",
+    "friends",
+    "today",
+]
+
+
+def synthetic_corpus(n_accounts: int = 480, per_account: int = 8, seed: int = 0) -> pl.DataFrame:
+    """Human and machine pieces with the same words; accounts split train/calibrate/evaluate 50/25/25."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in range(n_accounts):
+        split = ("train", "train", "calibrate", "evaluate")[(a // 2) % 4]
+        machine = a % 2 == 1
+        generator = ("gpt-4o", "claude-3")[(a // 8) % 2] if machine else "human"
+        for k in range(per_account):
+            rows.append(
+                {
+                    "text": " ".join(rng.choice(WORDS, size=int(rng.integers(8, 20)))),
+                    "label": int(machine),
+                    "split": split,
+                    "account": f"acct{a}",
+                    "generator": generator,
+                    "source": "aigc_election2024",
+                    "language": "en",
+                    "id": f"{a}-{k}",
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> pl.DataFrame:
+    return synthetic_corpus()
+
+
+def _inputs(corpus: pl.DataFrame, seed: int = 1) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    texts = corpus["text"].to_list()
+    style = np.stack([stylometric_features(t) for t in texts])
+    embedding = rng.normal(size=(corpus.height, EMBEDDING_DIM)).astype(np.float32)
+    y = corpus["label"].to_numpy()
+    logit = np.where(corpus["split"] == "train", np.nan, 3.0 * (2 * y - 1) + rng.normal(0, 1.0, corpus.height))
+    return texts, style, embedding, logit
+
+
+def _pooled_auroc(head) -> float:
+    return head.metrics["evaluate_modern_pooled"]["auroc"]
+
+
+def test_the_head_reads_the_adapter_logit_and_ranks_better_with_it(corpus: pl.DataFrame) -> None:
+    texts, style, embedding, logit = _inputs(corpus)
+    without = fit_modern_head(corpus, texts, style, embedding, leave_out=False)
+    with_adapter = fit_modern_head(corpus, texts, style, embedding, leave_out=False, adapter_logit=logit)
+    assert without.version == HEAD_VERSION and ADAPTER_FEATURE not in without.feature_names
+    assert with_adapter.version == ADAPTER_HEAD_VERSION and with_adapter.feature_names[-1] == ADAPTER_FEATURE
+    assert len(with_adapter.coef_) == len(with_adapter.feature_names) + embedding.shape[1]
+    assert _pooled_auroc(without) < 0.75 < 0.95 < _pooled_auroc(with_adapter)
+
+
+def test_leave_one_out_with_an_adapter_refits_it_without_the_held_out_rows(corpus: pl.DataFrame) -> None:
+    texts, style, embedding, logit = _inputs(corpus)
+    with pytest.raises(ValueError, match="adapter_refit"):
+        fit_modern_head(corpus, texts, style, embedding, adapter_logit=logit)  # a refit that saw the held-out rows
+    seen: list[np.ndarray] = []
+
+    def refit(allowed: np.ndarray) -> np.ndarray:
+        seen.append(allowed.copy())
+        return logit
+
+    head = fit_modern_head(
+        corpus, texts, style, embedding, adapter_logit=logit, adapter_refit=refit, leave_out_keys=["claude-3"]
+    )
+    assert [row["slice"] for row in head.metrics["leave_one_generator_out"]] == ["claude-3"]
+    assert head.metrics["leave_one_source_out"] == []
+    assert len(seen) == 1
+    claude = (corpus["generator"] == "claude-3").to_numpy()
+    assert not seen[0][claude].any() and seen[0][~claude].all()
+
+
+def test_the_adapter_sample_is_balanced_train_rows_that_are_allowed(corpus: pl.DataFrame) -> None:
+    allowed = (corpus["generator"] != "gpt-4o").to_numpy()
+    picked = adapter_sample(corpus, allowed, per_class=100, seed=3)
+    chosen = corpus[picked]
+    assert (chosen["split"] == "train").all() and allowed[picked].all()
+    assert chosen["label"].value_counts().sort("label")["count"].to_list() == [100, 100]
+    assert np.array_equal(picked, adapter_sample(corpus, allowed, per_class=100, seed=3))
