@@ -223,7 +223,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--leave-out",
         default="",
         help="refit without only these generators and sources, comma-separated (default: every one; with the "
-        "adapter each refit fine-tunes it again, ~15 minutes on 2 cores)",
+        "adapter each refit fine-tunes it again, 5-12 minutes on 2 cores)",
     )
     p.add_argument("--no-adapter", action="store_true", help="no fine-tuned encoder logit (the modern-lr-v2 head)")
     p.add_argument("--reuse-adapter", default=None, help="an adapter file of an earlier run (same corpus and seed)")
