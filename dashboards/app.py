@@ -44,6 +44,7 @@ pages = {
     "Records": [
         st.Page("views/history.py", title="Decisions & audit", icon=":material/history:", url_path="history"),
         st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"),
+        st.Page("views/templates.py", title="Statement templates", icon=":material/description:", url_path="templates"),
     ],
 }
 page = st.navigation(pages)

@@ -66,8 +66,9 @@ def local_reviewer(console: ConsoleConfig) -> Reviewer:
 
 def can_export_text(reviewer: Reviewer | None) -> bool:
     """Whether ``reviewer`` may take post text out of the console (the labelled-decisions export, a
-    long post's full-text download). Reviewers and leads may; viewers read every post on screen but
-    do not carry strangers' words away. No reviewer (outside a session): no."""
+    long post's full-text download, a table's CSV download: :func:`dashboards.render.without_text_for_viewers`).
+    Reviewers and leads may; viewers read every post on screen but do not carry strangers' words away.
+    No reviewer (outside a session): no."""
     return reviewer is not None and reviewer.role in ("reviewer", "lead")
 
 

@@ -19,7 +19,13 @@ reviewer can start the statement from one; the case's known placeholders (``{acc
 that will be sent is shown under the box while it differs from what is typed. A submit while any
 ``[[...]]`` placeholder (or a known one the case cannot fill) is left in the statement is refused
 beside the button and the form is kept as it was (:func:`stream.review.placeholders.refusal`).
-Leads write the templates in :func:`template_editor`.
+The picker is a small "Template" button beside the reason code, not a row of its own: on a laptop
+screen the panel's submit button must stay on the first screen. Leads write the templates on their
+own page (``views/templates.py``, :mod:`dashboards.templates_view`).
+
+**The action panel** (:func:`action_panel`, :func:`claim_buttons`): the post and campaign pages put
+their decision panel in a right column kept in view while the page scrolls, with Claim / Release at
+its top. A page's **sections** (:func:`section`) say in a sentence when they have nothing to show.
 
 **Team notes** (:func:`notes_section`, :mod:`stream.review.notes`): the notes on a case with author
 and time, and (for reviewers and leads) a box to add one. Notes are internal: never part of a
@@ -34,15 +40,16 @@ from typing import Any
 
 import polars as pl
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from dashboards import data, render
+from dashboards import data, evidence_view, render
 from dashboards.data import NOTICE_KEY
 from stream.review import placeholders
+from stream.review.claims import claim, release
 from stream.review.notes import MAX_NOTE_CHARS, add_note
-from stream.review.templates import MAX_NAME_CHARS, StatementTemplate, save_template, set_enabled
+from stream.review.templates import StatementTemplate
 from stream.review.vocabulary import DECISIONS, REASON_CODES, reason_codes_for
 from stream.store.reviewers import MAX_STATEMENT_CHARS, Reviewer
-from stream.store.tables import TEMPLATE_SUBJECTS
 
 #: The decisions offered first, each with its shortcut key; the enforcement actions share "4".
 QUICK_DECISIONS: tuple[tuple[str, str], ...] = (("confirm", "1"), ("dismiss", "2"), ("escalate", "3"), ("label", "4"))
@@ -138,6 +145,23 @@ def _use_template(key: str, nonce: int, templates: dict[int, StatementTemplate],
         st.session_state[reason_key] = template.reason_code
 
 
+def _template_picker(key: str, nonce: int, templates: Sequence[StatementTemplate], case: dict[str, str]) -> None:
+    """The templates to start form ``key``'s statement from; picking one replaces the statement."""
+    by_id = {t.template_id: t for t in templates}
+    st.selectbox(
+        "Statement template",
+        list(by_id),
+        index=None,
+        key=f"{key}-template-{nonce}",
+        format_func=lambda i: by_id[i].label(),
+        placeholder="Start the statement from a template (optional)",
+        help="A lead's statement with this case's ids filled in (picking one replaces the statement); "
+        "replace every [[...]] with what you found",
+        on_change=_use_template,
+        args=(key, nonce, by_id, case),
+    )
+
+
 def decision_form(
     key: str,
     reviewer: Reviewer,
@@ -181,7 +205,10 @@ def decision_form(
         help=explained,
     )
     codes = reason_codes_for(decision, subject) if decision else []
-    reason = st.selectbox(
+    # With templates, the picker is a small button beside the reason code: a row of its own would push the
+    # submit button off a laptop's first screen (measured by tests/test_console_browser.py).
+    reason_row = st.container(horizontal=True, wrap=False, vertical_alignment="bottom") if templates else st.container()
+    reason = reason_row.selectbox(
         "Reason code",
         codes,
         index=None,
@@ -191,19 +218,8 @@ def decision_form(
         disabled=not decision,
     )
     if templates:
-        by_id = {t.template_id: t for t in templates}
-        st.selectbox(
-            "Statement template",
-            list(by_id),
-            index=None,
-            key=f"{key}-template-{nonce}",
-            format_func=lambda i: by_id[i].label(),
-            placeholder="Start the statement from a template (optional)",
-            help="A lead's statement with this case's ids filled in (picking one replaces the statement below); "
-            "replace every [[...]] with what you found",
-            on_change=_use_template,
-            args=(key, nonce, by_id, case_values),
-        )
+        with reason_row.popover("Template", icon=":material/description:", help="Start the statement from a template"):
+            _template_picker(key, nonce, templates, case_values)
     needs_statement = bool(decision) and DECISIONS[decision].restrictive
     typed = st.text_area(
         "Statement of reasons" + (" (required)" if needs_statement else ""),
@@ -251,6 +267,49 @@ def decision_form(
     return DecisionInput(
         decision or "", reason or "", statement, complete and (submitted or and_next), complete and and_next
     )
+
+
+def action_panel(key: str) -> tuple[DeltaGenerator, DeltaGenerator]:
+    """The page's body (left, three fifths) and its decision panel (right): a bordered container keyed
+    ``key``, kept in view while the page scrolls (:func:`dashboards.evidence_view.action_panel_css`), so
+    the decision is always beside whatever part of the evidence the reviewer is reading."""
+    body, side = st.columns([3, 2], gap="large")
+    with side:
+        st.html(evidence_view.action_panel_css(key))
+        panel = st.container(key=key, border=True)
+    return body, panel
+
+
+def claim_buttons(
+    reviewer: Reviewer, case_id: str, holder: str | None, *, form_key: str, subject: str = "flag"
+) -> None:
+    """Claim (``L``) and Release (``U``) of one case, side by side, at the top of a decision panel.
+
+    ``holder`` is who holds the case now (None: nobody); ``subject`` is ``"flag"`` or ``"campaign"``.
+    What the action answered is shown beside form ``form_key``'s submit button (:func:`keep_notice`),
+    where the reviewer is looking, not at the top of the page.
+    """
+    columns = st.columns(2)
+    claim_clicked = columns[0].button(
+        "Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name, width="stretch"
+    )
+    release_clicked = columns[1].button(
+        "Release", shortcut="U", disabled=not reviewer.can_decide or holder is None, width="stretch"
+    )
+    if claim_clicked or release_clicked:
+        data.act(claim if claim_clicked else release, reviewer, [case_id], subject=subject)
+        keep_notice(form_key)
+        st.rerun()
+
+
+def section(title: str, rows: pl.DataFrame, *, empty: str) -> bool:
+    """A section's heading and, when ``rows`` is empty, the sentence ``empty`` saying so; whether there is
+    anything to show under the heading (the caller draws it: a table, a chart)."""
+    st.subheader(title)
+    if rows.is_empty():
+        st.caption(empty)
+        return False
+    return True
 
 
 def selectable_table(frame: Any, *, prefix: str, state: Hashable, **kwargs: Any) -> list[int]:
@@ -355,97 +414,3 @@ def notes_section(
     if not reviewer.can_decide:
         st.caption("Viewers read the notes but cannot add one.")
     show_kept_notice(f"{key}-note")
-
-
-#: The editor's widget keys, one per field (with the editor's generation appended).
-_EDITOR_FIELDS = ("name", "subjects", "reason", "body")
-
-
-def _load_template(prefix: str, generation: int, templates: dict[int, StatementTemplate]) -> None:
-    """The template chosen to edit fills the editor's fields (a new one empties them)."""
-    picked = templates.get(st.session_state.get(f"{prefix}-pick-{generation}"))
-    values = {
-        "name": picked.name if picked else "",
-        "subjects": list(picked.subjects) if picked else [],
-        "reason": picked.reason_code if picked else None,
-        "body": picked.body if picked else "",
-    }
-    for name in _EDITOR_FIELDS:
-        st.session_state[f"{prefix}-{name}-{generation}"] = values[name]
-
-
-def template_editor(reviewer: Reviewer, templates: Sequence[StatementTemplate], *, prefix: str = "tpl") -> None:
-    """The statement templates (disabled ones included) and, for leads, a form to create, edit, disable
-    or enable one. ``templates`` as :func:`dashboards.team_data.statement_templates` gives them."""
-    known = ", ".join(f"{{{name}}} ({what})" for name, what in placeholders.KNOWN_PLACEHOLDERS.items())
-    st.caption(
-        f"Placeholders: {render.md_escape(known)} are filled from the case; \\[\\[like this\\]\\] marks what the "
-        "reviewer must write, and a decision is refused while one is left."
-    )
-    if templates:
-        st.dataframe(
-            render.visible_columns(
-                pl.DataFrame(
-                    [
-                        {
-                            "name": t.name, "suits": ", ".join(t.subjects) or "any case",
-                            "reason_code": t.reason_code or "", "enabled": t.enabled,
-                            "to fill": ", ".join(t.free_placeholders), "updated_by": t.updated_by,
-                            "updated_at": render.when(t.updated_at), "body": t.body,
-                        }
-                        for t in templates
-                    ]
-                )
-            ),
-            hide_index=True,
-        )  # fmt: skip
-    else:
-        st.caption("No statement templates yet.")
-    if not reviewer.is_lead:
-        st.caption("Only leads create, edit or disable templates.")
-        return
-    generation = int(st.session_state.get(f"{prefix}-generation", 0))
-    by_id = {t.template_id: t for t in templates}
-    editing = st.selectbox(
-        "Template to edit",
-        [None, *by_id],
-        key=f"{prefix}-pick-{generation}",
-        format_func=lambda i: "New template" if i is None else by_id[i].label(),
-        on_change=_load_template,
-        args=(prefix, generation, by_id),
-    )
-    for name, empty in zip(_EDITOR_FIELDS, ("", [], None, ""), strict=True):
-        st.session_state.setdefault(f"{prefix}-{name}-{generation}", empty)
-    name = st.text_input("Name", key=f"{prefix}-name-{generation}", max_chars=MAX_NAME_CHARS)
-    columns = st.columns(2)
-    subjects = columns[0].multiselect(
-        "Suits", TEMPLATE_SUBJECTS, key=f"{prefix}-subjects-{generation}", placeholder="any case"
-    )
-    reason = columns[1].selectbox(
-        "Reason code", list(REASON_CODES), index=None, key=f"{prefix}-reason-{generation}", placeholder="any"
-    )
-    body = st.text_area(
-        "Statement",
-        key=f"{prefix}-body-{generation}",
-        max_chars=MAX_STATEMENT_CHARS,
-        placeholder="Your post {post_id} was labelled because {reason}: [[explain what was misleading]]",
-    )
-    buttons = st.columns(2)
-    if buttons[0].button("Save template", key=f"{prefix}-save", type="primary"):
-        outcome = data.act(
-            save_template, reviewer, name=name, body=body, subjects=subjects, reason_code=reason, template_id=editing
-        )
-        if outcome is not None:
-            data.notify("success", f"Template {name.strip()!r} saved.")
-            st.session_state[f"{prefix}-generation"] = generation + 1
-        keep_notice(prefix)
-        st.rerun()
-    if editing is not None:
-        enabled = by_id[editing].enabled
-        if buttons[1].button("Disable" if enabled else "Enable", key=f"{prefix}-toggle"):
-            if data.act(set_enabled, reviewer, editing, not enabled) is not None:
-                data.notify("success", f"Template {by_id[editing].name!r} {'disabled' if enabled else 'enabled'}.")
-                st.session_state[f"{prefix}-generation"] = generation + 1
-            keep_notice(prefix)
-            st.rerun()
-    show_kept_notice(prefix)

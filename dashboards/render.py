@@ -107,6 +107,27 @@ def post_text(text: str | None, *, key: str) -> None:
         )
 
 
+#: The columns of the console's tables that carry post text: a preview of it, or all of it.
+POST_TEXT_COLUMNS = ("preview", "text")
+
+
+def without_text_for_viewers(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` to show as a table: without its post-text columns (:data:`POST_TEXT_COLUMNS`) for those who
+    may not take post text away (:func:`dashboards.auth.can_export_text`: viewers), with a caption saying so.
+
+    Every ``st.dataframe`` has a toolbar with "Download as CSV" (and copies selected cells), and Streamlit
+    can switch that off only for the whole server (``client.disableDataExport``), not for one role: so the
+    text is left out of a viewer's tables, as it is left out of their labelled-decisions export. Viewers
+    read each post on its page.
+    """
+    dropped = [name for name in POST_TEXT_COLUMNS if name in frame.columns]
+    if not dropped or auth.can_export_text(st.session_state.get("reviewer")):
+        return frame
+    st.caption("Without the posts' text: a table can be downloaded, and viewers do not take post text away. "
+               "Open a post to read it.")  # fmt: skip
+    return frame.drop(dropped)
+
+
 def _heat(value: float | None, low: float, high: float) -> str:
     """Background for a token: stronger for more predictable tokens (low surprisal)."""
     if value is None or high <= low:

@@ -1,10 +1,12 @@
 """Shared pytest fixtures. Helpers live in modules beside this file; this file only wires them up.
 
-Sections: what CI must not skip (a plugin), Kafka brokers (below). Add new groups of fixtures as new sections.
+Sections: what CI must not skip (a plugin), Kafka brokers, the console (below). Add new groups of fixtures as new
+sections.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,6 +80,7 @@ def topic_factory(request: pytest.FixtureRequest) -> Callable[..., str]:
 # SQLite and, when CHORUS_TEST_PG_URL is set, on PostgreSQL (a schema of its own per test). The
 # console tests read a store filled by the real pipeline: `chorus demo` runs once per session
 # (`demo_store_file`, ~10 s with its embedded broker) and each test gets its own copy (`demo_store`).
+# `console_opener` runs the app (AppTest) as a local-mode reviewer on a test's store.
 
 REVIEW_PG_SKIP = (
     "CHORUS_TEST_PG_URL is not set: start a server with `source .ci/postgres.sh` (as root on Debian) "
@@ -121,6 +124,15 @@ def review_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def console_opener(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Callable[..., object]]:
+    """``console_opener(store, reviewer)`` -> ``console(reviewer=that one, role="reviewer")``, which runs the
+    console app (AppTest) as that local-mode reviewer on ``store`` (tests/console_fixtures.py)."""
+    from console_fixtures import console_opener as opener  # imports Streamlit: only for the tests that use it
+
+    return functools.partial(opener, monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from console_fixtures import APP
 from streamlit.testing.v1 import AppTest
 
 from stream.review.decisions import decide
@@ -28,7 +29,6 @@ from stream.store.database import Store
 from stream.store.reviewers import PermissionDenied, Reviewer
 from stream.store.tables import TABLES
 
-APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 ALICE, BOB, LEE = "alice@example.org", "bob@example.org", "lee@example.org"
 HOSTILE = (
     '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 1">'
@@ -97,18 +97,9 @@ def console_store(demo_store: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def console(console_store: Store, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+def console(console_store: Store, console_opener: Callable[..., Callable[..., AppTest]]) -> Callable[..., AppTest]:
     """``console(reviewer, role)``: the app as that reviewer (local mode), on the test's store."""
-    monkeypatch.setenv("CHORUS_STORE__URL", str(console_store.engine.url))
-
-    def make(reviewer: str = ALICE, role: str = "reviewer") -> AppTest:
-        monkeypatch.setenv("CHORUS_REVIEWER", reviewer)
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", role)
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        assert not at.exception, at.exception
-        return at
-
-    return make
+    return console_opener(console_store, ALICE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,9 +509,18 @@ def action_detail_row(store: Store, at: AppTest) -> dict[str, Any]:
 def test_an_open_circuit_breaker_is_raised_and_acknowledged(
     console: Callable[..., AppTest], console_store: Store
 ) -> None:
-    alert = {"at": datetime.now(UTC), "kind": "breaker_tripped", "policy_id": "chorus-example", "policy_version": "1",
-             "rule_id": "boilerplate-label", "share": 0.42, "matched": 840, "posts": 2000,
-             "settings": {"max_share": 0.2}, "worker_id": "demo-worker-0"}
+    alert = {
+        "at": datetime.now(UTC),
+        "kind": "breaker_tripped",
+        "policy_id": "chorus-example",
+        "policy_version": "1",
+        "rule_id": "boilerplate-label",
+        "share": 0.42,
+        "matched": 840,
+        "posts": 2000,
+        "settings": {"max_share": 0.2},
+        "worker_id": "demo-worker-0",
+    }
     console_store.write_batch(posts=[], results=[], flags=[], dead_letters=[], alerts=[alert])
     at = go(console(), "actions")
     errors = [e.value for e in at.error]

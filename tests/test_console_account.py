@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 from sqlalchemy.engine import make_url
 from streamlit.testing.v1 import AppTest
-from test_console import APP, button, go, texts, write_flagged_post
+from test_console import button, go, texts, write_flagged_post
 from test_review import ALICE, LEE, T0, _campaign, _flag, _post, fid
 
 from detectors.aitext.aggregate import wilson_interval
@@ -208,23 +208,14 @@ RLO_ACCOUNT = f"user-{RLO}gnp.exe"
 
 
 @pytest.fixture
-def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
+def console(tmp_path: Path, console_opener: Callable[..., Callable[..., AppTest]]) -> Iterator[Callable[..., AppTest]]:
     """The app in local mode on a small SQLite store: an account whose id hides a right-to-left override,
     with two flagged posts, one of them decided."""
     with Store.open(f"sqlite:///{tmp_path / 'account.db'}") as opened:
         first = write_flagged_post(opened, "rlo-post-1", "Totally organic opinion.", RLO_ACCOUNT, {})
         write_flagged_post(opened, f"rlo-post-{RLO}2", "Another organic one.", RLO_ACCOUNT, {})
         decide(opened, ALICE, [first], "confirm", "undisclosed_ai_text", "Boilerplate of a chatbot.")
-        monkeypatch.setenv("CHORUS_STORE__URL", str(opened.engine.url))
-        monkeypatch.setenv("CHORUS_REVIEWER", "ann@example.org")
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", "reviewer")
-
-        def make() -> AppTest:
-            at = AppTest.from_file(str(APP), default_timeout=60).run()
-            assert not at.exception, at.exception
-            return at
-
-        yield make
+        yield console_opener(opened, "ann@example.org")
 
 
 def _table(at: AppTest, key_prefix: str) -> Any:

@@ -9,8 +9,9 @@ for CI to keep; ``dashboards/screenshots/`` holds copies for the README. It also
 browser what the AppTest tests prove on the element tree: a post carrying ``<script>`` and
 ``onerror`` runs nothing. And it measures what only a browser can: on a laptop screen
 (:data:`FIRST_SCREEN`, 1440x900) the decision panel's submit button is on the first screen of a post
-and of a campaign; ``/`` focuses the quick search, which opens a case at its top however far the
-last one was scrolled; the overview's precision table shows all its columns.
+and of a campaign, with a statement template to pick; ``/`` focuses the quick search, which opens a
+case at its top however far the last one was scrolled; the overview's precision table shows all its
+columns.
 
 Skipped, with the reason, where Chromium is not installed (``apt-get install -y chromium``).
 """
@@ -37,6 +38,7 @@ from test_console import HOSTILE, add_simulated_campaigns, write_flagged_post
 
 from stream.review.decisions import decide
 from stream.review.reversal import reverse
+from stream.review.templates import save_template
 from stream.store.database import Store
 from stream.store.reviewers import Reviewer
 
@@ -76,7 +78,9 @@ def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str, st
     starts it (no Deploy button in the screenshots); a flag in it and the account behind that flag.
 
     Three other flags are decided (two confirmed, one dismissed) and one more decided and reversed, so
-    the overview has precision and decisions by reviewer to show.
+    the overview has precision and decisions by reviewer to show. A lead's statement template for any
+    case puts the template picker in the decision panels, whose submit button must still be on the
+    first screen.
     """
     with Store.open(str(demo_store)) as store:
         add_simulated_campaigns(store)
@@ -89,6 +93,10 @@ def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str, st
         decide(store, bob, others[2:3], "dismiss", "false_positive")
         wrong = decide(store, bob, others[3:], "confirm", "spam").decision_ids[others[3]]
         reverse(store, bob, [wrong], "reviewer_error", "Misclick.")
+        save_template(
+            store, Reviewer("lee@example.org", "lead"), name="Machine-written, undisclosed",
+            body="Your post {post_id} was labelled: [[what gave it away]].", reason_code="undisclosed_ai_text",
+        )  # fmt: skip
     port = _free_port()
     log = (tmp_path / "streamlit.log").open("wb")
     env = {**os.environ, "CHORUS_REVIEWER": "alice@example.org", "CHORUS_REVIEWER_ROLE": "reviewer"}
@@ -256,6 +264,7 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
     chromium.viewport(*FIRST_SCREEN)
     chromium.first_screen(artifacts / "post-first-screen.png")
     # Measured, then asserted at the end: every screenshot is taken even when one measure fails.
+    chromium.button_box("Template", within=".st-key-post-action-panel")  # the store's template is offered
     off_screen = [chromium.on_first_screen("Submit", within=".st-key-post-action-panel")]
     chromium.screenshot(artifacts / "post.png")
 
@@ -285,6 +294,7 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
     assert chromium.evaluate("document.querySelectorAll('canvas, svg.marks').length") >= 1, "the graph is drawn"
     chromium.viewport(*FIRST_SCREEN)
     chromium.first_screen(artifacts / "campaign-first-screen.png")
+    chromium.button_box("Template", within=".st-key-campaign-action-panel")
     off_screen.append(chromium.on_first_screen("Decide campaign"))
     chromium.screenshot(artifacts / "campaign.png")
 

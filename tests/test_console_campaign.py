@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
-from test_console import APP, button, go, texts
+from test_console import button, go, texts
 
 from dashboards.campaign_view import coverage_note, seconds_apart, word_diff_html
 from stream.config import CoordinatorSettings
@@ -322,7 +322,7 @@ def test_seconds_apart_reads_as_seconds() -> None:
 
 
 @pytest.fixture
-def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
+def console(tmp_path: Path, console_opener: Callable[..., Callable[..., AppTest]]) -> Iterator[Callable[..., AppTest]]:
     """The app in local mode on a small SQLite store: a 12-account campaign cut at 50 stored links,
     one of whose posts is hostile markup, and two others to rank."""
     with Store.open(f"sqlite:///{tmp_path / 'campaign.db'}") as opened:
@@ -330,16 +330,7 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
                        texts=lambda i: HOSTILE if i == 1 else vote_text(i), links=True)  # fmt: skip
         write_campaign(opened, "people", ["h1", "h2", "h3"], score=0.95, summary={"density": 1.0}, probabilities=0.1)
         write_campaign(opened, "loose", ["l1", "l2"], score=0.3, summary={"density": 0.3}, probabilities=0.95)
-        monkeypatch.setenv("CHORUS_STORE__URL", str(opened.engine.url))
-        monkeypatch.setenv("CHORUS_REVIEWER", "ann@example.org")
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", "reviewer")
-
-        def make() -> AppTest:
-            at = AppTest.from_file(str(APP), default_timeout=60).run()
-            assert not at.exception, at.exception
-            return at
-
-        yield make
+        yield console_opener(opened, "ann@example.org")
 
 
 def test_the_campaign_page_shows_each_pair_once_with_its_gap_and_the_cut(console: Callable[..., AppTest]) -> None:
@@ -388,14 +379,14 @@ def test_the_campaign_queue_puts_the_machine_network_first(console: Callable[...
     assert list(at.dataframe[0].value["campaign_id"]) == ["web", "people", "loose"]
 
 
-def test_the_queue_opens_the_selected_cases_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_queue_opens_the_selected_cases_account(
+    tmp_path: Path, console_opener: Callable[..., Callable[..., AppTest]]
+) -> None:
     from test_console import write_flagged_post
 
     with Store.open(f"sqlite:///{tmp_path / 'queue.db'}") as opened:
         write_flagged_post(opened, "q-post-1", "Some text.", f"user-{RLO}gnp.exe", {})
-        monkeypatch.setenv("CHORUS_STORE__URL", str(opened.engine.url))
-        monkeypatch.setenv("CHORUS_REVIEWER", "ann@example.org")
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        at = console_opener(opened, "ann@example.org")()
         assert button(at, "Open account").disabled, "nothing selected yet"
         [table] = [d for d in at.dataframe if (d.key or "").startswith("q")]
         at.session_state[table.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}

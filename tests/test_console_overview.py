@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
-from test_console import APP, go, notice, texts
+from test_console import go, notice, texts
 from test_review import ALICE, BOB, LEE, T0, _campaign, _flag, _post, fid
 
 from dashboards import render
@@ -178,18 +178,9 @@ def test_quick_search_finds_a_flag_a_post_an_account_or_text(store: Store) -> No
 
 
 @pytest.fixture
-def console(store: Store, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+def console(store: Store, console_opener: Callable[..., Callable[..., AppTest]]) -> Callable[..., AppTest]:
     """The app in local mode on this module's store, as a reviewer."""
-    monkeypatch.setenv("CHORUS_STORE__URL", store.engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("CHORUS_REVIEWER", "ann@example.org")
-    monkeypatch.setenv("CHORUS_REVIEWER_ROLE", "reviewer")
-
-    def make() -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        assert not at.exception, at.exception
-        return at
-
-    return make
+    return console_opener(store, "ann@example.org")
 
 
 def quick_search(at: AppTest, text: str) -> AppTest:

@@ -79,18 +79,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def console(store: Store, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
-    """``console(role)``: the app in local mode as ``ann@example.org`` with that role."""
-    monkeypatch.setenv("CHORUS_STORE__URL", str(store.engine.url))
-    monkeypatch.setenv("CHORUS_REVIEWER", "ann@example.org")
-
-    def make(role: str = "reviewer") -> AppTest:
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", role)
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        assert not at.exception, at.exception
-        return at
-
-    return make
+def console(store: Store, console_opener: Callable[..., Callable[..., AppTest]]) -> Callable[..., AppTest]:
+    """``console(role=...)``: the app in local mode as ``ann@example.org`` with that role."""
+    return console_opener(store, "ann@example.org")
 
 
 def shown_strings(at: AppTest) -> list[str]:
@@ -209,14 +200,14 @@ def test_a_viewer_exports_labelled_decisions_without_post_text(
 ) -> None:
     decide(store, Reviewer("ann@example.org"), [f"aitext:{POSTS[ZWSP_ACCOUNT]}"], "confirm", "undisclosed_ai_text")
 
-    go(console("viewer"), "history")
+    go(console(role="viewer"), "history")
     [(label, data)] = downloads
     assert label == "Download labelled decisions without post text (CSV)"
     assert "text" not in export_columns(data) and "Totally organic" not in data.decode()
     assert {"post_id", "label", "score"} <= set(export_columns(data)), "the rest of the export is there"
 
     downloads.clear()
-    at = go(console("reviewer"), "history")
+    at = go(console(role="reviewer"), "history")
     [(label, data)] = downloads
     assert label == "Download labelled decisions (CSV)"
     assert "text" in export_columns(data) and "Totally organic" in data.decode()
@@ -227,11 +218,59 @@ def test_a_viewer_is_not_offered_a_long_posts_full_text(
     console: Callable[..., AppTest], store: Store, downloads: list[tuple[str, bytes]]
 ) -> None:
     flag = write_flagged_post(store, "long-1", "word " * 5_000, "acct-long", {})
-    at = go(console("viewer"), "post", flag=flag)
+    at = go(console(role="viewer"), "post", flag=flag)
     assert not at.get("download_button") and not downloads
     assert any("cannot download their text" in c.value for c in at.caption)
-    at = go(console("reviewer"), "post", flag=flag)
+    at = go(console(role="reviewer"), "post", flag=flag)
     assert [d.label for d in at.get("download_button")] == ["Download the full text"]
+
+
+def tables_with_post_text(at: AppTest) -> list[list[str]]:
+    """The columns of every table on the page that shows any of a post's text: each one has a toolbar
+    offering "Download as CSV" (and copy), whoever the reviewer is."""
+    return [
+        list(d.value.columns)
+        for d in at.dataframe
+        if any("Totally organic" in str(v) for column in d.value for v in d.value[column])
+    ]
+
+
+def test_a_viewer_gets_no_table_with_post_text_to_download(
+    console: Callable[..., AppTest], store: Store, downloads: list[tuple[str, bytes]]
+) -> None:
+    """Streamlit can switch a table's CSV download off only for the whole server, not for one role: so the
+    tables a viewer is shown carry no post text at all, on every page that lists posts."""
+    now = datetime.now(UTC)
+    action = {"action_id": "act-1", "mode": "active", "status": "emitted", "policy_id": "pol", "policy_version": "1",
+              "rule_id": "label-ai", "action": "label", "post_id": POSTS[RLO_ACCOUNT], "account_id": RLO_ACCOUNT,
+              "params": {"label": "likely machine-written"}, "scores": {}, "evidence": {}, "decided_at": now,
+              "worker_id": "w1"}  # fmt: skip
+    store.write_batch(posts=[], results=[], flags=[], dead_letters=[], actions=[action])
+    pages = {
+        "queue": {},
+        "post": {"flag": f"aitext:{POSTS[RLO_ACCOUNT]}"},
+        "account": {"account": RLO_ACCOUNT},
+        "campaign": {"campaign": CAMPAIGN},
+        "actions": {},
+    }
+    for page, params in pages.items():
+        reviewer = go(console(role="reviewer"), page, **params)
+        assert tables_with_post_text(reviewer), f"{page}: a reviewer's table shows the posts' text"
+
+        viewer = go(console(role="viewer"), page, **params)
+        assert not tables_with_post_text(viewer), f"{page}: a viewer's table carries post text"
+        assert not [d for d in viewer.dataframe if {"preview", "text"} & set(d.value.columns)], page
+        assert any("Without the posts' text" in c.value for c in viewer.caption), f"{page}: the viewer is told why"
+        assert not viewer.get("download_button") and not downloads, page
+        if page == "post":
+            assert any("Totally organic" in t for t in texts(viewer)), "the viewer still reads the post on its page"
+
+    viewer = console(role="viewer")
+    [queue] = [d for d in viewer.dataframe if (d.key or "").startswith("q-table")]
+    viewer.session_state[queue.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    viewer.run()
+    [open_button] = [b for b in viewer.button if b.label == "Open"]
+    assert not open_button.disabled, "the viewer's queue still opens a case to read"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ picks a template in the post view's decision panel and the post's ids are filled
 ``[[...]]`` is left is refused beside the button, nothing is written and the form keeps what was
 typed; once filled, the decision goes through with the statement as filled (``{reason}`` from the
 chosen reason code); the campaign view fills ``{campaign}``. A lead writes, edits and disables a
-template on the queue page; a reviewer and a viewer cannot. A note added on the post view shows
-with its author, writes an audit row, shows on the account and campaign pages (notes added there
-too) and never reaches the labelled-decisions export; a viewer reads notes but cannot add one. A
-saved filter, applied after the filters were changed, puts every filter back and the queue with them.
+template on the statement templates page; a reviewer and a viewer read them there but cannot. A
+note added on the post view shows with its author, writes an audit row, shows on the account and
+campaign pages (notes added there too) and never reaches the labelled-decisions export; a viewer
+reads notes but cannot add one. A saved filter, applied after the filters were changed, puts every
+filter back and the queue with them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
-from test_console import APP, button, go, texts, write_flagged_post
+from test_console import button, go, texts, write_flagged_post
 
 from stream.review import templates
 from stream.review.labels import labelled_decisions
@@ -76,18 +77,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def console(store: Store, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+def console(store: Store, console_opener: Callable[..., Callable[..., AppTest]]) -> Callable[..., AppTest]:
     """``console(reviewer, role)``: the app in local mode on the test's store."""
-    monkeypatch.setenv("CHORUS_STORE__URL", str(store.engine.url))
-
-    def make(reviewer: str = ALICE, role: str = "reviewer") -> AppTest:
-        monkeypatch.setenv("CHORUS_REVIEWER", reviewer)
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", role)
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        assert not at.exception, at.exception
-        return at
-
-    return make
+    return console_opener(store, ALICE)
 
 
 def template_id(store: Store, name: str) -> int:
@@ -113,6 +105,14 @@ def run(at: AppTest) -> AppTest:
     return at
 
 
+def choose(at: AppTest, form: str, decision: str, reason_code: str) -> None:
+    """Pick a decision, then a reason code, in the decision panel ``form`` (each pick reruns the page)."""
+    at.selectbox(key=f"{form}-decision-0").set_value(decision)
+    run(at)
+    at.selectbox(key=f"{form}-reason-{decision}-0").set_value(reason_code)
+    run(at)
+
+
 # ---------------------------------------------------------------------------------------------
 # Statement templates in the decision panel
 
@@ -121,10 +121,7 @@ def test_a_template_with_a_placeholder_left_is_refused_then_goes_through_filled(
     console: Callable[..., AppTest], store: Store
 ) -> None:
     at = go(console(), "post", flag="aitext:team-post-1")
-    at.selectbox(key="post-decision-0").set_value("label")
-    run(at)
-    at.selectbox(key="post-reason-label-0").set_value("undisclosed_ai_text")
-    run(at)
+    choose(at, "post", "label", "undisclosed_ai_text")
     picker = at.selectbox(key="post-template-0")
     assert picker.options == ["Misleading AI text (undisclosed_ai_text)"], (
         "the campaign template is not offered on a post"
@@ -170,20 +167,19 @@ def test_the_campaign_view_fills_the_campaign(console: Callable[..., AppTest], s
     assert at.text_area(key="campaign-statement-0").value == (
         "Campaign camp-team was found coordinated: [[what the accounts did together]]."
     )
-    at.selectbox(key="campaign-decision-0").set_value("label")
-    run(at)
-    at.selectbox(key="campaign-reason-label-0").set_value("coordinated_inauthentic")
-    run(at)
+    choose(at, "campaign", "label", "coordinated_inauthentic")
     button(at, "Decide campaign").click()
     run(at)
     assert any("[[what the accounts did together]]" in plain(e.value) for e in at.error)
     assert store.count("review_decisions") == 0
 
 
-def test_a_lead_writes_edits_and_disables_a_template_on_the_queue_page(
-    console: Callable[..., AppTest], store: Store
-) -> None:
+def test_a_lead_writes_edits_and_disables_a_template_on_its_page(console: Callable[..., AppTest], store: Store) -> None:
     at = console(LEE, "lead")
+    assert not [b for b in at.button if b.label == "Save template"], "the editor is not on the queue page"
+    go(at, "templates")
+    assert at.title[0].value == "Statement templates"
+    assert {"Misleading AI text", "Coordinated campaign"} <= set(at.dataframe[0].value["name"])
     at.text_input(key="tpl-name-0").input("Spam")
     at.multiselect(key="tpl-subjects-0").set_value(["post"])
     at.text_area(key="tpl-body-0").input("Post {post_id} is spam: [[which links]].")
@@ -220,8 +216,9 @@ def test_a_lead_writes_edits_and_disables_a_template_on_the_queue_page(
 
 @pytest.mark.parametrize("role", ["reviewer", "viewer"])
 def test_only_a_lead_can_write_templates(console: Callable[..., AppTest], role: str) -> None:
-    at = console(VAL, role)
-    assert not [b for b in at.button if b.label == "Save template"]
+    at = go(console(VAL, role), "templates")
+    assert set(at.dataframe[0].value["name"]) == {"Misleading AI text", "Coordinated campaign"}, "everyone reads them"
+    assert not [b for b in at.button if b.label == "Save template"] and not at.main.text_input, "no editor"
     assert any("Only leads create, edit or disable templates" in c.value for c in at.caption)
 
 
@@ -267,10 +264,7 @@ def test_a_note_shows_with_its_author_is_audited_and_stays_out_of_the_export(
     assert [r["action"] for r in audit(store)][-3:] == ["flag.note", "account.note", "campaign.note"]
 
     go(at, "post", flag="aitext:team-post-1")  # the decision's statement does not carry the note either
-    at.selectbox(key="post-decision-0").set_value("confirm")
-    run(at)
-    at.selectbox(key="post-reason-confirm-0").set_value("undisclosed_ai_text")
-    run(at)
+    choose(at, "post", "confirm", "undisclosed_ai_text")
     button(at, "Submit").click()
     run(at)
     [statement] = store.frame("review_decisions")["statement"].to_list()

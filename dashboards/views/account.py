@@ -48,10 +48,11 @@ if not counts["known"]:
 
 
 def readable(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` for showing: hidden characters spelt out, timestamps as readable UTC dates."""
+    """``frame`` for showing: hidden characters spelt out, timestamps as readable UTC dates, no post text for
+    viewers (:func:`dashboards.render.without_text_for_viewers`)."""
     stamps = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)]
     shown = frame.with_columns(pl.col(name).map_elements(render.when, return_dtype=pl.String) for name in stamps)
-    return render.visible_columns(shown)
+    return render.without_text_for_viewers(render.visible_columns(shown))
 
 
 def opening_table(
@@ -81,11 +82,10 @@ cols[5].metric("Campaigns", f"{counts['campaigns']:,}")
 if counts["first_post"] is not None:
     st.caption(f"Posts from {render.when(counts['first_post'])} to {render.when(counts['last_post'])}")
 
-st.subheader("Machine share over time")
 share = record["share"]
-if share.is_empty():
-    st.caption("No post of this account has a calibrated probability from any detector.")
-else:
+if panels.section(
+    "Machine share over time", share, empty="No post of this account has a calibrated probability from any detector."
+):
     chart_data = render.visible_columns(share).with_columns(pl.col("day").dt.strftime("%Y-%m-%d")).to_dicts()
     base = alt.Chart(alt.Data(values=chart_data)).encode(
         x=alt.X("day:T", timeUnit="utcyearmonthdate", title="day (UTC)"), color=alt.Color("detector:N")
@@ -136,20 +136,14 @@ else:
         },
     )  # fmt: skip
 
-st.subheader("Flags")
 flags = record["flags"]
-if flags.is_empty():
-    st.caption("No detector flagged this account's posts.")
-else:
+if panels.section("Flags", flags, empty="No detector flagged this account's posts."):
     st.dataframe(
         readable(flags), hide_index=True, column_config={"mean_score": st.column_config.NumberColumn(format="%.3f")}
     )
 
-st.subheader("Campaigns")
 campaigns = record["campaigns"]
-if campaigns.is_empty():
-    st.caption("The account is in no known campaign.")
-else:
+if panels.section("Campaigns", campaigns, empty="The account is in no known campaign."):
     opening_table(
         campaigns,
         key="acct-campaigns-table",
@@ -159,11 +153,8 @@ else:
         param="campaign",
     )
 
-st.subheader("Automated actions")
 actions = record["actions"]
-if actions.is_empty():
-    st.caption("No policy acted on this account's posts.")
-else:
+if panels.section("Automated actions", actions, empty="No policy acted on this account's posts."):
     live = actions.filter(pl.col("in_force"))
     st.caption(
         f"{live.height:,} of {actions.height:,} in force: the platform applies them now. why: the rule's conditions "
@@ -186,11 +177,8 @@ else:
                 readable(other.select(*columns, "mode", "status", "why_not", "reversal_reason")), hide_index=True
             )
 
-st.subheader("Decisions")
 decisions = record["decisions"]
-if decisions.is_empty():
-    st.caption("No decisions on this account yet.")
-else:
+if panels.section("Decisions", decisions, empty="No decisions on this account yet."):
     cut = f" (the newest {LIST_LIMIT:,})" if decisions.height >= LIST_LIMIT else ""
     st.caption(
         f"{decisions.height:,} decision(s){cut} on its flags, posts, itself and its campaigns, newest first; "

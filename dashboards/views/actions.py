@@ -42,15 +42,27 @@ alerts = data.alert_list(unacknowledged_only=True)
 if alerts.height:
     with st.container(border=True):
         st.subheader(f"{alerts.height} alert(s) to acknowledge")
-        shown = alerts.select("alert_id", "at", "kind", "rule_id", "policy_id", "policy_version", "worker_id",
-                              (pl.col("share") * 100).round(1).alias("share %"), "matched", "posts")
+        shown = alerts.select(
+            "alert_id",
+            "at",
+            "kind",
+            "rule_id",
+            "policy_id",
+            "policy_version",
+            "worker_id",
+            (pl.col("share") * 100).round(1).alias("share %"),
+            "matched",
+            "posts",
+        )
         ticked = panels.selectable_table(render.visible_columns(shown), prefix="al", state="alerts")
         chosen = [int(alerts["alert_id"][i]) for i in ticked]
         if st.button("Acknowledge selected", disabled=not (chosen and reviewer.can_decide), key="al-ack"):
             data.act(policy_actions.acknowledge_alerts, reviewer, chosen)
             panels.after_action("al")
-        st.caption("Acknowledging records that you have seen the alert (audited); the breaker itself closes "
-                   "when the rule's share of posts falls below its recovery level.")
+        st.caption(
+            "Acknowledging records that you have seen the alert (audited); the breaker itself closes "
+            "when the rule's share of posts falls below its recovery level."
+        )
 elif breakers.height == 0:
     st.success("No circuit breaker is open and no alert is waiting.", icon=":material/check_circle:")
 
@@ -61,15 +73,19 @@ with st.expander("Policies: what runs, what each rule did, shadow comparison", e
     for col, slot in zip(cols, POLICY_SLOTS, strict=True):
         ref = slots.get(slot)
         col.metric(f"{slot} policy", f"{ref[0]}@{ref[1]}" if ref else "none")  # metric values are plain text
-    st.caption("Switch with `chorus policy activate|shadow FILE` and `chorus policy rollback` (audited). "
-               "Workers started with pinned policy files (`policy.active_file`) ignore these slots.")
+    st.caption(
+        "Switch with `chorus policy activate|shadow FILE` and `chorus policy rollback` (audited). "
+        "Workers started with pinned policy files (`policy.active_file`) ignore these slots."
+    )
     counts = data.action_counts()
     if counts.height:
         st.dataframe(render.visible_columns(counts), hide_index=True)
     comparison = data.shadow_comparison()
     if comparison is not None:
-        st.markdown("**Shadow against active**: per rule, posts it fired on, overlap with the other "
-                    "policy, and agreement with reviewers' decisions on the posts they decided.")
+        st.markdown(
+            "**Shadow against active**: per rule, posts it fired on, overlap with the other "
+            "policy, and agreement with reviewers' decisions on the posts they decided."
+        )
         st.dataframe(render.visible_columns(comparison), hide_index=True)
 
 # -- the actions -----------------------------------------------------------------------------
@@ -83,7 +99,11 @@ with st.container(border=True):
     reversed_choice = cols[5].selectbox("Reversed", ["any", "standing", "reversed"], key="ac-reversed")
 
 flt = ActionFilter(
-    modes=tuple(modes), statuses=tuple(statuses), actions=tuple(kinds), rule_id=rule, account=account,
+    modes=tuple(modes),
+    statuses=tuple(statuses),
+    actions=tuple(kinds),
+    rule_id=rule,
+    account=account,
     reversed={"any": None, "standing": False, "reversed": True}[reversed_choice],
 )
 if st.session_state.get("ac-filter") != flt:
@@ -106,8 +126,12 @@ table = rows.select(
     .when(pl.col("reversal_emitted_at").is_null()).then(pl.lit("waiting for a worker"))
     .otherwise(pl.lit("sent")).alias("reversal sent"),
 )  # fmt: skip
-ticked = panels.selectable_table(render.visible_columns(table), prefix="ac", state=(flt, offset),
-                                 column_config={"preview": st.column_config.TextColumn("post")})
+ticked = panels.selectable_table(
+    render.without_text_for_viewers(render.visible_columns(table)),
+    prefix="ac",
+    state=(flt, offset),
+    column_config={"preview": st.column_config.TextColumn("post")},
+)
 selected = [rows["action_id"][i] for i in ticked]
 panels.pager("ac", total=page.total, limit=PAGE_SIZE)
 
@@ -116,12 +140,16 @@ if selected:
     if detail is not None:
         with st.container(border=True):
             st.subheader(f"{esc(detail['action'])} by rule {esc(detail['rule_id'])}")
-            st.caption(f"action {esc(detail['action_id'])} · policy {esc(detail['policy_id'])}@"
-                       f"{esc(detail['policy_version'])} ({detail['mode']}, {detail['status']}) · decided "
-                       f"{render.when(detail['decided_at'])} by worker {esc(detail['worker_id'] or '?')}")
+            st.caption(
+                f"action {esc(detail['action_id'])} · policy {esc(detail['policy_id'])}@"
+                f"{esc(detail['policy_version'])} ({detail['mode']}, {detail['status']}) · decided "
+                f"{render.when(detail['decided_at'])} by worker {esc(detail['worker_id'] or '?')}"
+            )
             if detail["reversed_at"] is not None:
-                st.warning(f"Reversed by {esc(detail['reversed_by'])} at {render.when(detail['reversed_at'])}: "
-                           f"{esc(detail['reversal_reason'])}")
+                st.warning(
+                    f"Reversed by {esc(detail['reversed_by'])} at {render.when(detail['reversed_at'])}: "
+                    f"{esc(detail['reversal_reason'])}"
+                )
             left, right = st.columns(2)
             with left:
                 st.markdown("**Post** (account and text as posted)")
@@ -139,11 +167,14 @@ if selected:
                     st.json(json.dumps(detail["params"]))
 
 st.subheader(f"Reverse {len(selected)} selected")
-st.caption("Only actions sent to the platform can be reversed (not shadow records or actions held back by a "
-           "circuit breaker). The reversal is audited and sent to the platform on the actions topic.")
+st.caption(
+    "Only actions sent to the platform can be reversed (not shadow records or actions held back by a "
+    "circuit breaker). The reversal is audited and sent to the platform on the actions topic."
+)
 nonce = st.session_state.get("ac-generation", 0)
-reason = st.text_area(f"Why (at least {MIN_REASON_CHARS} characters)", key=f"ac-reason-{nonce}",
-                      max_chars=MAX_STATEMENT_CHARS)
+reason = st.text_area(
+    f"Why (at least {MIN_REASON_CHARS} characters)", key=f"ac-reason-{nonce}", max_chars=MAX_STATEMENT_CHARS
+)
 if st.button("Reverse selected", type="primary", disabled=not (selected and reviewer.can_decide), key="ac-reverse"):
     if data.act(policy_actions.reverse_actions, reviewer, selected, reason) is None:
         st.rerun()  # refused as a whole (no reason given): keep the selection and the text, show why

@@ -19,8 +19,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import campaign_view, data, evidence_view, panels, render, team_data
-from stream.review.claims import claim, release
+from dashboards import campaign_view, data, panels, render, team_data
 from stream.review.decisions import decide
 from stream.review.edges import AccountPair
 from stream.review.placeholders import case_values
@@ -56,12 +55,7 @@ flag_counts = pl.DataFrame(
 )
 undecided = flag_counts.filter(pl.col("status").is_in(UNDECIDED))["n"].sum()
 
-#: The decision panel's container key: the right column, kept in view while the page scrolls.
-PANEL = "campaign-action-panel"
-body, side = st.columns([3, 2], gap="large")
-with side:
-    st.html(evidence_view.action_panel_css(PANEL))
-    panel = st.container(key=PANEL, border=True)
+body, panel = panels.action_panel("campaign-action-panel")  # the decision panel: kept in view while scrolling
 
 with body:
     cols = st.columns(3) + st.columns(3)  # two rows: six metrics do not fit a third of the page
@@ -152,7 +146,8 @@ with body:
         if st.button("Open account", key="campaign-open-account", help="The account's whole record"):
             data.account_link(account)  # the stored id, not the one shown
         st.caption("Latest posts of the account")
-        st.dataframe(render.visible_columns(data.account_posts(account)), hide_index=True)
+        latest = render.without_text_for_viewers(render.visible_columns(data.account_posts(account)))
+        st.dataframe(latest, hide_index=True)
 
     st.subheader("Links and their evidence")
     if not pairs:
@@ -217,17 +212,7 @@ with panel:
         f"Campaign {render.visible(campaign['campaign_id'])}: {campaign['status']}"
         + (f", held by {render.visible(holder)}" if holder else "")
     )
-    claim_cols = st.columns(2)
-    if claim_cols[0].button(
-        "Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name, width="stretch"
-    ):
-        data.act(claim, reviewer, [campaign_id], subject="campaign")
-        st.rerun()
-    if claim_cols[1].button(
-        "Release", shortcut="U", disabled=not reviewer.can_decide or holder is None, width="stretch"
-    ):
-        data.act(release, reviewer, [campaign_id], subject="campaign")
-        st.rerun()
+    panels.claim_buttons(reviewer, campaign_id, holder, form_key="campaign", subject="campaign")
     # Off by default and counted: one click must not decide a hundred cases nobody looked at.
     include = st.checkbox(
         f"Also apply the decision to the members' {int(undecided)} undecided flags",

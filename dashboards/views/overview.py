@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import data, render
+from dashboards import data, panels, render
 
 st.title("Overview")
 controls = st.columns([2, 2, 6])
@@ -29,18 +29,14 @@ cols[5].metric("Decided flags", sum(sizes["flags"].get(s, 0) for s in ("confirme
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.subheader("Flags over time")
     volume = view["volume"]
-    if volume.is_empty():
-        st.caption("No flags yet.")
-    else:
+    if panels.section("Flags over time", volume, empty="No flags yet."):
         st.altair_chart(render.counts_chart(volume, "bucket", "flags", "detector", bucket=unit), width="stretch")
 with right:
-    st.subheader("Stream throughput and lag")
     throughput = view["throughput"]
-    if throughput.is_empty():
-        st.caption("No worker metrics yet: workers write one row per batch.")
-    else:
+    if panels.section(
+        "Stream throughput and lag", throughput, empty="No worker metrics yet: workers write one row per batch."
+    ):
         latest = throughput.tail(1).row(0, named=True)
         m = st.columns(3)
         m[0].metric("Posts/s (last batch)", f"{latest['posts_per_s'] or 0:,.0f}")
@@ -62,11 +58,12 @@ with right:
                 width="stretch",
             )
 
-st.subheader("Detector precision (reviewer agreement)")
 precision = view["precision"]
-if precision.is_empty():
-    st.caption("No standing decisions yet: precision appears once reviewers confirm or dismiss flags.")
-else:
+if panels.section(
+    "Detector precision (reviewer agreement)",
+    precision,
+    empty="No standing decisions yet: precision appears once reviewers confirm or dismiss flags.",
+):
     st.caption(
         "Precision = confirmed / (confirmed + dismissed) among the decisions that stand (a reversed decision "
         "counts for nothing), at the detector's own threshold and at higher score cut-offs (rows named '>= x')."
@@ -90,18 +87,12 @@ else:
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.subheader("Decisions by reviewer")
     decisions = view["decisions"]
-    if decisions.is_empty():
-        st.caption("No decisions yet.")
-    else:
+    if panels.section("Decisions by reviewer", decisions, empty="No decisions yet."):
         st.caption("Decisions that stand; those reversed since are counted apart and not as decisions.")
         st.dataframe(render.visible_columns(decisions), hide_index=True, width="stretch")
 with right:
-    st.subheader("Dead letters by reason")
     dead = view["dead_letters"]
-    if dead.is_empty():
-        st.caption("No dead letters.")
-    else:
+    if panels.section("Dead letters by reason", dead, empty="No dead letters."):
         st.altair_chart(render.counts_chart(dead.select("reason", "messages"), "reason", "messages"), width="stretch")
         st.dataframe(render.visible_columns(dead), hide_index=True)

@@ -25,7 +25,6 @@ import streamlit as st
 from dashboards import data, evidence_view, panels, render, team_data
 from detectors.policy import ACCOUNT_WINDOW
 from stream.policy import actions as policy_actions
-from stream.review.claims import claim, release
 from stream.review.decisions import REVERSING_DECISION, decide
 from stream.review.evidence import against_threshold, explain, locate_tokens
 from stream.review.placeholders import case_values
@@ -72,12 +71,7 @@ if top.button("Back to queue", shortcut="Q"):
 if top.button("Next case", shortcut="J", disabled=not reviewer.can_decide, help="Skip to the next case"):
     go_next([f for f in flag_ids])
 
-#: The decision panel's container key: the right column, kept in view while the page scrolls.
-PANEL = "post-action-panel"
-left, right = st.columns([3, 2], gap="large")
-with right:
-    st.html(evidence_view.action_panel_css(PANEL))
-    panel = st.container(key=PANEL, border=True)
+left, panel = panels.action_panel("post-action-panel")  # the decision panel: kept in view while the page scrolls
 with panel:
     st.subheader("Decision")
     current = next((f for f in flags if f["flag_id"] == default_flag), None)
@@ -229,7 +223,8 @@ with left:
             "Empty for a detector whose scores are not probabilities."
         )
     with st.expander("The account's latest posts"):
-        st.dataframe(render.visible_columns(data.account_posts(post["account_id"])), hide_index=True)
+        latest = render.without_text_for_viewers(render.visible_columns(data.account_posts(post["account_id"])))
+        st.dataframe(latest, hide_index=True)
     st.subheader("Campaigns")
     campaigns = account["campaigns"]
     if campaigns:
@@ -341,19 +336,7 @@ with panel:
             f"Case {render.visible(current['flag_id'])}: {current['status']}"
             + (f", held by {render.visible(holder)}" if holder else "")
         )
-        claim_cols = st.columns(2)
-        if claim_cols[0].button(
-            "Claim", shortcut="L", disabled=not reviewer.can_decide or holder == reviewer.name, width="stretch"
-        ):
-            data.act(claim, reviewer, [current["flag_id"]])
-            panels.keep_notice("post")
-            st.rerun()
-        if claim_cols[1].button(
-            "Release", shortcut="U", disabled=not reviewer.can_decide or holder is None, width="stretch"
-        ):
-            data.act(release, reviewer, [current["flag_id"]])
-            panels.keep_notice("post")
-            st.rerun()
+        panels.claim_buttons(reviewer, current["flag_id"], holder, form_key="post")
         # Templates for a post or its account; the account's campaign fills {campaign} when there is just one.
         in_campaigns = [c["campaign_id"] for c in data.account_summary(post["account_id"])["campaigns"]]
         form = panels.decision_form(

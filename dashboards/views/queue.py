@@ -10,8 +10,8 @@ reviewing" claims the next case and opens it. Shortcuts: ``S`` start reviewing, 
 first selected, ``L`` claim selected, ``U`` release selected, ``N`` / ``P`` next / previous page.
 
 The filters in force can be saved under a name (:mod:`stream.review.saved_filters`: your own; a lead
-may share one with the team) and a saved set applied or deleted again. At the foot of the page, the
-statement templates reviewers start statements from; leads create, edit and disable them there.
+may share one with the team) and a saved set applied or deleted again. The statement templates reviewers
+start statements from have a page of their own (``views/templates.py``).
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ table = rows.select(
     "lang",
 )
 ticked = panels.selectable_table(
-    render.visible_columns(table),  # ids and text with hidden characters spelt out; actions read `rows`
+    # ids and text with hidden characters spelt out (no text for viewers); actions read `rows`
+    render.without_text_for_viewers(render.visible_columns(table)),
     prefix="q",
     state=(flt, offset, limit),
     column_config={
@@ -243,6 +244,3 @@ with st.expander(f"Bulk decision on the {len(selected)} selected", expanded=Fals
                 panels.reset_form("q-bulk")
             panels.keep_notice("q-bulk")
         panels.after_action("q")
-
-with st.expander("Statement templates", expanded=False):
-    panels.template_editor(reviewer, team_data.statement_templates(include_disabled=True))

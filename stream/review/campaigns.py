@@ -37,8 +37,14 @@ from sqlalchemy.engine import Connection
 from stream.config import CoordinatorSettings
 from stream.review.edges import account_pairs, campaign_edges, evidence_post_ids, inferred_edges, link_coverage
 from stream.review.history import decision_history
-from stream.review.queues import CAMPAIGN_SORTS, CampaignFilter
-from stream.review.vocabulary import DEFAULT_SLA, UNDECIDED
+from stream.review.queues import (
+    CAMPAIGN_COLUMNS,
+    CAMPAIGN_SORTS,
+    CampaignFilter,
+    campaign_conditions,
+    undecided_member_flags,
+)
+from stream.review.vocabulary import DEFAULT_SLA
 from stream.store.database import Store
 from stream.store.reading import QueuePage, json_as_text, read_frame, read_rows
 from stream.store.tables import TABLES, utcnow
@@ -236,30 +242,6 @@ def _rank_columns(store: Store, detector: str | None) -> tuple[Any, Any, Any]:
     return coordination, machine, rank
 
 
-def _campaign_conditions(flt: CampaignFilter) -> list[Any]:
-    """The campaign queue's filter in SQL (as :func:`stream.review.queues.campaign_queue` reads it)."""
-    conditions: list[Any] = []
-    if flt.statuses:
-        conditions.append(campaigns_t.c.status.in_(flt.statuses))
-    if flt.min_score is not None:
-        conditions.append(campaigns_t.c.score >= flt.min_score)
-    if flt.min_size is not None:
-        conditions.append(campaigns_t.c.size >= flt.min_size)
-    if flt.assignee == "":
-        conditions.append(campaigns_t.c.assignee.is_(None))
-    elif flt.assignee is not None:
-        conditions.append(campaigns_t.c.assignee == flt.assignee)
-    if flt.account.strip():
-        conditions.append(
-            campaigns_t.c.campaign_id.in_(
-                sa.select(members_t.c.campaign_id).where(
-                    members_t.c.account_id.startswith(flt.account.strip(), autoescape=True)
-                )
-            )
-        )
-    return conditions
-
-
 def ranked_campaign_queue(
     store: Store,
     flt: CampaignFilter = RANKED,
@@ -280,15 +262,8 @@ def ranked_campaign_queue(
     if flt.sort not in CAMPAIGN_ORDERS:
         raise ValueError(f"unknown sort {flt.sort!r}; use one of {', '.join(CAMPAIGN_ORDERS)}")
     now = now or utcnow()
-    conditions = _campaign_conditions(flt)
+    conditions = campaign_conditions(flt)
     coordination, machine, rank = _rank_columns(store, detector)
-    open_flags = (
-        sa.select(sa.func.count())
-        .select_from(flags_t.join(members_t, members_t.c.account_id == flags_t.c.account_id))
-        .where(members_t.c.campaign_id == campaigns_t.c.campaign_id, flags_t.c.status.in_(UNDECIDED))
-        .correlate(campaigns_t)
-        .scalar_subquery()
-    )
     order = (
         (sa.desc("rank"), campaigns_t.c.size.desc().nulls_last())
         if flt.sort == RANK_SORT
@@ -296,15 +271,8 @@ def ranked_campaign_queue(
     )
     query = (
         sa.select(
-            campaigns_t.c.campaign_id,
-            campaigns_t.c.score,
-            campaigns_t.c.size,
-            campaigns_t.c.first_seen,
-            campaigns_t.c.last_seen,
-            campaigns_t.c.status,
-            campaigns_t.c.assignee,
-            campaigns_t.c.updated_at,
-            open_flags.label("open_flags"),
+            *CAMPAIGN_COLUMNS,
+            undecided_member_flags(),
             sa.cast(coordination, sa.Float).label("coordination"),
             sa.cast(machine, sa.Float).label("machine"),
             sa.cast(rank, sa.Float).label("rank"),

@@ -230,19 +230,36 @@ CAMPAIGN_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
 }
 
 
-def campaign_queue(
-    store: Store,
-    flt: CampaignFilter = CampaignFilter(),
-    *,
-    limit: int = 50,
-    offset: int = 0,
-    sla: timedelta = DEFAULT_SLA,
-    now: datetime | None = None,
-) -> QueuePage:
-    """A page of campaigns with their undecided member flags; the SLA clock runs from ``first_seen``."""
-    if flt.sort not in CAMPAIGN_SORTS:
-        raise ValueError(f"unknown sort {flt.sort!r}; use one of {', '.join(CAMPAIGN_SORTS)}")
-    now = now or utcnow()
+#: The campaign queue's stored columns, in the order both orders of the queue show them.
+CAMPAIGN_COLUMNS = (
+    campaigns_t.c.campaign_id,
+    campaigns_t.c.score,
+    campaigns_t.c.size,
+    campaigns_t.c.first_seen,
+    campaigns_t.c.last_seen,
+    campaigns_t.c.status,
+    campaigns_t.c.assignee,
+    campaigns_t.c.updated_at,
+)
+
+
+def undecided_member_flags() -> Any:
+    """``open_flags``: how many undecided flags the members of each campaign row have (a subquery correlated
+    with ``campaigns``; a COUNT, so typed Int64 even on an empty page)."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(flags_t.join(members_t, members_t.c.account_id == flags_t.c.account_id))
+        .where(members_t.c.campaign_id == campaigns_t.c.campaign_id, flags_t.c.status.in_(UNDECIDED))
+        .correlate(campaigns_t)
+        .scalar_subquery()
+        .label("open_flags")
+    )
+
+
+def campaign_conditions(flt: CampaignFilter) -> list[Any]:
+    """The campaign queue's filter as SQL conditions on ``campaigns``: one place for both orders of the
+    queue (:func:`campaign_queue` and :func:`stream.review.campaigns.ranked_campaign_queue`), so a filter
+    never means one thing sorted by score and another ranked."""
     conditions: list[Any] = []
     if flt.statuses:
         conditions.append(campaigns_t.c.status.in_(flt.statuses))
@@ -262,26 +279,26 @@ def campaign_queue(
                 )
             )
         )
-    open_flags = (
-        sa.select(sa.func.count())
-        .select_from(flags_t.join(members_t, members_t.c.account_id == flags_t.c.account_id))
-        .where(members_t.c.campaign_id == campaigns_t.c.campaign_id, flags_t.c.status.in_(UNDECIDED))
-        .scalar_subquery()
-        .label("open_flags")
-    )
-    columns = json_as_text(
-        campaigns_t.c.campaign_id,
-        campaigns_t.c.score,
-        campaigns_t.c.size,
-        campaigns_t.c.first_seen,
-        campaigns_t.c.last_seen,
-        campaigns_t.c.status,
-        campaigns_t.c.assignee,
-        campaigns_t.c.updated_at,
-        campaigns_t.c.summary,
-    )
+    return conditions
+
+
+def campaign_queue(
+    store: Store,
+    flt: CampaignFilter = CampaignFilter(),
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    sla: timedelta = DEFAULT_SLA,
+    now: datetime | None = None,
+) -> QueuePage:
+    """A page of campaigns with their undecided member flags; the SLA clock runs from ``first_seen``."""
+    if flt.sort not in CAMPAIGN_SORTS:
+        raise ValueError(f"unknown sort {flt.sort!r}; use one of {', '.join(CAMPAIGN_SORTS)}")
+    now = now or utcnow()
+    conditions = campaign_conditions(flt)
+    columns = json_as_text(*CAMPAIGN_COLUMNS, campaigns_t.c.summary)
     query = (
-        sa.select(*columns, open_flags)
+        sa.select(*columns, undecided_member_flags())
         .where(*conditions)
         .order_by(*CAMPAIGN_SORTS[flt.sort][1], campaigns_t.c.campaign_id)
         .limit(limit)
