@@ -12,7 +12,16 @@ import polars as pl
 import pytest
 
 from detectors.aitext.features import EMBEDDING_DIM
-from detectors.aitext.fit_modern import ADAPTER_FEATURE, ADAPTER_HEAD_VERSION, HEAD_VERSION, fit_modern_head
+from detectors.aitext.fit_modern import (
+    ADAPTER_FEATURE,
+    ADAPTER_HEAD_VERSION,
+    HEAD_VERSION,
+    REGISTER_HEAD_VERSION,
+    balanced_weights,
+    fit_modern_head,
+    fit_pipeline,
+    register_of,
+)
 from detectors.aitext.text import stylometric_features
 from stream.training.modern import adapter_sample
 
@@ -81,8 +90,10 @@ def _pooled_auroc(head) -> float:
 
 def test_the_head_reads_the_adapter_logit_and_ranks_better_with_it(corpus: pl.DataFrame) -> None:
     texts, style, embedding, logit = _inputs(corpus)
-    without = fit_modern_head(corpus, texts, style, embedding, leave_out=False)
-    with_adapter = fit_modern_head(corpus, texts, style, embedding, leave_out=False, adapter_logit=logit)
+    without = fit_modern_head(corpus, texts, style, embedding, leave_out=False, balance_registers=False)
+    with_adapter = fit_modern_head(
+        corpus, texts, style, embedding, leave_out=False, adapter_logit=logit, balance_registers=False
+    )
     assert without.version == HEAD_VERSION and ADAPTER_FEATURE not in without.feature_names
     assert with_adapter.version == ADAPTER_HEAD_VERSION and with_adapter.feature_names[-1] == ADAPTER_FEATURE
     assert len(with_adapter.coef_) == len(with_adapter.feature_names) + embedding.shape[1]
@@ -116,3 +127,50 @@ def test_the_adapter_sample_is_balanced_train_rows_that_are_allowed(corpus: pl.D
     assert (chosen["split"] == "train").all() and allowed[picked].all()
     assert chosen["label"].value_counts().sort("label")["count"].to_list() == [100, 100]
     assert np.array_equal(picked, adapter_sample(corpus, allowed, per_class=100, seed=3))
+
+
+def test_the_default_head_balances_registers_and_may_read_no_embedding(corpus: pl.DataFrame) -> None:
+    texts, style, embedding, _ = _inputs(corpus)
+    head = fit_modern_head(corpus, texts, style, embedding[:, :0], leave_out=False)
+    assert head.version == REGISTER_HEAD_VERSION and head.embedding_dim == 0
+    assert len(head.coef_) == len(head.feature_names) and "register" in head.training["weighting"]
+    values = np.column_stack([style[:50], *head.extra_features(texts[:50]).values()])
+    probability = head.predict_proba(values, None)  # served without any embedding
+    assert probability.shape == (50,) and ((probability > 0) & (probability < 1)).all()
+
+
+def test_balanced_weights_give_every_stratum_and_class_the_same_total() -> None:
+    label = np.array([0] * 90 + [1] * 10 + [0] * 5 + [1] * 45)
+    stratum = np.array(["tweet"] * 100 + ["text"] * 50)
+    weights = balanced_weights(label, stratum)
+    totals = {(s, c): weights[(stratum == s) & (label == c)].sum() for s in ("tweet", "text") for c in (0, 1)}
+    assert np.allclose(list(totals.values()), weights.sum() / 4)
+    assert np.isclose(weights.mean(), 1.0)
+    assert list(register_of(np.array(["tweeteval", "local_models", "l2r_rewrites"]))) == ["tweet", "tweet", "text"]
+
+
+def test_register_balancing_stops_the_register_mix_from_teaching_the_head() -> None:
+    """Tweets mostly human, longer texts mostly machine: balanced overall, the head learns "a tweet is human";
+    balanced inside each register it learns only the feature that separates the classes in both."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    tweet = rng.uniform(size=n) < 0.5
+    machine = rng.uniform(size=n) < np.where(tweet, 0.15, 0.85)
+    split = np.array(["train", "calibrate", "calibrate", "evaluate"])[rng.integers(0, 4, n)]
+    rows = pl.DataFrame(
+        {
+            "label": machine.astype(int),
+            "split": split,
+            "account": [f"a{i}" for i in range(n)],
+            "source": np.where(tweet, "tweeteval", "l2r_rewrites"),
+        }
+    )
+    texts = [" ".join(rng.choice(WORDS, size=10)) for _ in range(n)]  # the n-grams carry nothing
+    signal = machine + rng.normal(0, 1.0, n)  # separates the classes the same way in both registers
+    style = np.column_stack([tweet.astype(float), signal])
+    use = np.ones(n, dtype=bool)
+    empty = np.zeros((n, 0), np.float32)
+    overall = fit_pipeline(rows, texts, style, empty, use, seed=0)
+    registers = fit_pipeline(rows, texts, style, empty, use, seed=0, strata=register_of(rows["source"].to_numpy()))
+    assert overall.coef[0] < -0.5  # "reads like a tweet" pushed towards human
+    assert abs(registers.coef[0]) < 0.15 < registers.coef[1]

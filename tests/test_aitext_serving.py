@@ -10,7 +10,6 @@ detector is replaced by a recorder, and the head files are the committed ones.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -164,7 +163,7 @@ def test_the_registry_hands_the_configuration_to_the_models(
     assert call["language_model"] is True and call["strip_markers"] is False
 
 
-def test_the_default_detector_is_the_modern_head_on_the_encoder_with_its_adapter(recording_load: RecordingLoad) -> None:
+def test_the_default_detector_is_the_modern_head_without_encoder_features(recording_load: RecordingLoad) -> None:
     from detectors.aitext.head import MODERN_ARTIFACT
     from stream.pipeline.detectors import build_detectors
 
@@ -175,9 +174,10 @@ def test_the_default_detector_is_the_modern_head_on_the_encoder_with_its_adapter
     [call] = recording_load.calls
     assert not detector.head.reads_lm_features and not detector.evidence_tokens and detector.head.stage is None
     assert call["language_model"] is False and call["strip_markers"] is True and call["quantize"] is False
-    # the modern head reads the frozen embedding and its own fine-tuned adapter's logit, from one MiniLM call
-    assert call["adapter"] == MODERN_ARTIFACT.with_name("aitext_encoder_adapter_modern.safetensors")  # checked by hash
-    assert detector.head.feature_names[-1] == "enc_adapter_logit"
+    # modern-lr-v4 reads stylometry and the n-gram logit: no adapter to load, no embedding in its sum
+    # (MiniLM still runs once per post: the paraphrase network reuses its vectors)
+    assert call["adapter"] is None and detector.head.embedding_dim == 0
+    assert detector.head.feature_names[-1] == "char_ngram_logit"
 
 
 def test_a_detector_needs_its_models_handed_in() -> None:
@@ -202,8 +202,7 @@ def test_the_adapter_is_checked_against_the_heads_record(tmp_path: Path) -> None
     from stream.models.artifacts import load_head, verified_adapter
 
     modern = load_head(MODERN_ARTIFACT)
-    assert verified_adapter(modern) == MODERN_ARTIFACT.with_name("aitext_encoder_adapter_modern.safetensors")
-    assert verified_adapter(dataclasses.replace(modern, encoder_adapter=None)) is None  # no adapter feature
+    assert modern.encoder_adapter is None and verified_adapter(modern) is None  # a head without an adapter
     head_file = tmp_path / DEFAULT_ARTIFACT.name
     shutil.copy(DEFAULT_ARTIFACT, head_file)
     head = load_head(head_file)

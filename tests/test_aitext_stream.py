@@ -42,8 +42,8 @@ def test_a_worker_scores_posts_with_the_aitext_detector(tansu, tmp_path: Path) -
     assert scored.height >= 12, "ordinary posts get a calibrated probability"
     assert ((scored["probability"] >= 0) & (scored["probability"] <= 1)).all()
     evidence = [json.loads(e) for e in scored["evidence"]]
-    # the default (modern) head runs MiniLM alone: its evidence is what pushed each score, not LM tokens
-    assert all(e["scored"] and e["features"] and "embedding" in e["contributions"] for e in evidence)
+    # the default (modern) head runs no language model: its evidence is what pushed each score, not LM tokens
+    assert all(e["scored"] and e["features"] and "char_ngram_logit" in e["contributions"] for e in evidence)
     assert not any(e["top_surprisal_tokens"] for e in evidence)
 
 

@@ -138,8 +138,12 @@ def fit_char_ngrams(
     min_df: int = 3,
     c: float = 4.0,
     seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> CharNgramModel:
-    """Fit the vectoriser and a class-balanced L2 logistic regression (scikit-learn) on ``texts``."""
+    """Fit the vectoriser and an L2 logistic regression (scikit-learn) on ``texts``.
+
+    Class-balanced, unless ``sample_weight`` says how much each text counts (then it alone decides).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -147,7 +151,9 @@ def fit_char_ngrams(
         analyzer="char_wb", ngram_range=ngram_range, min_df=min_df, max_features=max_features, sublinear_tf=True
     )
     x = vectoriser.fit_transform(list(texts))
-    model = LogisticRegression(C=c, max_iter=1000, class_weight="balanced", random_state=seed).fit(x, labels)
+    balance = "balanced" if sample_weight is None else None
+    model = LogisticRegression(C=c, max_iter=1000, class_weight=balance, random_state=seed)
+    model.fit(x, labels, sample_weight=sample_weight)
     return CharNgramModel(
         ngram_range=ngram_range,
         vocabulary_={str(k): int(v) for k, v in vectoriser.vocabulary_.items()},

@@ -33,7 +33,7 @@ import polars as pl
 
 from detectors.aitext.char_ngrams import CharNgramModel, fit_char_ngrams
 from detectors.aitext.corpus import MODERN_FAMILIES, stable_unit
-from detectors.aitext.features import ADAPTER_FEATURE_NAMES, EMBEDDING_DIM
+from detectors.aitext.features import ADAPTER_FEATURE_NAMES
 from detectors.aitext.generalisation import slice_row, worst_account_fpr
 from detectors.aitext.head import CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import STYLE_FEATURE_NAMES
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 HEAD_VERSION = "modern-lr-v2"
 #: With the fine-tuned encoder's logit as a feature.
 ADAPTER_HEAD_VERSION = "modern-lr-v3"
+#: Classes balanced inside each register, read by every fitted step (any features): chosen by
+#: leave-one-*source*-out, the measure of a corpus the detector never saw (docs/eval/aitext-modern/cross-corpus.md).
+REGISTER_HEAD_VERSION = "modern-lr-v4"
 #: The default threshold's false-positive rate on the threshold-half humans.
 DEFAULT_TARGET_FPR = 0.005
 TARGET_FPRS: dict[str, float] = {"fpr_1pct": 0.01, "fpr_0.1pct": 0.001}
@@ -51,6 +54,8 @@ TARGET_FPRS: dict[str, float] = {"fpr_1pct": 0.01, "fpr_0.1pct": 0.001}
 REGULARISATION_C = 0.3
 #: Corpora of human *tweets*: the false-positive goal is stated on these.
 TWEET_SOURCES = ("aigc_election2024", "tweepfake", "tweeteval", "ira_2017")
+#: Corpora whose pieces are whole posts: the human tweets and the local models' generated tweets.
+TWEET_REGISTER_SOURCES = (*TWEET_SOURCES, "local_models")
 FEATURE_NAMES: tuple[str, ...] = (*STYLE_FEATURE_NAMES, CHAR_NGRAM_FEATURE)
 ADAPTER_FEATURE = ADAPTER_FEATURE_NAMES[0]
 #: ``use`` mask (rows a refit may learn from) -> the adapter's logit per row, refitted on those rows.
@@ -76,6 +81,25 @@ def calibrate_halves(rows: pl.DataFrame, seed: int) -> np.ndarray:
     return np.array([stable_unit(k, seed + 1) < 0.5 for k in keys])
 
 
+def balanced_weights(label: np.ndarray, stratum: np.ndarray) -> np.ndarray:
+    """Sample weights giving every (stratum, class) cell the same total weight (mean weight 1).
+
+    Class balance alone lets a stratum's class mix teach the model: most machine pieces are cut from
+    longer texts and most human pieces are tweets, so "reads like a tweet" becomes evidence of a human.
+    Balancing the classes inside each stratum (register or source) leaves nothing to learn from it.
+    """
+    weights = np.zeros(len(label))
+    for cell in {(s, int(c)) for s, c in zip(stratum, label, strict=True)}:
+        mask = (stratum == cell[0]) & (label == cell[1])
+        weights[mask] = 1.0 / mask.sum()
+    return weights * len(label) / weights.sum()
+
+
+def register_of(source: np.ndarray) -> np.ndarray:
+    """``tweet`` for corpora of whole tweets (the local models' included), ``text`` for cut longer texts."""
+    return np.where(np.isin(source, TWEET_REGISTER_SOURCES), "tweet", "text")
+
+
 def fit_pipeline(
     rows: pl.DataFrame,
     texts: list[str],
@@ -84,11 +108,14 @@ def fit_pipeline(
     use: np.ndarray,
     seed: int = 0,
     extra: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
 ) -> FittedPipeline:
     """Fit every step on the rows where ``use`` is true (see the module docstring); score all rows.
 
     ``extra`` ([rows, k], read on calibrate and evaluate rows only) adds features learnt elsewhere on
     the train rows, such as a fine-tuned encoder's logit; they enter after the n-gram logit.
+    ``strata`` (one label per row): balance the classes inside each stratum (:func:`balanced_weights`)
+    in the n-gram regression and the head, instead of overall.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -98,7 +125,11 @@ def fit_pipeline(
     tr = use & (split == "train")
     head_rows = use & (split == "calibrate") & fit_half
     threshold_rows = use & (split == "calibrate") & ~fit_half
-    char_model = fit_char_ngrams([texts[i] for i in np.flatnonzero(tr)], y[tr], seed=seed)
+
+    def weights(mask: np.ndarray) -> np.ndarray | None:
+        return None if strata is None else balanced_weights(y[mask], strata[mask])
+
+    char_model = fit_char_ngrams([texts[i] for i in np.flatnonzero(tr)], y[tr], seed=seed, sample_weight=weights(tr))
     # every later step reads calibrate and evaluate rows only: train rows keep NaN (and cost nothing)
     char_logit = np.full(len(texts), np.nan)
     later = np.flatnonzero(split != "train")
@@ -107,8 +138,9 @@ def fit_pipeline(
     x = np.concatenate([*columns, embedding.astype(np.float64)], axis=1)
     std = Standardiser.fit(x[head_rows])
     z = np.where(split[:, None] == "train", np.nan, std.transform(x))
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight="balanced", random_state=seed)
-    model.fit(z[head_rows], y[head_rows])
+    balance = "balanced" if strata is None else None
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight=balance, random_state=seed)
+    model.fit(z[head_rows], y[head_rows], sample_weight=weights(head_rows))
     coef, intercept = model.coef_[0], float(model.intercept_[0])
     raw = z @ coef + intercept
     yc = y[threshold_rows]
@@ -132,12 +164,15 @@ def fit_modern_head(
     leave_out_keys: Collection[str] | None = None,
     adapter_logit: np.ndarray | None = None,
     adapter_refit: AdapterRefit | None = None,
+    balance_registers: bool = True,
 ) -> AiTextHead:
     """Fit, calibrate, threshold and measure the head on the corpus ``rows`` (see the module docstring).
 
+    ``embedding`` may have no columns: the head then reads no frozen embedding (``embedding_dim`` 0).
     ``adapter_logit``: the fine-tuned encoder's logit per row (read on calibrate and evaluate rows);
     the leave-one-out refits then call ``adapter_refit`` so that no step saw the held-out rows.
     ``leave_out_keys`` limits the refits to those generators and sources (None: all of them).
+    ``balance_registers``: balance the classes inside each register (:func:`register_of`), not overall.
     """
     if adapter_logit is not None and leave_out and adapter_refit is None:
         raise ValueError("leave-one-out refits of a head with an adapter need adapter_refit (or leave_out=False)")
@@ -145,7 +180,8 @@ def fit_modern_head(
     split = rows["split"].to_numpy()
     everything = np.ones(rows.height, dtype=bool)
     extra = None if adapter_logit is None else np.asarray(adapter_logit, np.float64)[:, None]
-    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed, extra=extra)
+    strata = register_of(rows["source"].to_numpy()) if balance_registers else None
+    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed, extra=extra, strata=strata)
     threshold_humans = (split == "calibrate") & ~calibrate_halves(rows, seed) & (y == 0)
     n_keys = rows.filter(pl.lit(threshold_humans))["account"].n_unique()
     thresholds_: dict[str, dict[str, Any]] = {}
@@ -160,7 +196,7 @@ def fit_modern_head(
         }
     metrics = evaluation_metrics(rows, fitted.log_odds, fitted.thresholds["default"])
     if leave_out:
-        metrics.update(leave_out_tables(rows, texts, style, embedding, seed, leave_out_keys, adapter_refit))
+        metrics.update(leave_out_tables(rows, texts, style, embedding, seed, leave_out_keys, adapter_refit, strata))
     training = {
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -170,19 +206,28 @@ def fit_modern_head(
         "lm_statistics": "none",
         "seed": seed,
         "rows_per_split": {s: int((split == s).sum()) for s in ("train", "calibrate", "evaluate")},
-        "model": "class-balanced L2 logistic regression (scikit-learn) on standardised stylometry, a character "
-        "n-gram regression's logit"
+        "model": ("register-balanced" if balance_registers else "class-balanced")
+        + " L2 logistic regression (scikit-learn) on standardised stylometry, a character n-gram regression's logit"
         + (", the fine-tuned MiniLM adapter's logit" if adapter_logit is not None else "")
-        + " and the MiniLM embedding",
-        "char_ngrams": "char_wb 1-4 grams, sublinear tf-idf, 40k features, class-balanced L2 LR (C=4), train keys",
+        + (" and the MiniLM embedding" if embedding.shape[1] else ""),
+        "weighting": "classes balanced inside each register (whole tweets; pieces cut from longer texts)"
+        if balance_registers
+        else "classes balanced overall",
+        "char_ngrams": "char_wb 1-4 grams, sublinear tf-idf, 40k features, "
+        + ("register-balanced" if balance_registers else "class-balanced")
+        + " L2 LR (C=4), train keys",
         "C": REGULARISATION_C,
         "platt": "class-balanced Platt scaling on the threshold half of the calibrate keys",
     }
     a, b = fitted.platt
     return AiTextHead(
-        version=HEAD_VERSION if adapter_logit is None else ADAPTER_HEAD_VERSION,
+        version=REGISTER_HEAD_VERSION
+        if balance_registers
+        else HEAD_VERSION
+        if adapter_logit is None
+        else ADAPTER_HEAD_VERSION,
         feature_names=list(FEATURE_NAMES) + ([] if adapter_logit is None else [ADAPTER_FEATURE]),
-        embedding_dim=EMBEDDING_DIM,
+        embedding_dim=int(embedding.shape[1]),
         mean_=fitted.standardiser.mean.tolist(),
         scale_=fitted.standardiser.scale.tolist(),
         coef_=fitted.coef.tolist(),
@@ -238,6 +283,7 @@ def leave_out_tables(
     seed: int,
     keys: Collection[str] | None = None,
     adapter_refit: AdapterRefit | None = None,
+    strata: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline refitted without each modern generator, and without each source.
 
@@ -261,7 +307,7 @@ def leave_out_tables(
             log.info("%s: refitting without %s", table, key)
             held = column == key
             extra = None if adapter_refit is None else adapter_refit(~held)[:, None]
-            fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed, extra=extra)
+            fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed, extra=extra, strata=strata)
             machine = ev & (y == 1) & held
             own_humans = ev & (y == 0) & held
             humans = own_humans if own_humans.any() else ev & (y == 0)

@@ -180,18 +180,12 @@ def build_lm_stage(
     mean, scale, coef, intercept, low, high = fit_lm_stage(
         stage1[fit_rows], lm_values[fit_rows], y[fit_rows], lm_feature_names, c=c
     )
-    provisional = LmStage(
-        lm_feature_names,
-        mean.tolist(),
-        scale.tolist(),
-        coef.tolist(),
-        intercept,
-        low.tolist(),
-        high.tolist(),
-        {"default": {"log_odds": 0.0}},
-        -np.inf,
-        {},
-    )
+
+    def stage(thresholds: dict[str, dict[str, Any]], promote_from: float) -> LmStage:
+        fitted = (mean.tolist(), scale.tolist(), coef.tolist(), intercept, low.tolist(), high.tolist())
+        return LmStage(lm_feature_names, *fitted, thresholds, promote_from, {})
+
+    provisional = stage({"default": {"log_odds": 0.0}}, -np.inf)
     full = provisional.decision_function(stage1, lm_values)
     # The threshold depends on which posts are promoted and promotion on the threshold: iterate to a
     # fixed point (two or three rounds; the bound only moves the posts far below the threshold).
@@ -215,15 +209,4 @@ def build_lm_stage(
             "achieved_fpr_on_calibrate": float((humans >= t).mean()),
         }
     thresholds["default"]["log_odds"] = default
-    return LmStage(
-        lm_feature_names,
-        mean.tolist(),
-        scale.tolist(),
-        coef.tolist(),
-        intercept,
-        low.tolist(),
-        high.tolist(),
-        thresholds,
-        float(promote_from),
-        {},
-    )
+    return stage(thresholds, float(promote_from))

