@@ -157,18 +157,11 @@ def _coordinator(args: argparse.Namespace, *, graph_stage: bool = False) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``coordinator`` / ``graph-stage`` / ``rekey`` without the ``chorus`` entry point."""
+    from stream.cli.main import run
+
     parser = argparse.ArgumentParser(prog="chorus")
     register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    return int(args.func(args) or 0)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    return run(build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and run its command: one logging setup and one exit-code policy
+    for ``chorus`` and for the modules that also run alone (``python -m stream.cli.coordinator``)."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
