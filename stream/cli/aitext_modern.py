@@ -2,6 +2,8 @@
 
     chorus aitext-generate --seed 202 --prompts 900 --imitate-share 0.5 \\
         --out .cache/aitext/generated-smollm2-train.jsonl    # 761 posts in 24.5 min on 2 cores
+    chorus aitext-generate --seed 203 --prompts 900 --imitate-share 0.8 \\
+        --out .cache/aitext/generated-smollm2-imitate-train.jsonl   # 743 posts, 27 min
     bash .ci/install --generators                         # Qwen2.5-Coder 0.5B/1.5B, Gemma-3-270M weights
     chorus aitext-generate --model qwen2.5-coder-0.5b --imitate-share 0.4 --seed 301 --prompts 480 \\
         --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # and likewise 1.5b, gemma-3-270m

@@ -97,6 +97,7 @@ def read_ira_humans(data_dir: Path, per_account: int = IRA_POSTS_PER_ACCOUNT, se
 #: Tweets written here by the local models (``chorus aitext-generate``); never the demo's own sample.
 DEFAULT_GENERATED = (
     Path(".cache/aitext/generated-smollm2-train.jsonl"),
+    Path(".cache/aitext/generated-smollm2-imitate-train.jsonl"),
     Path(".cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl"),
     Path(".cache/aitext/generated-qwen2.5-coder-1.5b-train.jsonl"),
     Path(".cache/aitext/generated-gemma-3-270m-train.jsonl"),
