@@ -68,7 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.monotonic()
     adapter = None
-    if args.adapter:
+    if args.adapter or args.reuse_adapter:  # an adapter file to reuse asks for the adapter
         adapter = adapter_logits(
             corpus,
             texts,
@@ -249,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="balance the classes overall, not inside each register (modern-lr-v2/v3)",
     )
-    p.add_argument("--reuse-adapter", default=None, help="with --adapter: the adapter file of an earlier run")
+    p.add_argument("--reuse-adapter", default=None, help="the adapter file of an earlier run (implies --adapter)")
     p.add_argument("--adapter-rows-per-class", type=int, default=ADAPTER_ROWS_PER_CLASS)
     p.add_argument("--adapter-epochs", type=int, default=1)
     p.set_defaults(func=_train)
