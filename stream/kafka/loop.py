@@ -175,6 +175,13 @@ class StreamLoop(Generic[S]):
         """Consume ``topics`` until a stop request (or, with ``idle_exit_s``, until nothing arrived
         for that long and the stage agrees); the caller closes the clients (:meth:`close`)."""
         self.consumer.subscribe(list(topics), listener=_Rebalance(self, stage))
+        # Fetch the topics' metadata after subscribing and before the first poll joins the group.
+        # Otherwise kafka-python (3.0.12) joins with an empty metadata snapshot, gets a first
+        # assignment, finds it stale at once and rebalances again; that second join sometimes never
+        # completes after a previous member's leave, and the member sits unassigned (seen in
+        # tests/test_stream_loop.py about one run in three). One join per member avoids it.
+        for topic in topics:
+            self.retry("metadata", lambda topic=topic: self.consumer.partitions_for_topic(topic))
         last_data = time.monotonic()
         try:
             while not self.stop_requested:
@@ -188,9 +195,7 @@ class StreamLoop(Generic[S]):
                 stage.between_batches(idle=not records)
                 if not self.consumer.assignment():
                     last_data = time.monotonic()  # still joining the group: not idle yet
-                elif (
-                    idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s and stage.may_exit_idle()
-                ):
+                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s and stage.may_exit_idle():
                     log.info("%s: idle for %.0f s, stopping", self.name, idle_exit_s)
                     return
         except StopRequested:
@@ -234,11 +239,19 @@ class StreamLoop(Generic[S]):
     def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         return self.retry("poll", lambda: self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
 
-    def _drop_buffered(self, revoked: Sequence[TopicPartition]) -> int:
+    def _drop_buffered(self, revoked: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Drop the buffered records of ``revoked``; per partition, the first offset dropped."""
         lost = set(revoked)
-        before = len(self._buffer)
-        self._buffer = [r for r in self._buffer if TopicPartition(r.topic, r.partition) not in lost]
-        return before - len(self._buffer)
+        first: dict[TopicPartition, int] = {}
+        kept = []
+        for r in self._buffer:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp in lost:
+                first[tp] = min(first.get(tp, r.offset), r.offset)
+            else:
+                kept.append(r)
+        self._buffer = kept
+        return first
 
     # -- producing and committing (also for a stage's own checkpoints) --------------------------
     def send(self, messages: Iterable[OutMessage]) -> None:
@@ -289,8 +302,11 @@ class StreamLoop(Generic[S]):
         except CommitFailedError as exc:
             # Another member owns these partitions now and re-reads from the last commit; the
             # stage's effects were idempotent, so this costs time only.
-            log.warning("%s: commit refused after a rebalance (%s); the new owner re-reads what was not committed",
-                        self.name, exc)
+            log.warning(
+                "%s: commit refused after a rebalance (%s); the new owner re-reads what was not committed",
+                self.name,
+                exc,
+            )
             return False
         return True
 
@@ -303,19 +319,44 @@ class StreamLoop(Generic[S]):
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Drops what a rebalance takes away, and rewinds what it gives straight back.
+
+    kafka-python (3.x) keeps a partition's fetch position when a rebalance revokes it and assigns it
+    to the same member again, so records dropped from the buffer on revocation would be skipped for
+    good: the member seeks back to the first dropped offset of every partition it gets back.
+    """
+
     def __init__(self, loop: StreamLoop[Any], stage: BatchStage[Any]) -> None:
         self.loop = loop
         self.stage = stage
+        self.rewind: dict[TopicPartition, int] = {}
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         dropped = self.loop._drop_buffered(revoked)
+        for tp, offset in dropped.items():
+            self.rewind[tp] = min(self.rewind.get(tp, offset), offset)
         if revoked:
-            log.info("%s: partitions revoked %s (dropped %d buffered records for their new owner)",
-                     self.loop.name, _fmt_partitions(revoked), dropped)
+            log.info(
+                "%s: partitions revoked %s (dropped buffered records of %d partitions for their new owner)",
+                self.loop.name,
+                _fmt_partitions(revoked),
+                len(dropped),
+            )
         self.stage.partitions_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("%s: partitions assigned %s", self.loop.name, _fmt_partitions(assigned))
+        for tp in assigned:
+            if tp in self.rewind:
+                log.info(
+                    "%s: %s/%d came straight back; re-reading from offset %d",
+                    self.loop.name,
+                    tp.topic,
+                    tp.partition,
+                    self.rewind[tp],
+                )
+                self.loop.consumer.seek(tp, self.rewind[tp])
+        self.rewind.clear()  # partitions that went elsewhere are re-read by their new owner
         self.stage.partitions_assigned(assigned)
 
 
