@@ -220,7 +220,10 @@ def action_panel_css(key: str) -> str:
 
     Streamlit wraps the container in a layout box of its own height, so the wrapper is what sticks,
     inside a column stretched to the height of the row; the panel scrolls within itself when it is
-    taller than the window. In a browser without ``:has`` the panel stays at the top of its column.
+    taller than the window. Its elements keep their height then: the panel is a flex column, and without
+    ``flex-shrink: 0`` the one element that may shrink (the statement box, which scrolls within itself)
+    took all the overflow and was squashed to a few pixels. In a browser without ``:has`` the panel stays
+    at the top of its column.
     """
     cls = f".st-key-{key}"
     return (
@@ -229,5 +232,6 @@ def action_panel_css(key: str) -> str:
         f'div[data-testid="stColumn"]:has({cls}) > div {{height: 100%;}}'
         f"div:has(> {cls}), {cls} {{position: sticky; top: 3.75rem; z-index: 2;}}"
         f"{cls} {{max-height: calc(100vh - 4.5rem); overflow-y: auto;}}"
+        f"{cls} > * {{flex-shrink: 0;}}"
         "</style>"
     )

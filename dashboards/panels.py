@@ -15,12 +15,13 @@ too (:func:`keep_notice`), not at the top of the page where nobody looking at th
 **Statement templates** (:mod:`stream.review.templates`): where a page passes ``templates``, the
 reviewer can start the statement from one; the case's known placeholders (``{account}``,
 ``{post_id}``, ...; the page passes their values as ``case``) are filled in as it is picked, and
-``{reason}`` / ``{reason_code}`` from the reason code chosen when the decision is sent. The statement
-that will be sent is shown under the box while it differs from what is typed. A submit while any
-``[[...]]`` placeholder (or a known one the case cannot fill) is left in the statement is refused
+``{reason}`` / ``{reason_code}`` from the reason code chosen when the decision is sent. A submit while
+any ``[[...]]`` placeholder (or a known one the case cannot fill) is left in the statement is refused
 beside the button and the form is kept as it was (:func:`stream.review.placeholders.refusal`).
-The picker is a small "Template" button beside the reason code, not a row of its own: on a laptop
-screen the panel's submit button must stay on the first screen. Leads write the templates on their
+On a laptop screen the panel's submit button must stay on the first screen, so nothing about templates
+takes a row of its own: the picker is a small "Template" button beside the reason code, and what is left
+to fill in ("2 to fill in") or, once nothing is, the statement as it will be sent ("Preview") is a small
+popover beside the submit button. Leads write the templates on their
 own page (``views/templates.py``, :mod:`dashboards.templates_view`).
 
 **The action panel** (:func:`action_panel`, :func:`claim_buttons`): the post and campaign pages put
@@ -162,6 +163,22 @@ def _template_picker(key: str, nonce: int, templates: Sequence[StatementTemplate
     )
 
 
+def _statement_check(row: DeltaGenerator, to_write: Sequence[str], sent: str | None) -> None:
+    """Beside the submit button, in ``row``: a small popover naming what is ``to_write`` before the statement
+    can go ("2 to fill in"), and the statement as the user will be told it (``sent``, placeholders filled)
+    when it differs from what is typed. Nothing when there is neither: the button keeps the row."""
+    if not to_write and sent is None:
+        return
+    label = f"{len(to_write)} to fill in" if to_write else "Preview"
+    icon = ":material/edit_note:" if to_write else ":material/visibility:"
+    with row.popover(label, icon=icon, help="What is left to fill in; the statement the user will be told"):
+        if to_write:
+            st.caption("To fill in before submitting: " + ", ".join(render.md_escape(p) for p in to_write))
+        if sent is not None:
+            st.caption("The statement the user will be told, placeholders filled:")
+            st.text(render.visible(sent))
+
+
 def decision_form(
     key: str,
     reviewer: Reviewer,
@@ -231,13 +248,11 @@ def decision_form(
     left = placeholders.unfilled(statement)
     # {reason} and {reason_code} fill themselves once a reason code is chosen: not the reviewer's to write.
     to_write = [p for p in left if reason or p not in ("{reason}", "{reason_code}")]
-    if to_write:
-        st.caption("To fill in before submitting: " + ", ".join(render.md_escape(p) for p in to_write))
-    elif statement != (typed or ""):
-        st.caption("The statement the user will be told, placeholders filled:")
-        st.text(render.visible(statement))
     disabled = not reviewer.can_decide
-    submitted = st.button(
+    # What is left to fill in and the statement as it will be sent sit beside the submit button, in a small
+    # popover: above it, they pushed the button off a laptop's first screen (tests/test_console_browser.py).
+    submit_row = st.container(horizontal=True, vertical_alignment="center")
+    submitted = submit_row.button(
         submit_label,
         key=f"{key}-submit-{nonce}",
         type="primary",
@@ -245,6 +260,7 @@ def decision_form(
         disabled=disabled,
         width="stretch",
     )
+    _statement_check(submit_row, to_write, statement if statement != (typed or "") else None)
     and_next = False
     if with_next:
         and_next = st.button(

@@ -16,6 +16,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ import streamlit as st
 
 from dashboards import auth
 from dashboards.data import NOTICE_KEY
-from stream.review.edges import Edge
+from stream.review.edges import Edge, account_pairs
 
 #: Characters of one post shown on screen; the rest is offered as a download.
 MAX_SHOWN_CHARS = 20_000
@@ -128,6 +129,36 @@ def without_text_for_viewers(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop(dropped)
 
 
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(visible(value))
+
+
+def plain_table_html(frame: pl.DataFrame) -> str:
+    """``frame`` as a plain HTML table for ``st.html``: every cell spelt with :func:`visible` and escaped,
+    numbers to four significant digits, no toolbar (nothing to download, search or copy as CSV)."""
+    head = "".join(f"<th>{html.escape(visible(name))}</th>" for name in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in frame.iter_rows())
+    return (
+        '<div style="max-height:320px;overflow:auto"><table class="chorus-plain-table" '
+        'style="border-collapse:collapse;font-size:0.9em;text-align:left">'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
+def text_pieces_table(frame: pl.DataFrame) -> None:
+    """A table whose cells are pieces of a post's text (the tokens or words behind a detector's call):
+    ``st.dataframe`` for those who may take post text away (:func:`dashboards.auth.can_export_text`), and
+    for viewers the same rows as a plain table (:func:`plain_table_html`), which has no toolbar: a table's
+    "Download as CSV" can be switched off only for the whole server, not for one role."""
+    if auth.can_export_text(st.session_state.get("reviewer")):
+        st.dataframe(frame, hide_index=True)
+        return
+    st.html(plain_table_html(frame))
+    st.caption("A plain table, nothing to download: viewers read post text here but do not take it away.")
+
+
 def _heat(value: float | None, low: float, high: float) -> str:
     """Background for a token: stronger for more predictable tokens (low surprisal)."""
     if value is None or high <= low:
@@ -203,12 +234,54 @@ def when(value: datetime | None) -> str:
 # Charts
 
 
-def graph_layout(nodes: Sequence[str], edges: Sequence[Edge], *, seed: int = 7) -> dict[str, tuple[float, float]]:
-    """Node positions: a seeded spring layout, so the same campaign always draws the same way."""
+@dataclass(frozen=True)
+class GraphLink:
+    """One line of the account graph: a pair of accounts and every co-action type that links them.
+
+    ``weight`` is the types' strengths combined (:func:`combined_strength`); ``types`` holds each type
+    with its own strength, strongest first; ``matched`` counts the pairs of matched posts behind the
+    link, each once whatever the types that matched it (:func:`stream.review.edges.account_pairs`).
+    """
+
+    source: str
+    target: str
+    weight: float
+    types: tuple[tuple[str, float], ...]
+    matched: int
+
+
+def combined_strength(strengths: Iterable[float]) -> float:
+    """Per-type link strengths combined into one, as the coordination stage combines them into its account
+    graph's edge (:func:`detectors.coordination.graph.account_graph`, the ``pair_weight`` it stores): the
+    noisy-or ``1 - prod(1 - s)``, each strength taken between 0 and 1. Two types at 0.5 make 0.75: a pair
+    linked in more ways is more strongly linked, never more than 1."""
+    return 1.0 - math.prod(1.0 - min(max(s, 0.0), 1.0) for s in strengths)
+
+
+def graph_links(edges: Sequence[Edge]) -> list[GraphLink]:
+    """The links to draw, one per pair of accounts whatever the co-action types (the stage stores one link
+    per type, so a pair linked by several would be drawn as several lines on top of each other), strongest
+    first (then by ids)."""
+    strengths: dict[tuple[str, str], dict[str, float]] = {}
+    for edge in edges:
+        a, b = sorted((edge.source, edge.target))
+        types = strengths.setdefault((a, b), {})
+        types[edge.network] = max(types.get(edge.network, 0.0), edge.weight)
+    links = []
+    for pair in account_pairs(edges):
+        types = strengths[(pair.source, pair.target)]
+        ranked = tuple(sorted(types.items(), key=lambda t: (-t[1], t[0])))
+        links.append(GraphLink(pair.source, pair.target, combined_strength(types.values()), ranked, len(pair.matched)))
+    return sorted(links, key=lambda link: (-link.weight, link.source, link.target))
+
+
+def graph_layout(nodes: Sequence[str], links: Sequence[GraphLink], *, seed: int = 7) -> dict[str, tuple[float, float]]:
+    """Node positions: a seeded spring layout, so the same campaign always draws the same way; linked
+    accounts pull together as strongly as their combined link."""
     graph = nx.Graph()
     graph.add_nodes_from(nodes)
-    for edge in edges:
-        graph.add_edge(edge.source, edge.target, weight=max(edge.weight, 0.01))
+    for link in links:
+        graph.add_edge(link.source, link.target, weight=max(link.weight, 0.01))
     if graph.number_of_nodes() == 0:
         return {}
     positions = nx.spring_layout(graph, seed=seed, weight="weight")
@@ -216,13 +289,14 @@ def graph_layout(nodes: Sequence[str], edges: Sequence[Edge], *, seed: int = 7) 
 
 
 def account_graph_chart(
-    nodes: pl.DataFrame, edges: Sequence[Edge], positions: Mapping[str, tuple[float, float]]
+    nodes: pl.DataFrame, links: Sequence[GraphLink], positions: Mapping[str, tuple[float, float]]
 ) -> alt.LayerChart:
-    """Accounts as circles (size: posts, colour: undecided flags), links as lines (width: weight).
+    """Accounts as circles (size: posts, colour: undecided flags), one line per linked pair (width: the
+    combined strength; colour: how many co-action types link the pair; tooltip: each type and its strength).
 
     Interactive: zoom and pan, tooltips with the numbers, click a node to select its account.
-    ``nodes`` has ``account_id``, ``posts``, ``flags``. Labels and tooltips show ids through
-    :func:`visible`; a click selects the stored ``account_id``.
+    ``nodes`` has ``account_id``, ``posts``, ``flags``; ``links`` are :func:`graph_links`. Labels and
+    tooltips show ids through :func:`visible`; a click selects the stored ``account_id``.
     """
     node_rows = [
         {
@@ -235,18 +309,19 @@ def account_graph_chart(
     ]
     edge_rows = [
         {
-            "source": visible(e.source),
-            "target": visible(e.target),
-            "network": visible(e.network),
-            "weight": e.weight,
-            "evidence": len(e.evidence),
-            "x": positions[e.source][0],
-            "y": positions[e.source][1],
-            "x2": positions[e.target][0],
-            "y2": positions[e.target][1],
+            "source": visible(link.source),
+            "target": visible(link.target),
+            "networks": ", ".join(f"{visible(network)} {strength:.2f}" for network, strength in link.types),
+            "types": len(link.types),
+            "weight": link.weight,
+            "matched": link.matched,
+            "x": positions[link.source][0],
+            "y": positions[link.source][1],
+            "x2": positions[link.target][0],
+            "y2": positions[link.target][1],
         }
-        for e in edges
-        if e.source in positions and e.target in positions
+        for link in links
+        if link.source in positions and link.target in positions
     ]
     axis = alt.Axis(title=None, labels=False, ticks=False, grid=False, domain=False)
     # Padding keeps the outermost nodes and their labels inside the plot.
@@ -260,9 +335,15 @@ def account_graph_chart(
             y=alt.Y("y:Q", axis=axis, scale=y_scale),
             x2="x2:Q",
             y2="y2:Q",
-            strokeWidth=alt.StrokeWidth("weight:Q", scale=alt.Scale(range=[1, 6]), legend=None),
-            color=alt.Color("network:N", title="link"),
-            tooltip=["source:N", "target:N", "network:N", alt.Tooltip("weight:Q", format=".2f"), "evidence:Q"],
+            strokeWidth=alt.StrokeWidth("weight:Q", scale=alt.Scale(domain=[0, 1], range=[1, 6]), legend=None),
+            color=alt.Color("types:O", title="co-action types", scale=alt.Scale(scheme="purples")),
+            tooltip=[
+                "source:N",
+                "target:N",
+                alt.Tooltip("networks:N", title="co-action types (strength)"),
+                alt.Tooltip("weight:Q", title="combined strength", format=".2f"),
+                alt.Tooltip("matched:Q", title="matched posts"),
+            ],
         )
     )
     dots = (

@@ -9,9 +9,11 @@ for CI to keep; ``dashboards/screenshots/`` holds copies for the README. It also
 browser what the AppTest tests prove on the element tree: a post carrying ``<script>`` and
 ``onerror`` runs nothing. And it measures what only a browser can: on a laptop screen
 (:data:`FIRST_SCREEN`, 1440x900) the decision panel's submit button is on the first screen of a post
-and of a campaign, with a statement template to pick; ``/`` focuses the quick search, which opens a
-case at its top however far the last one was scrolled; the overview's precision table shows all its
-columns.
+and of a campaign, with a statement template to pick and, on a post, after one is picked and after its
+placeholders are filled in (neither what is left to fill in nor the statement as it will be sent may
+push it down), and the panel, taller than the window, scrolls instead of squashing its statement box;
+``/`` focuses the quick search, which opens a case at its top however far the last one was scrolled;
+the overview's precision table shows all its columns.
 
 Skipped, with the reason, where Chromium is not installed (``apt-get install -y chromium``).
 """
@@ -23,6 +25,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -37,6 +40,7 @@ import pytest
 from test_console import HOSTILE, add_simulated_campaigns, write_flagged_post
 
 from stream.review.decisions import decide
+from stream.review.notes import add_note
 from stream.review.reversal import reverse
 from stream.review.templates import save_template
 from stream.store.database import Store
@@ -78,9 +82,10 @@ def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str, st
     starts it (no Deploy button in the screenshots); a flag in it and the account behind that flag.
 
     Three other flags are decided (two confirmed, one dismissed) and one more decided and reversed, so
-    the overview has precision and decisions by reviewer to show. A lead's statement template for any
-    case puts the template picker in the decision panels, whose submit button must still be on the
-    first screen.
+    the overview has precision and decisions by reviewer to show. Two team notes on the flag make its
+    decision panel taller than a laptop's window (it scrolls within itself). A lead's statement template for any
+    case, with three ``[[...]]`` to fill in, puts the template picker in the decision panels, whose submit
+    button must still be on the first screen, before a template is picked and after.
     """
     with Store.open(str(demo_store)) as store:
         add_simulated_campaigns(store)
@@ -91,11 +96,15 @@ def console_url(demo_store: Path, tmp_path: Path) -> Iterator[tuple[str, str, st
         bob = Reviewer("bob@example.org", "reviewer")
         decide(store, bob, others[:2], "confirm", "undisclosed_ai_text")
         decide(store, bob, others[2:3], "dismiss", "false_positive")
+        for note in ("Same wording as three other accounts this week.", "Checked the link: a content farm."):
+            assert add_note(store, bob, "flag", flag, note).ok  # open in the panel: taller than the window
         wrong = decide(store, bob, others[3:], "confirm", "spam").decision_ids[others[3]]
         reverse(store, bob, [wrong], "reviewer_error", "Misclick.")
         save_template(
             store, Reviewer("lee@example.org", "lead"), name="Machine-written, undisclosed",
-            body="Your post {post_id} was labelled: [[what gave it away]].", reason_code="undisclosed_ai_text",
+            body="Your post {post_id} was labelled ({reason}): [[what gave it away]]; "
+            "[[which account it copies, if any]]. See [[the policy section]].",
+            reason_code="undisclosed_ai_text",
         )  # fmt: skip
     port = _free_port()
     log = (tmp_path / "streamlit.log").open("wb")
@@ -122,6 +131,10 @@ SCROLLER = (
     ".find(e => e.scrollHeight > e.clientHeight && getComputedStyle(e).overflowY !== 'visible')"
     " || document.scrollingElement)"
 )
+
+
+#: A button's label as a person reads it: its Markdown, without the shortcut hint Streamlit draws beside it.
+BUTTON_LABEL = "(b.querySelector('[data-testid=stMarkdownContainer]') || b).innerText.trim()"
 
 
 class Chromium:
@@ -192,7 +205,7 @@ class Chromium:
         label is the button's Markdown; the shortcut hint Streamlit draws beside it is not part of it)."""
         found = json.loads(self.evaluate(
             f"(() => {{ const buttons = [...document.querySelectorAll({json.dumps(within + ' button')})];"
-            " const label = b => (b.querySelector('[data-testid=stMarkdownContainer]') || b).innerText.trim();"
+            f" const label = b => {BUTTON_LABEL};"
             f" const b = buttons.find(b => label(b) === {json.dumps(label)});"
             " if (!b) return JSON.stringify(buttons.map(label));"
             " const box = b.getBoundingClientRect(); return JSON.stringify([box.top, box.bottom]); })()"
@@ -201,6 +214,84 @@ class Chromium:
             f"no button {label!r} in {within}; its buttons: {found}"
         )
         return float(found[0]), float(found[1])
+
+    def click(self, element: str, what: str) -> None:
+        """A person's click (mouse moved, pressed, released) in the middle of the element the JavaScript
+        expression ``element`` finds, where it is on screen now (nothing is scrolled to reach it)."""
+        found = json.loads(self.evaluate(
+            f"(() => {{ const e = {element}; if (!e) return 'null'; const b = e.getBoundingClientRect();"
+            " return JSON.stringify([b.left + b.width / 2, b.top + b.height / 2]); })()"
+        ))  # fmt: skip
+        assert found, f"nothing to click: {what}"
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=found[0], y=found[1], button="left", clickCount=1)
+
+    def click_button(self, label: str, within: str = "body") -> None:
+        """Click the button labelled ``label`` (its Markdown, as :meth:`button_box` reads it) in ``within``."""
+        buttons = f"[...document.querySelectorAll({json.dumps(within + ' button')})]"
+        self.click(f"{buttons}.find(b => {BUTTON_LABEL} === {json.dumps(label)})", f"the button {label!r}")
+
+    def choose(self, box: str, option: str) -> None:
+        """In the select box labelled ``box``, once it can be used, choose the option that starts with ``option``;
+        wait until the page has rerun with it chosen."""
+        picker = (
+            "[...document.querySelectorAll('[data-testid=stSelectbox]')]"
+            f".find(s => s.innerText.includes({json.dumps(box)}))"
+        )
+        field = f"({picker} || document).querySelector('input')"
+        _wait_for(lambda: self.evaluate(f"!!{picker} && !{field}.disabled"), f"the select box {box!r}", timeout=30)
+        self.click(field, f"the select box {box!r}")
+        item = (
+            "[...document.querySelectorAll('[role=option]')]"
+            f".find(o => o.innerText.trim().startsWith({json.dumps(option)}))"
+        )
+        _wait_for(lambda: self.evaluate(f"!!{item}"), f"the option {option!r}", timeout=10)
+        self.click(item, f"the option {option!r}")
+        chosen = f"{field}.value.startsWith({json.dumps(option)})"
+        _wait_for(lambda: self.evaluate(f"!!{picker} && {chosen}"), f"{option!r} chosen in {box!r}", timeout=30)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until Streamlit has stopped running, nothing is left open and no tooltip hangs over the page."""
+        self.wait_rendered("")
+        self.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key="Escape", code="Escape", windowsVirtualKeyCode=27)
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=1, y=1)
+        time.sleep(0.5)
+
+    def pick_template(self, panel: str, name: str) -> str:
+        """Open the decision panel's *Template* popover, choose the template whose label starts with ``name``,
+        and wait until the page has rerun with its statement in the panel's statement box; the statement."""
+        self.click_button("Template", within=panel)
+        self.choose("Statement template", name)
+        box = f"document.querySelector('{panel} textarea')"
+        statement = _wait_for(lambda: self.evaluate(f"{box} && {box}.value.includes('[[') && {box}.value"),
+                              "the template's statement in the box", timeout=30)  # fmt: skip
+        return str(statement)
+
+    def write_statement(self, panel: str, statement: str) -> None:
+        """Replace what the panel's statement box holds with ``statement``, as typed, and leave the box (which
+        sends it); wait until the page has rerun and no longer says that anything is left to fill in."""
+        box = f"document.querySelector('{panel} textarea')"
+        self.click(box, "the statement box")
+        self.evaluate(f"{box}.select()")
+        self.call("Input.insertText", text=statement)
+        self.click(f"document.querySelector('{panel} h2, {panel} h3')", "the panel's heading")  # the box loses focus
+        left = "document.body.innerText.toLowerCase().includes('to fill in')"
+        _wait_for(lambda: not self.evaluate(left), "nothing left to fill in", timeout=30)
+        self.settle()
+
+    def squashed(self, panel: str) -> str | None:
+        """None when the panel's statement box (its label and text area) is drawn at its full height, else how
+        much of it shows: in a panel taller than the window, the box must not give up its height."""
+        heights = json.loads(self.evaluate(
+            f"(() => {{ const box = document.querySelector('{panel} [data-testid=stTextArea]');"
+            " if (!box) return 'null'; const holder = box.closest('[data-testid=stElementContainer]') || box;"
+            " return JSON.stringify([holder.getBoundingClientRect().height, box.scrollHeight]); })()"
+        ))  # fmt: skip
+        assert heights, f"no statement box in {panel}"
+        shown, whole = heights
+        return None if shown >= whole - 1 else f"the statement box in {panel} shows {shown:.0f} of its {whole:.0f} px"
 
     def on_first_screen(self, label: str, within: str = "body") -> str | None:
         """None when the button ``label`` is wholly on the first screen (:data:`FIRST_SCREEN`), else where it is."""
@@ -266,6 +357,8 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
     # Measured, then asserted at the end: every screenshot is taken even when one measure fails.
     chromium.button_box("Template", within=".st-key-post-action-panel")  # the store's template is offered
     off_screen = [chromium.on_first_screen("Submit", within=".st-key-post-action-panel")]
+    squashed = [chromium.squashed(".st-key-post-action-panel")]
+    assert "Team notes (2)" in post, "the notes make the panel taller than the window"
     chromium.screenshot(artifacts / "post.png")
 
     # "/" focuses the quick search on any page; what it opens starts at its top, not where this post was scrolled
@@ -284,6 +377,26 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
     assert chromium.evaluate("window.__pwned === undefined"), "and it never ran"
     assert chromium.evaluate('document.querySelectorAll(\'img[src="x"], a[href^="https://evil"]\').length') == 0
     chromium.screenshot(artifacts / "hostile-post.png")
+
+    # A reviewer's way through the panel: a decision, its reason code, a template with three [[...]] to fill in,
+    # then those filled in (the statement as it will be sent differs: {reason} is filled). At each step the
+    # submit button is still on the first screen.
+    panel = ".st-key-post-action-panel"
+    chromium.open(f"{url}/post?flag={flag}", f"Case {flag}")
+    chromium.viewport(*FIRST_SCREEN)
+    chromium.click_button("Confirm", within=panel)
+    chromium.choose("Reason code", "undisclosed_ai_text")
+    statement = chromium.pick_template(panel, "Machine-written, undisclosed")
+    assert statement.startswith("Your post ") and statement.count("[[") == 3, statement
+    chromium.first_screen(artifacts / "post-template-first-screen.png")
+    off_screen.append(chromium.on_first_screen("Submit", within=panel))
+    squashed.append(chromium.squashed(panel))
+    chromium.viewport(*FIRST_SCREEN)
+    filled = re.sub(r"\[\[[^]]*\]\]", "the phrasing of a chatbot's answer", statement)
+    chromium.write_statement(panel, filled)
+    chromium.first_screen(artifacts / "post-statement-first-screen.png")
+    off_screen.append(chromium.on_first_screen("Submit", within=panel))
+    squashed.append(chromium.squashed(panel))
 
     account = chromium.open(f"{url}/account?account={account_id}", "Machine share over time")
     assert account_id in account
@@ -311,3 +424,4 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
         assert (artifacts / name).stat().st_size > 20_000, f"{name} is a real screenshot, not a blank page"
     below = [where for where in off_screen if where]
     assert not below, f"the decision panel's submit button is below the first screen: {below}"
+    assert not [what for what in squashed if what], f"the decision panel squashes its statement box: {squashed}"

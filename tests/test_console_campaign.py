@@ -4,7 +4,9 @@ What these prove: the coordination stage's evidence (every matched pair listed i
 and again under each co-action type it shares) reads as one entry per pair of accounts with each
 pair of posts once, oriented by account and with the seconds between them; a graph cut at the
 stage's ``summary_edges`` says "the strongest N of M links" with M read back from the stage's
-density (every possible pair when it stored none) and a density of what is drawn; the campaign
+density (every possible pair when it stored none) and a density of what is drawn; the graph draws one
+line per pair of accounts, its strength the co-action types' combined as the stage combines them and
+each type named in its tooltip; the campaign
 queue ranks the most coordinated and most machine-written campaigns first, in SQL on SQLite and
 PostgreSQL, exactly as the pure rank says, under the queue's filters; the word diff escapes hostile
 text and marks the changed words; and the pages show all of it, with "Open account" on the stored id.
@@ -18,12 +20,15 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 from test_console import button, go, texts
+from test_console_safety import chart_rows
 
 from dashboards.campaign_view import coverage_note, seconds_apart, word_diff_html
+from dashboards.render import account_graph_chart, combined_strength, graph_layout, graph_links
 from stream.config import CoordinatorSettings
 from stream.review.campaigns import (
     RANK_SORT,
@@ -165,6 +170,45 @@ def test_the_stored_evidence_reads_once_with_its_seconds_apart(store: Store) -> 
         keys = [frozenset((m.post_1, m.post_2)) for m in pair.matched]
         assert len(keys) == len(set(keys))
         assert all(m.post_1.endswith(f"p{pair.source[-2:]}") for m in pair.matched), "left: the first account"
+
+
+# ---------------------------------------------------------------------------------------------
+# One line per pair of accounts in the graph
+
+
+def link_rows(chart: Any) -> list[dict[str, Any]]:
+    """The rows the graph's lines are drawn from (the rule layer's data), as Vega-Lite receives them."""
+    spec = chart.to_dict()
+    [rule] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rule"]
+    data = rule.get("data") or spec["data"]
+    return list(data["values"]) if "values" in data else list(spec["datasets"][data["name"]])
+
+
+def test_a_pair_linked_by_two_types_is_one_line_carrying_both() -> None:
+    shared = {"post_1": "pa", "time_1": "2026-03-01T09:00:00Z", "post_2": "pb", "time_2": "2026-03-01T09:00:04Z"}
+    other = {"post_1": "pa2", "time_1": "2026-03-01T09:10:00Z", "post_2": "pb2", "time_2": "2026-03-01T09:10:09Z"}
+    edges = [
+        Edge("a", "b", 0.5, "co_link", (shared,)),
+        Edge("b", "a", 0.4, "co_hashtag", (shared, other)),  # the same pair, the other way round
+        Edge("b", "c", 0.9, "co_text", (other,)),
+    ]
+    links = graph_links(edges)
+    assert [(link.source, link.target) for link in links] == [("b", "c"), ("a", "b")], "one per pair, strongest first"
+    both = links[1]
+    assert both.types == (("co_link", 0.5), ("co_hashtag", 0.4)), "each type with its strength, strongest first"
+    assert both.weight == pytest.approx(1 - (1 - 0.5) * (1 - 0.4)), "combined as the coordination stage does"
+    assert both.matched == 2, "the pair of posts both types matched counts once"
+    assert combined_strength([1.0, 0.3]) == 1.0 and combined_strength([]) == 0.0
+    assert combined_strength([1.7, -0.2]) == 1.0, "strengths are taken between 0 and 1"
+
+    nodes = pl.DataFrame({"account_id": ["a", "b", "c"], "posts": [1, 2, 1], "flags": [0, 1, 0]})
+    positions = graph_layout(nodes["account_id"].to_list(), links)
+    rows = link_rows(account_graph_chart(nodes, links, positions))
+    assert len(rows) == 2, "two lines for three links: a and b are joined once"
+    [ab] = [r for r in rows if {r["source"], r["target"]} == {"a", "b"}]
+    assert ab["networks"] == "co_link 0.50, co_hashtag 0.40" and ab["types"] == 2
+    assert ab["weight"] == pytest.approx(0.7) and ab["matched"] == 2
+    assert (ab["x"], ab["y"], ab["x2"], ab["y2"]) == (*positions["a"], *positions["b"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +388,13 @@ def test_the_campaign_page_shows_each_pair_once_with_its_gap_and_the_cut(console
     assert len(links) == 13 and list(links["matched posts"]) == [1] * 13
     assert list(links.iloc[0][["source", "target"]]) == ["acct_00", "acct_01"]
     assert links.iloc[0]["networks"] == ", ".join(NETWORKS)
+    # The graph: 50 stored links (one per pair and type) are 13 lines, one per pair, each with its types.
+    drawn = [r for r in chart_rows(at) if "networks" in r]
+    assert len(drawn) == 13, "one line per pair of accounts, not one per co-action type"
+    assert len({(r["source"], r["target"]) for r in drawn}) == 13
+    by_pair = {(r["source"], r["target"]): r for r in drawn}
+    assert by_pair[("acct_00", "acct_01")]["networks"] == ", ".join(f"{n} 1.00" for n in sorted(NETWORKS))
+    assert by_pair[("acct_01", "acct_03")]["types"] == 2, "the cut left this pair two of its four types"
 
     shown = texts(at)
     left = [t for t in shown if t.startswith("acct_00 · ")]

@@ -5,7 +5,8 @@
   started by hand on such an address, shows the same refusal and nothing else.
 * The store password is in no line the console command prints and on no command line it starts.
 * A viewer cannot take post text away: the labelled-decisions export comes without it, a long
-  post's full-text download is not offered; reviewers get both. The rule is ``auth.can_export_text``.
+  post's full-text download is not offered, the tokens and words behind a detector's call are a plain
+  table (no toolbar to download it from); reviewers get all three. The rule is ``auth.can_export_text``.
 * Ids and texts with hidden characters (U+202E right-to-left override, U+200B zero-width space)
   are spelt out (``⟨U+202E⟩``) on the pages, in tables and charts.
 * The local reviewer comes from the configuration (``[console]``, ``CHORUS_REVIEWER`` /
@@ -35,7 +36,7 @@ from streamlit.testing.v1.util import patch_config_options
 from test_console import APP, go, texts, write_flagged_post
 
 from dashboards import auth
-from dashboards.render import HIDDEN_PATTERN, _is_hidden, visible, visible_columns
+from dashboards.render import HIDDEN_PATTERN, _is_hidden, plain_table_html, visible, visible_columns
 from stream.cli import pipeline
 from stream.cli.main import main
 from stream.config import REVIEWER_ROLES, ChorusConfig, ConfigError, ConsoleConfig, is_loopback
@@ -152,7 +153,7 @@ def test_ids_and_text_with_hidden_characters_render_visibly(console: Callable[..
     rows = chart_rows(at)
     spelt = {"user-⟨U+202E⟩gnp.exe", "trusted⟨U+200B⟩-news"}
     assert {r["account"] for r in rows if "account" in r} == spelt, "graph labels and tooltips"
-    assert {r[k] for r in rows if "network" in r for k in ("source", "target")} == spelt, "graph links"
+    assert {r[k] for r in rows if "networks" in r for k in ("source", "target")} == spelt, "graph links"
     assert {r["account_id"] for r in rows if "preview" in r} == spelt, "timeline rows and tooltips"
     leaked = [s for s in shown if RLO in s or ZWSP in s]
     assert not leaked, leaked
@@ -271,6 +272,53 @@ def test_a_viewer_gets_no_table_with_post_text_to_download(
     viewer.run()
     [open_button] = [b for b in viewer.button if b.label == "Open"]
     assert not open_button.disabled, "the viewer's queue still opens a case to read"
+
+
+#: Evidence naming pieces of TEXT: the tokens a language model found surprising, the words that drove a call.
+TOKENS = {"top_surprisal_tokens": [{"token": " organic", "position": 1, "surprisal": 9.25},
+                                   {"token": "Totally", "position": 0, "surprisal": 7.5}]}  # fmt: skip
+WORDS = {"top_words": [{"word": "opinion", "position": 2, "log_odds": 0.75},
+                       {"word": "organic", "position": 1, "log_odds": 0.5}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("evidence", "columns", "pieces"),
+    [(TOKENS, ["token", "surprisal (nats)", "position"], ["␣organic", "Totally"]),
+     (WORDS, ["word", "log-odds towards machine", "word number"], ["opinion", "organic"])],
+    ids=["surprising-tokens", "driving-words"],
+)  # fmt: skip
+def test_a_viewer_reads_the_evidence_words_in_a_table_without_a_download(
+    console: Callable[..., AppTest], store: Store, evidence: dict[str, Any], columns: list[str], pieces: list[str]
+) -> None:
+    """The words and tokens behind a call are the post's text: a reviewer gets them as a table (with its
+    toolbar's CSV download), a viewer reads the same rows in a plain table with nothing to download."""
+    flag = write_flagged_post(store, "evidence-1", TEXT, "acct-evidence", evidence)
+
+    reviewer = go(console(role="reviewer"), "post", flag=flag)
+    [table] = [d.value for d in reviewer.dataframe if columns[0] in d.value.columns]
+    assert list(table.columns) == columns and list(table[columns[0]]) == pieces
+    assert not [h for h in reviewer.get("html") if "chorus-plain-table" in h.value]
+
+    viewer = go(console(role="viewer"), "post", flag=flag)
+    assert not [d for d in viewer.dataframe if set(columns) & set(d.value.columns)], "no table to download"
+    cells = [str(v) for d in viewer.dataframe for column in d.value for v in d.value[column]]
+    assert not [c for c in cells if any(piece.strip("␣") in c for piece in pieces)], "no evidence word in a table"
+    [plain] = [h.value for h in viewer.get("html") if "chorus-plain-table" in h.value]
+    for column in columns:
+        assert f"<th>{column}</th>" in plain
+    for piece in pieces:
+        assert f"<td>{piece}</td>" in plain, "the viewer still reads every word of the evidence"
+    assert [h.value for h in viewer.get("html") if "chorus-token" in h.value], "and sees them marked in the text"
+    assert any("nothing to download" in c.value for c in viewer.caption), "the viewer is told why"
+    assert not viewer.get("download_button")
+
+
+def test_the_plain_table_escapes_what_a_post_wrote() -> None:
+    frame = pl.DataFrame({"token": ["<img src=x onerror=alert(1)>", f"txt{RLO}.exe", None], "n": [1.23456, 2.0, None]})
+    plain = plain_table_html(frame)
+    assert "<img" not in plain and "&lt;img src=x onerror=alert(1)&gt;" in plain
+    assert "txt⟨U+202E⟩.exe" in plain and RLO not in plain
+    assert "<td>1.235</td>" in plain and "<td>2</td>" in plain and plain.count("<td></td>") == 2
 
 
 # ---------------------------------------------------------------------------------------------

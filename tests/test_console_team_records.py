@@ -1,10 +1,11 @@
 """Statement templates, team notes and saved filters in the console, driven like a user (AppTest).
 
 What these prove, on a small SQLite store written through the worker's own write path: a reviewer
-picks a template in the post view's decision panel and the post's ids are filled in; a submit while
-``[[...]]`` is left is refused beside the button, nothing is written and the form keeps what was
-typed; once filled, the decision goes through with the statement as filled (``{reason}`` from the
-chosen reason code); the campaign view fills ``{campaign}``. A lead writes, edits and disables a
+picks a template in the post view's decision panel and the post's ids are filled in; what is left to
+fill in, and the statement as it will be sent, are in a small popover beside the submit button (not in
+a row above it); a submit while ``[[...]]`` is left is refused beside the button, nothing is written and
+the form keeps what was typed; once filled, the decision goes through with the statement as filled
+(``{reason}`` from the chosen reason code); the campaign view fills ``{campaign}``. A lead writes, edits and disables a
 template on the statement templates page; a reviewer and a viewer read them there but cannot. A
 note added on the post view shows with its author, writes an audit row, shows on the account and
 campaign pages (notes added there too) and never reaches the labelled-decisions export; a viewer
@@ -113,6 +114,20 @@ def choose(at: AppTest, form: str, decision: str, reason_code: str) -> None:
     run(at)
 
 
+def beside_submit(at: AppTest, submit_label: str = "Submit") -> dict[str, Any]:
+    """The popovers in the submit button's own row, by label (the row is the block holding the button)."""
+
+    def rows(node: Any) -> Iterator[Any]:
+        children = list(getattr(node, "children", {}).values())
+        if any(getattr(c, "type", None) == "button" and c.label == submit_label for c in children):
+            yield node
+        for child in children:
+            yield from rows(child)
+
+    [row] = list(rows(at._tree))
+    return {c.proto.popover.label: c for c in row.children.values() if getattr(c, "type", None) == "popover"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Statement templates in the decision panel
 
@@ -133,6 +148,16 @@ def test_a_template_with_a_placeholder_left_is_refused_then_goes_through_filled(
         "Your post team-post-1 from acct-team was labelled because {reason}: [[explain what was misleading]]."
     ), "the post's ids are filled in when the template is picked; the reason when the decision is sent"
     assert any("[[explain what was misleading]]" in plain(c.value) for c in at.caption), "what is left is named"
+    # ... in a small popover beside the submit button, not in a row above it that pushes the button down
+    [left] = beside_submit(at).values()
+    assert left.proto.popover.label == "1 to fill in"
+    assert [plain(c.value) for c in left.caption] == [
+        "To fill in before submitting: [[explain what was misleading]]",
+        "The statement the user will be told, placeholders filled:",
+    ]
+    assert [t.value for t in left.text] == [
+        statement.replace("{reason}", "Machine-written text presented as a person's own")
+    ], "the reason code fills {reason}"
 
     button(at, "Submit").click()
     run(at)
@@ -146,6 +171,12 @@ def test_a_template_with_a_placeholder_left_is_refused_then_goes_through_filled(
 
     at.text_area(key="post-statement-0").input(statement.replace("[[explain what was misleading]]", FILLED_IN))
     run(at)
+    [preview] = beside_submit(at).values()
+    assert preview.proto.popover.label == "Preview", "nothing left to fill in: the statement as it will be sent"
+    assert [t.value for t in preview.text] == [
+        "Your post team-post-1 from acct-team was labelled because Machine-written text presented as a "
+        f"person's own: {FILLED_IN}."
+    ]
     button(at, "Submit").click()
     run(at)
     [decision] = store.frame("review_decisions").to_dicts()
@@ -168,6 +199,7 @@ def test_the_campaign_view_fills_the_campaign(console: Callable[..., AppTest], s
         "Campaign camp-team was found coordinated: [[what the accounts did together]]."
     )
     choose(at, "campaign", "label", "coordinated_inauthentic")
+    assert list(beside_submit(at, "Decide campaign")) == ["1 to fill in"]
     button(at, "Decide campaign").click()
     run(at)
     assert any("[[what the accounts did together]]" in plain(e.value) for e in at.error)

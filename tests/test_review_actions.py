@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_console import APP, button, go, notice, texts
+from test_console import button, go, notice, texts
 
 from stream.policy import actions as policy_actions
 from stream.policy.actions import pending_reversals, post_actions, reverse_actions
@@ -348,18 +348,9 @@ def test_search_by_post_flag_account_or_text(store: Store, search: str, expected
 
 
 @pytest.fixture
-def console(store: Store, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+def console(store: Store, console_opener: Callable[..., Callable[..., AppTest]]) -> Callable[..., AppTest]:
     """``console(reviewer, role)``: the app as that reviewer (local mode) on this test's store."""
-    monkeypatch.setenv("CHORUS_STORE__URL", store.engine.url.render_as_string(hide_password=False))
-
-    def make(reviewer: str = ALICE.name, role: str = "reviewer") -> AppTest:
-        monkeypatch.setenv("CHORUS_REVIEWER", reviewer)
-        monkeypatch.setenv("CHORUS_REVIEWER_ROLE", role)
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
-        assert not at.exception, at.exception
-        return at
-
-    return make
+    return console_opener(store, ALICE.name)
 
 
 def reversal_checkbox(at: AppTest) -> Any:

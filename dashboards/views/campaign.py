@@ -2,7 +2,9 @@
 
 Opened with ``?campaign=CAMPAIGN_ID``. The graph is drawn from the links the coordination stage
 stored; when it stored none, the coordination library computes them from the members' posts
-(:func:`stream.review.edges.inferred_edges`) and the page says so. The stage stores only its
+(:func:`stream.review.edges.inferred_edges`) and the page says so. One line joins a pair of accounts
+whatever the co-action types linking them (:func:`dashboards.render.graph_links`): its strength is the
+types' combined, as the stage combines them, and its tooltip lists each type. The stage stores only its
 strongest links (``[coordinator] summary_edges``): the page says how many of how many it draws
 ("the strongest N of M links") and gives the density of what it draws beside the stage's. The
 evidence is one entry per pair of accounts, each pair of matched posts once, with their times,
@@ -40,8 +42,13 @@ if detail is None:
     st.stop()
 
 campaign, members, edges = detail["campaign"], detail["members"], detail["edges"]
-pairs: list[AccountPair] = detail["pairs"]
 coverage = detail["coverage"]
+# One line per pair of accounts, its strength the co-action types' combined (the stage stores one link per type).
+links = render.graph_links(edges)
+strength = {(link.source, link.target): link.weight for link in links}
+pairs: list[AccountPair] = sorted(
+    detail["pairs"], key=lambda p: (-strength.get((p.source, p.target), p.weight), p.source, p.target)
+)
 
 
 def pair_label(pair: AccountPair) -> str:
@@ -110,13 +117,17 @@ with body:
     if edges and edges[0].inferred:
         st.caption(
             "No link evidence was stored for this campaign: links below are inferred from the members' posts "
-            "by the coordination library, with the coordination stage's networks and windows (weight: the share "
-            "of the less active account's posts that co-occur, as the stage stores it)."
+            "by the coordination library, with the coordination stage's networks and windows (a type's strength: "
+            "the share of the less active account's posts that co-occur, as the stage stores it)."
         )
     st.caption(campaign_view.coverage_note(coverage, stored_density=stored_density))
-    positions = render.graph_layout(nodes["account_id"].to_list(), edges)
+    st.caption(
+        "One line per pair of accounts: its width, the co-action types' strengths combined as the coordination "
+        "stage combines them; its colour, how many types; hover it for each type and its strength."
+    )
+    positions = render.graph_layout(nodes["account_id"].to_list(), links)
     picked = st.altair_chart(
-        render.account_graph_chart(nodes, edges, positions),
+        render.account_graph_chart(nodes, links, positions),
         on_select="rerun",
         key="campaign-graph",
         selection_mode="account",
@@ -160,7 +171,7 @@ with body:
                         "source": render.visible(p.source),
                         "target": render.visible(p.target),
                         "networks": ", ".join(render.visible(n) for n in p.networks),
-                        "weight": p.weight,
+                        "weight": strength.get((p.source, p.target), p.weight),
                         "matched posts": len(p.matched),
                     }
                     for p in pairs

@@ -4,7 +4,8 @@ Opened with ``?flag=FLAG_ID`` (from the queue, "submit and next") or ``?post=POS
 on the left the text in a scroll box, then why it was flagged in the analyst's words (each
 detector's probability against its threshold as a bar with the margin, the features that moved the
 score most, the surprising tokens marked in the text when the detector has a language model, the
-phrases it matched, its caveats), the account's machine share with its interval and its campaigns;
+phrases it matched, its caveats; a viewer gets the tokens and words as a plain table, with no CSV download),
+the account's machine share with its interval and its campaigns;
 on the right the decision panel, kept in view while the page scrolls, with nothing chosen in
 advance and the answer to each action beside its button; a statement template can start the statement
 (the post's ids filled in; a decision is refused while a ``[[...]]`` placeholder is left), and the
@@ -121,7 +122,7 @@ def show_why(result: dict[str, Any], text: str) -> bool:
         )
         if spans:
             st.html(evidence_view.marked_tokens(text, spans))
-        st.dataframe(evidence_view.tokens_frame(reading.top_tokens), hide_index=True)
+        render.text_pieces_table(evidence_view.tokens_frame(reading.top_tokens))
     if reading.words and not (reading.sequence or reading.top_tokens):
         n_words = len((text or "").split())
         spans = evidence_view.word_spans(render.clip(text)[0], reading.words, n_words)
@@ -131,7 +132,7 @@ def show_why(result: dict[str, Any], text: str) -> bool:
         )
         if spans:
             st.html(evidence_view.marked_tokens(text, spans, unit="log-odds"))
-        st.dataframe(evidence_view.words_frame(reading.words), hide_index=True)
+        render.text_pieces_table(evidence_view.words_frame(reading.words))
     marked = render.phrases_html(text, reading.phrases)
     if marked:
         st.caption(f"Phrases {render.md_escape(detector)} matched")
