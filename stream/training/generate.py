@@ -288,6 +288,7 @@ def write_generations(
     with path.open("w", encoding="utf-8") as handle:
         for row in generate_posts(prompts, model=model, seed=seed, weights=weights, models_dir=models_dir):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.flush()  # a run stopped early keeps every post written so far
             kept += 1
     return {"prompts": n, "posts": kept, "seconds": round(time.monotonic() - started, 1)}
 
