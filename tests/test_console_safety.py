@@ -303,7 +303,7 @@ def test_a_viewer_reads_the_evidence_words_in_a_table_without_a_download(
     assert not [d for d in viewer.dataframe if set(columns) & set(d.value.columns)], "no table to download"
     cells = [str(v) for d in viewer.dataframe for column in d.value for v in d.value[column]]
     assert not [c for c in cells if any(piece.strip("␣") in c for piece in pieces)], "no evidence word in a table"
-    [plain] = [h.value for h in viewer.get("html") if "chorus-plain-table" in h.value]
+    [plain] = [h.value for h in viewer.get("html") if "chorus-plain-table" in h.value and columns[0] in h.value]
     for column in columns:
         assert f"<th>{column}</th>" in plain
     for piece in pieces:
@@ -311,6 +311,10 @@ def test_a_viewer_reads_the_evidence_words_in_a_table_without_a_download(
     assert [h.value for h in viewer.get("html") if "chorus-token" in h.value], "and sees them marked in the text"
     assert any("nothing to download" in c.value for c in viewer.caption), "the viewer is told why"
     assert not viewer.get("download_button")
+    # the post's links, hashtags and mentions: a table for the reviewer, plain for the viewer
+    assert [d for d in reviewer.dataframe if "field" in d.value.columns]
+    assert not [d for d in viewer.dataframe if "field" in d.value.columns]
+    assert [h for h in viewer.get("html") if "chorus-plain-table" in h.value and "<td>hashtags</td>" in h.value]
 
 
 def test_the_plain_table_escapes_what_a_post_wrote() -> None:

@@ -241,7 +241,8 @@ with left:
     st.caption("Post metadata")
     meta = {k: post.get(k) for k in ("account_id", "created_at", "lang", "reply_to", "repost_of", "quote_of")}
     meta.update({k: json.dumps(post.get(k) or [], ensure_ascii=False) for k in ("urls", "hashtags", "mentions")})
-    st.dataframe(
+    # urls, hashtags and mentions are what the post wrote: viewers get them without a download, too.
+    render.text_pieces_table(
         render.visible_columns(
             pl.DataFrame(
                 {
@@ -252,8 +253,7 @@ with left:
                     ],
                 }
             )
-        ),
-        hide_index=True,
+        )
     )
 
 # -- Automated actions in force on this post (issue #15): each reversible here, and offered for reversal
