@@ -77,7 +77,8 @@ def add_simulated_campaigns(store: Store) -> list[str]:
             {"campaign_id": f"sim-{name}", "account_id": a, "weight": 1.0, "evidence": {"edges": edges.get(a, [])}}
             for a in accounts
         ]
-    bots = sorted(set(store.frame("flags")["account_id"]))[:4]
+    machine_accounts = set(posts.filter(pl.col("meta").str.contains('"machine":true', literal=True))["account_id"])
+    bots = sorted(set(store.frame("flags")["account_id"]) & machine_accounts)[:4]  # ground truth, not the flags alone
     campaigns.append({"campaign_id": "bot-network", "first_seen": posts["created_at"].min(),
                       "last_seen": posts["created_at"].max(), "size": len(bots), "score": 0.6, "status": "open",
                       "summary": {"density": 0.5}})  # fmt: skip

@@ -17,7 +17,9 @@ the stages make their effects idempotent for that. A commit refused after a reba
 same: the new owner re-reads the batch, so the stage is told (:attr:`BatchReport.committed`) and
 counts nothing for it, or the post would be counted twice across the group. Records buffered from
 partitions a rebalance takes away are dropped for the same reason (uncommitted: the new owner
-reads them; processing them here too could race it).
+reads them; processing them here too could race it). When the rebalance gives a partition
+straight back to the same member, that member is its "new owner": it goes back to the partition's
+committed offset (:meth:`StreamLoop._return_to_committed`), as every stage assumes after a rebalance.
 
 Transient broker failures of the poll, the delivery and the commit are waited out with back-off
 through the stage's :class:`~stream.kafka.retry.Retrier` (so they count in the stage's
@@ -165,6 +167,8 @@ class StreamLoop(Generic[S]):
         self.name = name
         self._buffer: list[Record] = []
         self._pending: list[_Delivery] = []
+        #: Partitions a rebalance revoked and gave straight back: to be read again from their commit.
+        self._reposition: set[TopicPartition] = set()
 
     @property
     def stop_requested(self) -> bool:
@@ -237,21 +241,48 @@ class StreamLoop(Generic[S]):
         return batch
 
     def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
-        return self.retry("poll", lambda: self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+        if self._reposition:
+            self._return_to_committed()
+        polled = self.retry("poll", lambda: self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+        if self._reposition:  # a rebalance inside this poll gave partitions straight back
+            moved = self._return_to_committed()
+            polled = {tp: records for tp, records in polled.items() if tp not in moved}
+        return polled
 
-    def _drop_buffered(self, revoked: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """Drop the buffered records of ``revoked``; per partition, the first offset dropped."""
+    def _return_to_committed(self) -> set[TopicPartition]:
+        """Seek every partition that came straight back to its committed offset; the ones moved.
+
+        kafka-python (3.x) keeps the fetch position of a partition that a rebalance revokes and
+        assigns to the same member again. Between the last commit and that position lie records the
+        stages have given up at the revocation: the loop's buffer (dropped), a batch whose commit
+        the rebalance refused (counted nowhere), the coordinator's uncommitted horizon (its state
+        starts over from the commit). Reading on from the kept position would skip them for good.
+        Done here, after ``poll`` returns, because reading a committed offset is a broker call,
+        which kafka-python's rebalance callback (run inside its event loop) cannot make.
+        """
+        moved: set[TopicPartition] = set()
+        assignment = self.consumer.assignment()
+        for tp in sorted(self._reposition):
+            if tp in assignment:
+                committed = self.retry("read committed offsets", lambda tp=tp: self.consumer.committed(tp))
+                if committed is not None:
+                    self.consumer.seek(tp, committed)
+                elif self.consumer.config.get("auto_offset_reset") == "latest":
+                    self.consumer.seek_to_end(tp)
+                else:
+                    self.consumer.seek_to_beginning(tp)
+                log.info("%s: %s/%d came straight back; reading again from %s", self.name, tp.topic,
+                         tp.partition, committed if committed is not None else "the reset policy's end")  # fmt: skip
+                moved.add(tp)
+            self._reposition.discard(tp)
+        return moved
+
+    def _drop_buffered(self, revoked: Sequence[TopicPartition]) -> int:
+        """Drop the buffered records of ``revoked``; how many partitions had some."""
         lost = set(revoked)
-        first: dict[TopicPartition, int] = {}
-        kept = []
-        for r in self._buffer:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp in lost:
-                first[tp] = min(first.get(tp, r.offset), r.offset)
-            else:
-                kept.append(r)
-        self._buffer = kept
-        return first
+        dropped = {(r.topic, r.partition) for r in self._buffer if TopicPartition(r.topic, r.partition) in lost}
+        self._buffer = [r for r in self._buffer if (r.topic, r.partition) not in dropped]
+        return len(dropped)
 
     # -- producing and committing (also for a stage's own checkpoints) --------------------------
     def send(self, messages: Iterable[OutMessage]) -> None:
@@ -319,44 +350,32 @@ class StreamLoop(Generic[S]):
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Drops what a rebalance takes away, and rewinds what it gives straight back.
+    """Drops what a rebalance takes away, and marks what it gives straight back for re-reading.
 
-    kafka-python (3.x) keeps a partition's fetch position when a rebalance revokes it and assigns it
-    to the same member again, so records dropped from the buffer on revocation would be skipped for
-    good: the member seeks back to the first dropped offset of every partition it gets back.
+    The seek itself waits for the end of ``poll`` (:meth:`StreamLoop._return_to_committed`).
     """
 
     def __init__(self, loop: StreamLoop[Any], stage: BatchStage[Any]) -> None:
         self.loop = loop
         self.stage = stage
-        self.rewind: dict[TopicPartition, int] = {}
+        self.revoked: set[TopicPartition] = set()
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         dropped = self.loop._drop_buffered(revoked)
-        for tp, offset in dropped.items():
-            self.rewind[tp] = min(self.rewind.get(tp, offset), offset)
+        self.revoked |= set(revoked)
         if revoked:
             log.info(
                 "%s: partitions revoked %s (dropped buffered records of %d partitions for their new owner)",
                 self.loop.name,
                 _fmt_partitions(revoked),
-                len(dropped),
+                dropped,
             )
         self.stage.partitions_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("%s: partitions assigned %s", self.loop.name, _fmt_partitions(assigned))
-        for tp in assigned:
-            if tp in self.rewind:
-                log.info(
-                    "%s: %s/%d came straight back; re-reading from offset %d",
-                    self.loop.name,
-                    tp.topic,
-                    tp.partition,
-                    self.rewind[tp],
-                )
-                self.loop.consumer.seek(tp, self.rewind[tp])
-        self.rewind.clear()  # partitions that went elsewhere are re-read by their new owner
+        self.loop._reposition |= self.revoked & set(assigned)
+        self.revoked.clear()  # partitions that went elsewhere are re-read by their new owner
         self.stage.partitions_assigned(assigned)
 
 
