@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> str:
     import torch
 
     from stream.models.aitext import aitext_detector as AiTextDetector
-    from stream.pipeline.simulator import SimulationConfig, simulate_posts
+    from stream.simulation import SimulationConfig, simulate_posts
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=2_000)

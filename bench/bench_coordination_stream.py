@@ -10,7 +10,7 @@ Posts come from a vectorised generator (:func:`chunk`): a platform-like stream a
 per second of event time, from 200,000 organic accounts whose reposts, replies, links, hashtag sets
 and texts follow Zipf popularity (so some objects are hot, as on a real platform), plus injected
 campaigns whose members act within seconds of each other. The detector's own generator
-(:mod:`detectors.coordination.generate`) loops in Python per post, which is right for tests and far
+(:func:`stream.simulation.generate_stream`) loops in Python per post, which is right for tests and far
 too slow for ten million posts.
 
 What is timed:

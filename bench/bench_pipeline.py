@@ -25,8 +25,8 @@ from stream.config import ChorusConfig
 from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import ensure_topics
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.pipeline.worker import PostWorker
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store.database import Store
 
 STAGES = ("poll", "validate", "detect", "policy", "store", "produce", "commit")

@@ -45,7 +45,7 @@ from stream.kafka.messages import encode_post
 from stream.kafka.producer import post_key
 from stream.kafka.topics import ensure_topics
 from stream.pipeline.processes import spawn_worker_process, write_private_config
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store.database import Store
 
 POLICY = """

@@ -12,8 +12,8 @@ from pipeline_helpers import pipeline_config
 from stream.config import ChorusConfig
 from stream.kafka.producer import produce_posts
 from stream.pipeline.detectors import build_detectors
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.pipeline.worker import PostWorker
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store.database import Store
 
 MISSING = [

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from detectors.coordination import CoActionConfig, co_action_edges, posts_to_qut
-from detectors.coordination.generate import generate_stream
 from stream.cli import coord as coord_cli
+from stream.simulation import generate_stream
 
 FIXTURE = Path(__file__).parent / "fixtures" / "coordination" / "qut_coretweet_test_input.csv"
 

@@ -31,8 +31,8 @@ from detectors.coordination import (
     posts_to_qut,
 )
 from detectors.coordination.coaction import prepare_posts
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.minhash import TARGET_RECALL_AT_THRESHOLD, choose_bands, similar_set_pairs
+from stream.simulation import generate_stream
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 

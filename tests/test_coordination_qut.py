@@ -29,7 +29,7 @@ from detectors.coordination import (
     posts_to_qut,
     token_set,
 )
-from detectors.coordination.generate import generate_stream
+from stream.simulation import generate_stream
 
 qut = pytest.importorskip("coordination_network_toolkit")
 from coordination_network_toolkit import compute_networks, graph, preprocess  # noqa: E402

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.coordination import CoActionConfig, co_action_networks, coerce_posts
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import (
     CampaignConfig,
     account_activity,
@@ -34,6 +33,7 @@ from detectors.coordination.incremental import (
     campaigns_from_state,
     pruned_account_graph,
 )
+from stream.simulation import generate_stream
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 NO_EVICTION = 10.0**9

@@ -21,13 +21,13 @@ import pytest
 from brokers import RunningBroker
 from pipeline_helpers import pipeline_config, read_topic, wait_until
 
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import CampaignConfig, CampaignResult, detect_campaigns
 from detectors.coordination.incremental import campaigns_from_state
 from stream.config import ChorusConfig
 from stream.coordination.coordinator import Coordinator, CoordinatorSettings
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets
+from stream.simulation import generate_stream
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka

@@ -20,7 +20,6 @@ from brokers import RunningBroker, new_topic
 from pipeline_helpers import pipeline_config, read_topic
 
 from detectors.coordination.coaction import CoActionConfig, co_action_networks
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import CampaignConfig, detect_campaigns
 from detectors.coordination.incremental import (
     STREAM_NETWORK_TYPES,
@@ -33,6 +32,7 @@ from stream.coordination.coordinator import Coordinator, CoordinatorSettings
 from stream.coordination.graph_stage import decode_edges, encode_edges
 from stream.coordination.rekey import Rekeyer, RekeySettings, object_actions
 from stream.kafka.producer import produce_posts
+from stream.simulation import generate_stream
 from stream.store.database import Store
 
 LONG = 30 * 86_400.0

@@ -24,13 +24,13 @@ import pytest
 from brokers import RunningBroker
 from pipeline_helpers import pipeline_config, read_topic, wait_until
 
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import detect_campaigns
 from stream.config import ChorusConfig
 from stream.coordination.coordinator import CAMPAIGN_FLAG_SCHEMA, Coordinator, CoordinatorSettings
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets
 from stream.pipeline.processes import write_private_config
+from stream.simulation import generate_stream
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka

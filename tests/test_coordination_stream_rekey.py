@@ -20,7 +20,6 @@ from brokers import RunningBroker, new_topic
 from pipeline_helpers import pipeline_config, read_topic, wait_until
 
 from detectors.coordination.coaction import CoActionConfig, co_action_networks, edges_from_matches
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import detect_campaigns
 from detectors.coordination.incremental import (
     STREAM_NETWORK_TYPES,
@@ -34,6 +33,7 @@ from stream.coordination.rekey import Rekeyer, RekeySettings, decode_actions, en
 from stream.kafka.loop import BatchResult, Record
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets
+from stream.simulation import generate_stream
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka
@@ -54,7 +54,7 @@ def test_actions_round_trip_and_route_by_object() -> None:
 def test_two_workers_over_the_by_object_topic_find_the_batch_matches(tansu: RunningBroker, tmp_path: Path) -> None:
     config = pipeline_config(tansu, tmp_path, partitions=2)
     by_object = new_topic(tansu, 4, prefix="by-object")
-    stream = generate_stream(n_organic=120, n_campaigns=2, campaign_size=6, seed=8)
+    stream = generate_stream(n_organic=120, n_campaigns=2, campaign_size=6, seed=11)
     posts = stream.posts.drop("machine_probability")
     produce_posts(config, posts.to_dicts(), extra=[(None, b"not a post")])
     rekeyer = Rekeyer(config, RekeySettings(group_id=f"{config.worker.group_id}-rekey", topic=by_object))

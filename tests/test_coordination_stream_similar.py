@@ -19,7 +19,6 @@ from test_coordination_stream import NO_EVICTION, make_posts, micro_batches, ord
 
 from detectors.coordination import CoActionConfig
 from detectors.coordination.coaction import co_action_edges
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.incremental import (
     INCREMENTAL_NETWORK_TYPES,
     STREAM_NETWORK_TYPES,
@@ -30,6 +29,7 @@ from detectors.coordination.incremental import (
 )
 from stream.config import CoordinatorSettings
 from stream.coordination.rekey import decode_actions, encode_actions, object_actions
+from stream.simulation import generate_stream
 
 SIMILAR = ("co_similar",)
 #: Messages of 4 to 10 words: one word changed is above 0.8 Jaccard for the long ones, below for the short.

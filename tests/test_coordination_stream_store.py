@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from detectors.coordination.generate import generate_stream
 from detectors.coordination.graph import detect_campaigns
 from detectors.coordination.incremental import CoActionState, IncrementalConfig, campaigns_from_state
 from stream.config import ChorusConfig
 from stream.coordination.coordinator import Coordinator, CoordinatorSettings, campaign_flag, campaign_records
 from stream.review.edges import campaign_edges
+from stream.simulation import generate_stream
 from stream.store.campaigns import (
     CampaignRecord,
     campaign_version,

@@ -14,7 +14,7 @@ from stream.config import ChorusConfig
 from stream.kafka.topics import topic_plan
 from stream.pipeline.demo import with_paraphrase_network
 from stream.pipeline.demo_truth import demo_truth
-from stream.pipeline.simulator import malformed_messages
+from stream.simulation import malformed_messages
 from stream.store.database import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
     command line (stream.cli), console (dashboards)
       -> pipeline / coordination / evaluation / training
       -> review / policy
-      -> kafka / store / files / models
+      -> kafka / store / files / models / simulation
       -> config
       -> detectors (pure: imports nothing of Chorus outside detectors)
 
@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "stream.training": 5,
     "stream.review": 4,
     "stream.policy": 4,
+    "stream.simulation": 3,
     "stream.kafka": 3,
     "stream.store": 3,
     "stream.files": 3,

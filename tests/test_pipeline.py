@@ -26,8 +26,8 @@ from detectors.boilerplate import LlmBoilerplateDetector
 from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets
 from stream.pipeline.detectors import build_detectors
-from stream.pipeline.simulator import SimulationConfig, malformed_messages, simulate_posts
 from stream.pipeline.worker import PostWorker
+from stream.simulation import SimulationConfig, malformed_messages, simulate_posts
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka

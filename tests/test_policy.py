@@ -32,11 +32,11 @@ from detectors.policy import (
 from stream.cli import policy as policy_cli
 from stream.config import PolicyConfig
 from stream.kafka.messages import PostValidator, RawMessage, encode_post
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.policy import files, registry
 from stream.policy.compare import compare_matches
 from stream.policy.engine import PolicyEngine, action_message
 from stream.policy.files import PolicyError, key_lines, load_policy, parse_policy
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store import migrations
 from stream.store.database import Store
 from stream.store.tables import TABLES

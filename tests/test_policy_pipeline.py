@@ -12,9 +12,9 @@ from pipeline_helpers import decode, expected_flags, pipeline_config, read_topic
 
 from detectors.boilerplate import LlmBoilerplateDetector
 from stream.kafka.producer import produce_posts
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.pipeline.worker import PostWorker
 from stream.policy.actions import REVERSAL_SCHEMA, pending_reversals, reverse_actions
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store.database import Store
 from stream.store.reviewers import Reviewer
 

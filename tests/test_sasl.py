@@ -34,8 +34,8 @@ from stream.config import ChorusConfig
 from stream.kafka.broker import create_topics
 from stream.kafka.clients import KafkaUnreachable
 from stream.kafka.producer import produce_posts
-from stream.pipeline.simulator import SimulationConfig, simulate_posts
 from stream.pipeline.worker import PostWorker
+from stream.simulation import SimulationConfig, simulate_posts
 from stream.store.database import Store
 
 pytestmark = pytest.mark.kafka

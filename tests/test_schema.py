@@ -19,7 +19,7 @@ from stream.kafka.messages import (
     encode_embedding,
     encode_post,
 )
-from stream.pipeline.simulator import SimulationConfig, malformed_messages, simulate_posts
+from stream.simulation import SimulationConfig, malformed_messages, simulate_posts
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

@@ -115,7 +115,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from stream.kafka.messages import encode_post
-    from stream.pipeline.simulator import SimulationConfig, simulate_posts
+    from stream.simulation import SimulationConfig, simulate_posts
 
     posts = simulate_posts(SimulationConfig(seed=args.seed, posts=args.posts))
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115

@@ -26,7 +26,7 @@ from stream.kafka.producer import produce_posts
 from stream.kafka.topics import committed_offsets, ensure_topics
 from stream.pipeline.demo_truth import DemoTruth, demo_truth
 from stream.pipeline.processes import spawn_worker_process, write_private_config
-from stream.pipeline.simulator import SimulationConfig, malformed_messages, simulate_posts
+from stream.simulation import SimulationConfig, malformed_messages, simulate_posts
 from stream.store.database import Store
 
 log = logging.getLogger("chorus.demo")

@@ -4,7 +4,7 @@ There is no model hub here, so the only generators we can run are those whose we
 packages: SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B/1.5B-Instruct and Gemma-3-270M (base; see
 :mod:`stream.training.generator_weights`). Their posts serve twice: as training and evaluation pieces of more
 generator families, and as the demo stream's machine-written posts (a seeded sample committed in
-``stream/pipeline/demo_posts/``), so the demo scores real model output rather than templates.
+``stream/simulation/demo_posts/``), so the demo scores real model output rather than templates.
 
 Prompts vary the way operators vary them: a persona, a topic, and a register (plain; casual with
 slang and typos; a reply; an opinion; and imitation: "write a new tweet like this person" given three
