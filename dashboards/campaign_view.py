@@ -95,6 +95,8 @@ def coverage_note(coverage: LinkCoverage, *, stored_density: float | None = None
             else " (the others are not in the store)"
         )
         return f"The graph draws the strongest {shown} of {of} links between members{why}. {drawn}{stage}."
+    if not shown:
+        return f"There are no links between members to draw. {drawn}{stage}."
     return f"The graph draws all {shown} links between members. {drawn}{stage}."
 
 

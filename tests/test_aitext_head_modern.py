@@ -40,7 +40,7 @@ def _head_log_odds(head: AiTextHead, sample: dict) -> np.ndarray:
 
 def test_the_modern_head_runs_without_a_language_model_on_stripped_text(head: AiTextHead) -> None:
     assert not head.uses_language_model and head.strips_markers
-    # modern-lr-v4 reads no MiniLM embedding: it ranked corpora left out of training worse
+    # modern-lr-v4/v5 read no MiniLM embedding: it ranked corpora left out of training worse
     assert head.embedding_dim == 0 and head.path is not None and head.path.stat().st_size < 2_500_000
     assert head.thresholds["fpr_0.1pct"] >= head.thresholds["default"] >= head.thresholds["fpr_1pct"]
     for spec in head.thresholds_.values():
@@ -58,7 +58,7 @@ def test_the_head_beats_every_single_feature_on_held_out_modern_pieces(head: AiT
         # here): the head must still add to each; a single statistic it must beat by far
         margin = 0.01 if name in ("char_ngram_logit", "enc_adapter_logit") else 0.05
         assert head_auroc > single + margin, f"{name}: {single:.3f} vs head {head_auroc:.3f}"
-    assert head_auroc >= 0.86  # modern-lr-v4: 0.879 (v3, with MiniLM's features, 0.89)
+    assert head_auroc >= 0.86  # modern-lr-v4: 0.879, v5 0.873 (v3, with MiniLM's features, 0.89)
 
 
 def test_the_stored_metrics_match_the_head_on_the_sample(head: AiTextHead, sample: dict) -> None:

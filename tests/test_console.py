@@ -79,6 +79,15 @@ def add_simulated_campaigns(store: Store) -> list[str]:
         ]
     machine_accounts = set(posts.filter(pl.col("meta").str.contains('"machine":true', literal=True))["account_id"])
     bots = sorted(set(store.frame("flags")["account_id"]) & machine_accounts)[:4]  # ground truth, not the flags alone
+    # What joins them: each pushed one link within a minute (stored as posts, the only evidence there is).
+    pushed = posts["created_at"].max()
+    pushes = [
+        {"post_id": f"push-{i}", "account_id": bot, "created_at": pushed + timedelta(seconds=15 * i),
+         "text": f"you need to see this https://offer.example/deal {i}", "lang": "en",
+         "urls": ["https://offer.example/deal"]}
+        for i, bot in enumerate(bots)
+    ]  # fmt: skip
+    store.write_batch(posts=pushes, results=[], flags=[], dead_letters=[])  # the worker's own write path
     campaigns.append({"campaign_id": "bot-network", "first_seen": posts["created_at"].min(),
                       "last_seen": posts["created_at"].max(), "size": len(bots), "score": 0.6, "status": "open",
                       "summary": {"density": 0.5}})  # fmt: skip
@@ -146,9 +155,10 @@ def audit(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
-def flag_of(store: Store, post_id: str) -> str:
-    """The flag on a queue row (the demo's one detector flags a post at most once)."""
-    [flag] = store.frame("flags").filter(pl.col("post_id") == post_id)["flag_id"].to_list()
+def flag_of(store: Store, queue: pl.DataFrame, row: int) -> str:
+    """The flag on a queue row: a post has at most one flag per detector (the demo runs two)."""
+    post, detector = queue["post_id"][row], queue["detector"][row]
+    [flag] = store.frame("flags").filter((pl.col("post_id") == post) & (pl.col("detector") == detector))["flag_id"]
     return flag
 
 
@@ -186,6 +196,7 @@ def test_every_page_renders_on_the_pipelines_store(console: Callable[..., AppTes
     captions = [c.value for c in at.caption]
     # stored without link evidence: the console computes the members' links with the coordination library
     assert any("links below are inferred" in c for c in captions), captions
+    assert any(c.startswith("The graph draws all 6 links between members.") for c in captions), captions
     assert "No links between members." not in captions
     go(at, "history")
     assert at.title[0].value == "Decisions & audit"
@@ -239,7 +250,7 @@ def test_claim_then_bulk_decision_from_the_queue_is_audited(
 ) -> None:
     at = console()
     queue = at.dataframe[0].value
-    chosen = [flag_of(console_store, post) for post in queue["post_id"][:3]]
+    chosen = [flag_of(console_store, queue, row) for row in range(3)]
     select_rows(at, "q-table", [0, 1, 2])
     assert at.subheader[0].value == "3 selected"
     button(at, "Claim").click().run()
@@ -268,7 +279,7 @@ def test_claim_then_bulk_decision_from_the_queue_is_audited(
 
 def test_second_reviewer_claiming_the_same_case_is_told(console: Callable[..., AppTest], console_store: Store) -> None:
     alice, bob = console(ALICE), console(BOB)
-    first = flag_of(console_store, alice.dataframe[0].value["post_id"][0])
+    first = flag_of(console_store, alice.dataframe[0].value, 0)
     select_rows(alice, "q-table", [0])
     select_rows(bob, "q-table", [0])  # bob's screen still shows the case as open
     button(alice, "Claim").click().run()
@@ -533,3 +544,24 @@ def test_an_open_circuit_breaker_is_raised_and_acknowledged(
     [row] = console_store.frame("policy_alerts").to_dicts()
     assert row["acknowledged_by"] == ALICE
     assert any("Circuit breaker open" in e.value for e in at.error), "acknowledged, but still open until it recovers"
+
+
+def test_a_campaign_without_stored_links_whose_posts_show_none_says_so(
+    console: Callable[..., AppTest], console_store: Store
+) -> None:
+    """Nothing stored and nothing the coordination library can find: the page says both, and does not
+    read the stage's density as links it failed to store ("the strongest 0 of 3 links")."""
+    with console_store.transaction() as conn:
+        conn.execute(sa.insert(TABLES["campaigns"]), [{
+            "campaign_id": "quiet-network", "first_seen": datetime.now(UTC) - timedelta(hours=1),
+            "last_seen": datetime.now(UTC), "size": 3, "score": 0.5, "status": "open", "summary": {"density": 0.5},
+        }])  # fmt: skip
+        conn.execute(
+            sa.insert(TABLES["campaign_members"]),
+            [{"campaign_id": "quiet-network", "account_id": a, "weight": 0.5, "evidence": {}} for a in "xyz"],
+        )
+    captions = [c.value for c in go(console(), "campaign", campaign="quiet-network").caption]
+    assert any("finds no co-action among the members' posts" in c for c in captions), captions
+    assert any(c.startswith("There are no links between members to draw.") for c in captions), captions
+    assert any("the coordination stage measured 0.50" in c for c in captions), captions
+    assert not any("strongest" in c for c in captions), captions

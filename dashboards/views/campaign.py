@@ -114,11 +114,17 @@ with body:
         )
         .with_columns(pl.col("posts").fill_null(0), pl.col("flags").fill_null(0))
     )
-    if edges and edges[0].inferred:
+    if coverage.inferred and edges:
         st.caption(
             "No link evidence was stored for this campaign: links below are inferred from the members' posts "
             "by the coordination library, with the coordination stage's networks and windows (a type's strength: "
             "the share of the less active account's posts that co-occur, as the stage stores it)."
+        )
+    elif coverage.inferred:
+        st.caption(
+            "No link evidence was stored for this campaign, and the coordination library, with the coordination "
+            "stage's networks and windows, finds no co-action among the members' posts either: whatever joined "
+            "them is not in their posts here."
         )
     st.caption(campaign_view.coverage_note(coverage, stored_density=stored_density))
     st.caption(

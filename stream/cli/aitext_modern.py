@@ -5,10 +5,15 @@
     chorus aitext-generate --seed 203 --prompts 900 --imitate-share 0.8 \\
         --out .cache/aitext/generated-smollm2-imitate-train.jsonl   # 743 posts, 27 min
     bash .ci/install --generators                         # Qwen2.5-Coder 0.5B/1.5B, Gemma-3-270M weights
-    chorus aitext-generate --model qwen2.5-coder-0.5b --imitate-share 0.4 --seed 301 --prompts 480 \\
-        --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # and likewise 1.5b, gemma-3-270m
+    chorus aitext-generate --model qwen2.5-coder-0.5b --imitate-share 0.5 --seed 301 --prompts 480 \\
+        --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # 408 posts, 51 min (beside other work)
+    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 302 --prompts 240 \\
+        --out .cache/aitext/generated-qwen2.5-coder-1.5b-train.jsonl   # ~25 s a post beside other work: stopped at 15
+    chorus aitext-generate --model gemma-3-270m --seed 401 --prompts 800 --threads 1 \\
+        --out .cache/aitext/generated-gemma-3-270m-train.jsonl   # 733 posts, 32 min; measured, left out of the
+        # default corpus (add with aitext-corpus --generated): see stream/training/corpus.py
     chorus aitext-corpus --data ../shared/data            # pieces -> .cache/aitext/corpus.parquet (~30 s)
-    chorus train-aitext-modern                            # fit, measure, write the head (modern-lr-v4)
+    chorus train-aitext-modern                            # fit, measure, write the head (modern-lr-v5)
     chorus train-aitext-stage                             # optional SmolLM2 second stage (sampled; ~25 min)
 
 The generations, the corpus and the embedding cache live under ``.cache/`` and never enter the

@@ -127,7 +127,8 @@ def campaign_detail(
         )
         campaign_row = dict(campaign._mapping)
         edges = campaign_edges(campaign_row.get("summary") or {}, members)
-        if not edges:
+        inferred = not edges
+        if inferred:
             edges = inferred_edges(_member_posts(conn, member_ids, max_posts), coordination)
         post_accounts = _post_accounts(conn, evidence_post_ids(edges))
     coverage = link_coverage(
@@ -135,6 +136,7 @@ def campaign_detail(
         [m["account_id"] for m in members],
         campaign_row.get("summary"),
         cap=(coordination or CoordinatorSettings()).summary_edges,
+        inferred=inferred,
     )
     return {
         "campaign": campaign_row,

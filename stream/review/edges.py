@@ -299,6 +299,9 @@ class LinkCoverage:
     linked_pairs: int | None
     stored_links: int
     cap: int | None
+    #: The console computed the links from the members' posts (none were stored): never cut, and
+    #: the stage's density is not read as their count (it measured a graph they need not reproduce).
+    inferred: bool = False
 
     @property
     def truncated(self) -> bool:
@@ -332,11 +335,14 @@ def link_coverage(
     summary: Any = None,
     *,
     cap: int | None = None,
+    inferred: bool | None = None,
 ) -> LinkCoverage:
     """How many of a campaign's links ``edges`` are (see :class:`LinkCoverage`).
 
     ``summary`` is the campaign's stored summary (its ``density`` and ``edges`` are read);
     ``cap`` the coordination stage's ``summary_edges``, which applies to stored links only.
+    ``inferred``: the edges were computed by the console because none were stored (None: when
+    every edge says so), which holds also when that computation found none.
     """
     summary = json_object(summary) if not isinstance(summary, Mapping) else summary
     accounts = set(members) | {a for e in edges for a in (e.source, e.target)}
@@ -349,5 +355,8 @@ def link_coverage(
         linked = min(max(round(float(density) * possible), 0), possible)
     stored = summary.get("edges")
     stored_links = len(stored) if isinstance(stored, list) else 0
-    inferred = bool(edges) and all(e.inferred for e in edges)
-    return LinkCoverage(n, possible, shown, linked, stored_links, None if inferred else cap)
+    if inferred is None:
+        inferred = bool(edges) and all(e.inferred for e in edges)
+    if inferred:
+        return LinkCoverage(n, possible, shown, None, stored_links, None, inferred=True)
+    return LinkCoverage(n, possible, shown, linked, stored_links, cap)

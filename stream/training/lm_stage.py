@@ -89,7 +89,7 @@ def cached_lm_features(texts: list[str], cache: Path, threads: int | None = None
 def fast_head_scores(head: AiTextHead, texts: list[str], embedding_cache: Path) -> np.ndarray:
     """The fast head's calibrated log-odds of corpus pieces (their text is already prepared).
 
-    MiniLM runs only for a head that reads its embedding (modern-lr-v4 reads none).
+    MiniLM runs only for a head that reads its embedding (modern-lr-v4 and v5 read none).
     """
     embedding = cached_embeddings(texts, embedding_cache) if head.embedding_dim else None
     style = np.array([stylometric_features(t) for t in texts])
