@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from console_fixtures import APP
 from streamlit.testing.v1 import AppTest
 
+from stream.review.claims import claim
 from stream.review.decisions import decide
 from stream.review.labels import labelled_decisions
 from stream.store.database import Store
@@ -565,3 +566,19 @@ def test_a_campaign_without_stored_links_whose_posts_show_none_says_so(
     assert any(c.startswith("There are no links between members to draw.") for c in captions), captions
     assert any("the coordination stage measured 0.50" in c for c in captions), captions
     assert not any("strongest" in c for c in captions), captions
+
+
+def test_a_post_flagged_by_two_detectors_offers_both_cases_with_their_state(
+    console: Callable[..., AppTest], console_store: Store
+) -> None:
+    """The case picker carries each case's state (no line of its own: the panel stays short enough for
+    its Submit button to sit on a laptop's first screen; tests/test_console_browser.py measures it)."""
+    flags = console_store.frame("flags")
+    twice = flags.group_by("post_id").len().filter(pl.col("len") == 2)["post_id"]
+    assert len(twice), "the demo runs two detectors, and some posts are flagged by both"
+    cases = sorted(flags.filter(pl.col("post_id") == twice[0])["flag_id"])
+    assert claim(console_store, Reviewer(ALICE), cases[1:]).ok
+    at = go(console(), "post", flag=cases[0])
+    picker = at.selectbox(key="post-flag")
+    assert picker.options == [f"{cases[0]} (open)", f"{cases[1]} (claimed, held by {ALICE})"]
+    assert not [t for t in texts(at) if t.startswith("Case ")], "the state is said once, in the picker"

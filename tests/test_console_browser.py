@@ -382,7 +382,7 @@ def test_console_in_headless_chromium_with_screenshots(console_url: tuple[str, s
     # then those filled in (the statement as it will be sent differs: {reason} is filled). At each step the
     # submit button is still on the first screen.
     panel = ".st-key-post-action-panel"
-    chromium.open(f"{url}/post?flag={flag}", f"Case {flag}")
+    chromium.open(f"{url}/post?flag={flag}", flag)  # the decision panel names the case
     chromium.viewport(*FIRST_SCREEN)
     chromium.click_button("Confirm", within=panel)
     chromium.choose("Reason code", "undisclosed_ai_text")

@@ -65,6 +65,12 @@ def go_next(exclude: list[str]) -> None:
     st.switch_page("views/post.py", query_params={"flag": next_id})
 
 
+def case_state(flag: dict[str, Any]) -> str:
+    """A case's status, and who holds it."""
+    holder = flag["assignee"]
+    return flag["status"] + (f", held by {render.visible(holder)}" if holder else "")
+
+
 # A row of buttons as wide as their labels (fixed columns cut "Back to queue" to "Back to …").
 top = st.container(horizontal=True)
 if top.button("Back to queue", shortcut="Q"):
@@ -76,11 +82,18 @@ left, panel = panels.action_panel("post-action-panel")  # the decision panel: ke
 with panel:
     st.subheader("Decision")
     current = next((f for f in flags if f["flag_id"] == default_flag), None)
+    by_id = {f["flag_id"]: f for f in flags}
     if len(flags) > 1:
+        # Each case's state in its option, not on a line of its own: a post flagged by two detectors
+        # must keep the panel's Submit button on a laptop's first screen (1440x900).
         chosen = st.selectbox(
-            "Case to decide", flag_ids, index=flag_ids.index(default_flag), key="post-flag", format_func=render.visible
+            "Case to decide",
+            flag_ids,
+            index=flag_ids.index(default_flag),
+            key="post-flag",
+            format_func=lambda flag_id: f"{render.visible(flag_id)} ({case_state(by_id[flag_id])})",
         )
-        current = next(f for f in flags if f["flag_id"] == chosen)
+        current = by_id[chosen]
 
 
 def show_why(result: dict[str, Any], text: str) -> bool:
@@ -333,10 +346,8 @@ with panel:
         st.caption("Nothing to decide on this post.")
     else:
         holder = current["assignee"]
-        st.text(
-            f"Case {render.visible(current['flag_id'])}: {current['status']}"
-            + (f", held by {render.visible(holder)}" if holder else "")
-        )
+        if len(flags) == 1:  # with several, the case picker says it
+            st.text(f"Case {render.visible(current['flag_id'])}: {case_state(current)}")
         panels.claim_buttons(reviewer, current["flag_id"], holder, form_key="post")
         # Templates for a post or its account; the account's campaign fills {campaign} when there is just one.
         in_campaigns = [c["campaign_id"] for c in data.account_summary(post["account_id"])["campaigns"]]
