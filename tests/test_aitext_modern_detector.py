@@ -69,14 +69,16 @@ POSTS = pl.DataFrame(
 
 
 def test_the_shipped_detector_explains_its_score_with_the_words_that_drove_it(detector) -> None:
-    from detectors.aitext.head import CHAR_NGRAM_FEATURE
+    from detectors.aitext.head import CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE
 
     found = detector.detect(POSTS)
     assert detector.head.stage is None and detector.extractor.lm is None  # the fast head alone, no SmolLM2
-    intercept = detector.head.platt_a_ * detector.head.intercept_ + detector.head.platt_b_
-    k = detector.head.feature_names.index(CHAR_NGRAM_FEATURE)
-    factor = detector.head.coef_[k] / detector.head.scale_[k] * detector.head.platt_a_
-    model = detector.head.char_model
+    head = detector.head
+    # the n-gram regressions behind the word evidence, and the head's slope on each at every post
+    names = [n for n in (CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE) if n in head.feature_names]
+    models = [head.char_model if n == CHAR_NGRAM_FEATURE else head.legacy_char_model for n in names]
+    found_values = detector.score_posts(POSTS).values  # the head's features per post, as served
+    model = head.char_model
     for i, evidence in enumerate(found.evidence):
         contributions = evidence["contributions"]
         assert set(contributions) == {
@@ -84,7 +86,7 @@ def test_the_shipped_detector_explains_its_score_with_the_words_that_drove_it(de
             *(["embedding"] if detector.head.embedding_dim else []),
         }
         # the contributions add up to the calibrated log-odds, less the intercept's share
-        assert sum(contributions.values()) + intercept == pytest.approx(found.score[i], abs=0.01)
+        assert sum(contributions.values()) + head.bias == pytest.approx(found.score[i], abs=0.01)
         # the words: each one's share of the n-gram logit, in the head's log-odds, largest first
         words = evidence["top_words"]
         text = POSTS["text"][i]
@@ -92,7 +94,11 @@ def test_the_shipped_detector_explains_its_score_with_the_words_that_drove_it(de
         assert all(text.split()[w["position"]] == w["word"] for w in words)
         shares = model.word_contributions(text)
         assert sum(v for _, v in shares) == pytest.approx(model.logit([text])[0] - model.intercept_, abs=1e-9)
-        assert words[0]["log_odds"] == pytest.approx(max(v for _, v in shares) * factor, abs=1e-3)
+        slopes = head.local_slopes(found_values[i : i + 1], names)[0]
+        pushes = [
+            sum(m.word_contributions(text)[j][1] * slopes[k] for k, m in enumerate(models)) for j in range(len(shares))
+        ]
+        assert words[0]["log_odds"] == pytest.approx(max(pushes), abs=1e-3)
         assert evidence["top_surprisal_tokens"] == []  # no language model by default
     assert found.flagged.any(), "an assistant-style platitude is flagged by the shipped head"
     assert found.embeddings is not None and found.embeddings.shape == (3, 384)
@@ -130,7 +136,7 @@ def test_the_language_model_stage_explains_its_score_and_reads_only_promoted_pos
     stage = detector.head.stage
     assert stage is not None and detector.model_version.endswith("+smollm2-stage-v1")
     found = detector.detect(POSTS)
-    intercept = detector.head.platt_a_ * detector.head.intercept_ + detector.head.platt_b_
+    intercept = detector.head.bias
     for i, evidence in enumerate(found.evidence):
         lm = evidence["language_model"]
         fast_parts = lm["fast_head_contributions"]

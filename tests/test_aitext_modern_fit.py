@@ -7,14 +7,18 @@ not, and a leave-one-generator-out refit must refit the adapter without the held
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
 
 from detectors.aitext.features import EMBEDDING_DIM
+from detectors.aitext.fit import coef_digest
 from detectors.aitext.fit_modern import (
     ADAPTER_FEATURE,
     ADAPTER_HEAD_VERSION,
+    BOOSTED_HEAD_VERSION,
     HEAD_VERSION,
     REGISTER_HEAD_VERSION,
     balanced_weights,
@@ -22,6 +26,7 @@ from detectors.aitext.fit_modern import (
     fit_pipeline,
     register_of,
 )
+from detectors.aitext.head import CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import stylometric_features
 from stream.training.modern import adapter_sample
 
@@ -52,7 +57,7 @@ def synthetic_corpus(n_accounts: int = 480, per_account: int = 8, seed: int = 0)
     for a in range(n_accounts):
         split = ("train", "train", "calibrate", "evaluate")[(a // 2) % 4]
         machine = a % 2 == 1
-        generator = ("gpt-4o", "claude-3")[(a // 8) % 2] if machine else "human"
+        generator = ("gpt-4o", "claude-3", "gpt2")[(a // 8) % 3] if machine else "human"
         for k in range(per_account):
             rows.append(
                 {
@@ -90,9 +95,11 @@ def _pooled_auroc(head) -> float:
 
 def test_the_head_reads_the_adapter_logit_and_ranks_better_with_it(corpus: pl.DataFrame) -> None:
     texts, style, embedding, logit = _inputs(corpus)
-    without = fit_modern_head(corpus, texts, style, embedding, leave_out=False, balance_registers=False)
+    without = fit_modern_head(
+        corpus, texts, style, embedding, leave_out=False, balance_registers=False, boosted=False
+    )
     with_adapter = fit_modern_head(
-        corpus, texts, style, embedding, leave_out=False, adapter_logit=logit, balance_registers=False
+        corpus, texts, style, embedding, leave_out=False, adapter_logit=logit, balance_registers=False, boosted=False
     )
     assert without.version == HEAD_VERSION and ADAPTER_FEATURE not in without.feature_names
     assert with_adapter.version == ADAPTER_HEAD_VERSION and with_adapter.feature_names[-1] == ADAPTER_FEATURE
@@ -111,7 +118,14 @@ def test_leave_one_out_with_an_adapter_refits_it_without_the_held_out_rows(corpu
         return logit
 
     head = fit_modern_head(
-        corpus, texts, style, embedding, adapter_logit=logit, adapter_refit=refit, leave_out_keys=["claude-3"]
+        corpus,
+        texts,
+        style,
+        embedding,
+        adapter_logit=logit,
+        adapter_refit=refit,
+        leave_out_keys=["claude-3"],
+        boosted=False,
     )
     assert [row["slice"] for row in head.metrics["leave_one_generator_out"]] == ["claude-3"]
     assert head.metrics["leave_one_source_out"] == []
@@ -132,11 +146,33 @@ def test_the_adapter_sample_is_balanced_train_rows_that_are_allowed(corpus: pl.D
 def test_the_default_head_balances_registers_and_may_read_no_embedding(corpus: pl.DataFrame) -> None:
     texts, style, embedding, _ = _inputs(corpus)
     head = fit_modern_head(corpus, texts, style, embedding[:, :0], leave_out=False)
-    assert head.version == REGISTER_HEAD_VERSION and head.embedding_dim == 0
-    assert len(head.coef_) == len(head.feature_names) and "register" in head.training["weighting"]
-    values = np.column_stack([style[:50], *head.extra_features(texts[:50]).values()])
+    assert head.version == BOOSTED_HEAD_VERSION and head.embedding_dim == 0
+    assert head.feature_names[-2:] == [CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE]
+    assert head.trees is not None and not any(head.coef_) and "register" in head.training["weighting"]
+    # the second regression reads the first's vocabulary: one count of n-grams serves both
+    assert head.legacy_char_model.vocabulary_ is head.char_model.vocabulary_
+    extra = head.extra_features(texts[:50])
+    assert np.allclose(extra[LEGACY_CHAR_NGRAM_FEATURE], head.legacy_char_model.logit(texts[:50]))
+    values = np.column_stack([style[:50], *extra.values()])
     probability = head.predict_proba(values, None)  # served without any embedding
     assert probability.shape == (50,) and ((probability > 0) & (probability < 1)).all()
+    # what the analyst reads adds up to the score: the features' shares plus the head's bias
+    shares = head.contributions(values, None)
+    score = head.decision_function(values, None)
+    assert [sum(row.values()) + head.bias for row in shares] == pytest.approx(score.tolist(), abs=1e-2)
+    reloaded = AiTextHead.from_json(head.to_json())
+    assert np.allclose(reloaded.decision_function(values, None), score, atol=1e-5)
+    assert coef_digest(reloaded) == coef_digest(head) != coef_digest(replace(head, trees=None, legacy_char_ngrams=None))
+
+
+def test_the_linear_recipe_is_kept_and_needs_no_old_generators(corpus: pl.DataFrame) -> None:
+    modern_only = corpus.filter(pl.col("generator") != "gpt2")
+    texts, style, embedding, _ = _inputs(modern_only)
+    with pytest.raises(ValueError, match="outside MODERN_FAMILIES"):
+        fit_modern_head(modern_only, texts, style, embedding[:, :0], leave_out=False)
+    head = fit_modern_head(modern_only, texts, style, embedding[:, :0], leave_out=False, boosted=False)
+    assert head.version == REGISTER_HEAD_VERSION and head.trees is None and head.legacy_char_model is None
+    assert len(head.coef_) == len(head.feature_names) and head.feature_names[-1] == CHAR_NGRAM_FEATURE
 
 
 def test_balanced_weights_give_every_stratum_and_class_the_same_total() -> None:

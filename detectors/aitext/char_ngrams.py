@@ -71,17 +71,11 @@ class CharNgramModel:
 
     def logit(self, texts: Sequence[str]) -> np.ndarray:
         """The regression's log-odds per text (0 weight for n-grams never seen in training)."""
-        out = np.zeros(len(texts))
-        for i, text in enumerate(texts):
-            counts = Counter(j for g in analyse(text, self.ngram_range) if (j := self.vocabulary_.get(g)) is not None)
-            if not counts:
-                out[i] = self.intercept_
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-            weights = tf * self._idf[idx]
-            out[i] = float(weights @ self._coef[idx]) / math.sqrt(float(weights @ weights)) + self.intercept_
-        return out
+        return shared_logits([self], texts)[:, 0]
+
+    def with_weights(self, coef: Sequence[float], intercept: float) -> CharNgramModel:
+        """Another regression over this model's vocabulary and idf (shared, not copied)."""
+        return CharNgramModel(self.ngram_range, self.vocabulary_, self.idf_, list(coef), float(intercept))
 
     def word_contributions(self, text: str) -> list[tuple[str, float]]:
         """Each word of ``text`` (as written) with its share of the log-odds above the intercept.
@@ -129,6 +123,25 @@ class CharNgramModel:
         )
 
 
+def shared_logits(models: Sequence[CharNgramModel], texts: Sequence[str]) -> np.ndarray:
+    """[texts, models]: each regression's log-odds, the n-grams counted once (the models share a vocabulary)."""
+    first = models[0]
+    if any(m.vocabulary_ is not first.vocabulary_ and m.vocabulary_ != first.vocabulary_ for m in models[1:]):
+        raise ValueError("char n-gram models: shared_logits needs one vocabulary")
+    coef = np.stack([m._coef for m in models], axis=1)
+    intercept = np.array([m.intercept_ for m in models])
+    out = np.tile(intercept, (len(texts), 1))
+    for i, text in enumerate(texts):
+        counts = Counter(j for g in analyse(text, first.ngram_range) if (j := first.vocabulary_.get(g)) is not None)
+        if not counts:
+            continue
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        weights = tf * first._idf[idx]
+        out[i] += (weights @ coef[idx]) / math.sqrt(float(weights @ weights))
+    return out
+
+
 def fit_char_ngrams(
     texts: Sequence[str],
     labels: np.ndarray,
@@ -144,6 +157,36 @@ def fit_char_ngrams(
 
     Class-balanced, unless ``sample_weight`` says how much each text counts (then it alone decides).
     """
+    everything = np.ones(len(texts), dtype=bool)
+    models = fit_char_ngram_models(
+        texts,
+        labels,
+        {"all": (everything, sample_weight)},
+        ngram_range=ngram_range,
+        max_features=max_features,
+        min_df=min_df,
+        c=c,
+        seed=seed,
+    )
+    return models["all"]
+
+
+def fit_char_ngram_models(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    subsets: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    *,
+    ngram_range: tuple[int, int] = (1, 4),
+    max_features: int = 40_000,
+    min_df: int = 3,
+    c: float = 4.0,
+    seed: int = 0,
+) -> dict[str, CharNgramModel]:
+    """One vectoriser fitted on every text, and one regression per named subset (row mask, sample weights).
+
+    The regressions share the vocabulary and idf, so serving counts a post's n-grams once for all of
+    them (:func:`shared_logits`). Weights None: class-balanced.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -151,13 +194,15 @@ def fit_char_ngrams(
         analyzer="char_wb", ngram_range=ngram_range, min_df=min_df, max_features=max_features, sublinear_tf=True
     )
     x = vectoriser.fit_transform(list(texts))
-    balance = "balanced" if sample_weight is None else None
-    model = LogisticRegression(C=c, max_iter=1000, class_weight=balance, random_state=seed)
-    model.fit(x, labels, sample_weight=sample_weight)
-    return CharNgramModel(
-        ngram_range=ngram_range,
-        vocabulary_={str(k): int(v) for k, v in vectoriser.vocabulary_.items()},
-        idf_=vectoriser.idf_.tolist(),
-        coef_=model.coef_[0].tolist(),
-        intercept_=float(model.intercept_[0]),
-    )
+    labels = np.asarray(labels)
+    vocabulary = {str(k): int(v) for k, v in vectoriser.vocabulary_.items()}
+    idf = vectoriser.idf_.tolist()
+    models = {}
+    for name, (mask, sample_weight) in subsets.items():
+        rows = np.flatnonzero(mask)
+        model = LogisticRegression(
+            C=c, max_iter=1000, class_weight="balanced" if sample_weight is None else None, random_state=seed
+        )
+        model.fit(x[rows], labels[rows], sample_weight=None if sample_weight is None else sample_weight[rows])
+        models[name] = CharNgramModel(ngram_range, vocabulary, idf, model.coef_[0].tolist(), float(model.intercept_[0]))
+    return models

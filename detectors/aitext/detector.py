@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
-from detectors.aitext.head import CHAR_NGRAM_FEATURE, LM_FLOAT32, LM_INT8, AiTextHead
+from detectors.aitext.head import CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE, LM_FLOAT32, LM_INT8, AiTextHead
 from detectors.aitext.lm_stage import STAGE1_FEATURE
 from detectors.aitext.models import resolve_device
 from detectors.aitext.onnx_backend import quantize_for_device
@@ -198,7 +198,7 @@ class AiTextDetector(ScoringDetector):
         contributions = self.head.contributions(head_values, fb.embedding) if len(fb) else []
         stage = self.head.stage
         promoted = set(scores.promoted.tolist()) if scores.promoted is not None else set()
-        words = self._word_weights()
+        words = self._word_weights(head_values) if len(fb) else None
         extra_names = [n for n in self.head.feature_names if n not in fb.names]
         out: list[dict[str, Any]] = []
         for i, triaged in enumerate(fb.triaged):
@@ -226,7 +226,7 @@ class AiTextDetector(ScoringDetector):
                     },
                     "contributions": contributions[i],
                     "top_surprisal_tokens": tokens,
-                    "top_words": words(triaged.text) if words is not None else [],
+                    "top_words": words(triaged.text, i) if words is not None else [],
                 }
             )
             if stage is not None and scores.stage1 is not None:
@@ -250,23 +250,34 @@ class AiTextDetector(ScoringDetector):
                 }
         return out
 
-    def _word_weights(self) -> Callable[[str], list[dict[str, Any]]] | None:
+    def _word_weights(self, head_values: np.ndarray) -> Callable[[str, int], list[dict[str, Any]]] | None:
         """Per post, the words whose character n-grams moved the head's log-odds most towards machine.
 
-        Each word's share of the n-gram regression's logit (:meth:`CharNgramModel.word_contributions`)
-        times the head's weight on that logit: log-odds the word added through this feature, at no
-        model cost. None for a head without the n-gram feature.
+        Each word's share of each n-gram regression's logit (:meth:`CharNgramModel.word_contributions`)
+        times the head's slope on that logit at this post (:meth:`AiTextHead.local_slopes`; a linear
+        head's coefficient): log-odds the word added through these features, at no model cost. None
+        for a head without an n-gram feature.
         """
-        model = self.head.char_model
-        if model is None or CHAR_NGRAM_FEATURE not in self.head.feature_names:
+        models = [
+            (name, model)
+            for name, model in (
+                (CHAR_NGRAM_FEATURE, self.head.char_model),
+                (LEGACY_CHAR_NGRAM_FEATURE, self.head.legacy_char_model),
+            )
+            if model is not None and name in self.head.feature_names
+        ]
+        if not models:
             return None
-        k = self.head.feature_names.index(CHAR_NGRAM_FEATURE)
-        factor = self.head.coef_[k] / self.head.scale_[k] * self.head.platt_a_
+        slopes = self.head.local_slopes(head_values, [name for name, _ in models])
         if self.head.stage is not None:
-            factor *= self.head.stage.slope
+            slopes = slopes * self.head.stage.slope
 
-        def top(text: str) -> list[dict[str, Any]]:
-            pushes = [(word, share * factor) for word, share in model.word_contributions(text)]
+        def top(text: str, row: int) -> list[dict[str, Any]]:
+            shares = [model.word_contributions(text) for _, model in models]
+            pushes = [
+                (word, float(sum(s[j][1] * slopes[row, m] for m, s in enumerate(shares))))
+                for j, (word, _) in enumerate(shares[0])
+            ]
             ranked = sorted(range(len(pushes)), key=lambda j: -pushes[j][1])[: self.top_k_tokens]
             return [
                 {"word": pushes[j][0], "position": j, "log_odds": round(pushes[j][1], 3)}

@@ -311,6 +311,10 @@ def heldout_sample(
 def coef_digest(head: AiTextHead) -> str:
     """Short hash of the head's learnt numbers, to tie derived files to the head they came from."""
     import hashlib
+    import json
 
     numbers = [*head.mean_, *head.scale_, *head.coef_, head.intercept_]
-    return hashlib.sha1(",".join(f"{v:.7g}" for v in numbers).encode()).hexdigest()[:16]
+    text = ",".join(f"{v:.7g}" for v in numbers)
+    if head.trees:  # a linear head's digest stays what it was
+        text += "|" + json.dumps(head.trees, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from detectors.aitext.char_ngrams import CharNgramModel, fit_char_ngrams
+from detectors.aitext.char_ngrams import CharNgramModel, fit_char_ngram_models, shared_logits
 from detectors.aitext.corpus import MODERN_FAMILIES, stable_unit
 from detectors.aitext.features import ADAPTER_FEATURE_NAMES
 from detectors.aitext.generalisation import slice_row, worst_account_fpr
-from detectors.aitext.head import CHAR_NGRAM_FEATURE, AiTextHead
+from detectors.aitext.head import CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE, AiTextHead
 from detectors.aitext.text import STYLE_FEATURE_NAMES
 from detectors.aitext.training import Standardiser, fit_platt, sigmoid, threshold_for_fpr
+from detectors.aitext.trees import TreeEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,18 @@ ADAPTER_HEAD_VERSION = "modern-lr-v3"
 #: modern-lr-v4 was the first such head; modern-lr-v5 is its recipe refitted on a corpus that also holds
 #: Qwen2.5-Coder tweets generated here (another model family: AIGC-Election left out 0.60 -> 0.63).
 REGISTER_HEAD_VERSION = "modern-lr-v5"
+#: Gradient-boosted trees over the register-balanced features plus a second n-gram regression (base
+#: models and pre-2020 generators against humans): the default since 2026-12-04, chosen by leave-one-
+#: source-out (docs/eval/aitext-modern/cross-corpus.md, "A head that is not a line").
+BOOSTED_HEAD_VERSION = "modern-gb-v6"
+#: The trees' settings: shallow, many, slow, fixed (no early stopping, so a refit is deterministic).
+BOOSTING = {
+    "max_iter": 300,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+}
 #: The default threshold's false-positive rate on the threshold-half humans.
 DEFAULT_TARGET_FPR = 0.005
 TARGET_FPRS: dict[str, float] = {"fpr_1pct": 0.01, "fpr_0.1pct": 0.001}
@@ -59,6 +72,7 @@ TWEET_SOURCES = ("aigc_election2024", "tweepfake", "tweeteval", "ira_2017")
 #: Corpora whose pieces are whole posts: the human tweets and the local models' generated tweets.
 TWEET_REGISTER_SOURCES = (*TWEET_SOURCES, "local_models")
 FEATURE_NAMES: tuple[str, ...] = (*STYLE_FEATURE_NAMES, CHAR_NGRAM_FEATURE)
+BOOSTED_FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES, LEGACY_CHAR_NGRAM_FEATURE)
 ADAPTER_FEATURE = ADAPTER_FEATURE_NAMES[0]
 #: ``use`` mask (rows a refit may learn from) -> the adapter's logit per row, refitted on those rows.
 AdapterRefit = Callable[[np.ndarray], np.ndarray]
@@ -75,6 +89,9 @@ class FittedPipeline:
     platt: tuple[float, float]
     thresholds: dict[str, float]
     log_odds: np.ndarray
+    #: the second n-gram regression and the trees of a boosted head (None for the linear recipe)
+    legacy_model: CharNgramModel | None = None
+    trees: TreeEnsemble | None = None
 
 
 def calibrate_halves(rows: pl.DataFrame, seed: int) -> np.ndarray:
@@ -111,6 +128,7 @@ def fit_pipeline(
     seed: int = 0,
     extra: np.ndarray | None = None,
     strata: np.ndarray | None = None,
+    boosted: bool = False,
 ) -> FittedPipeline:
     """Fit every step on the rows where ``use`` is true (see the module docstring); score all rows.
 
@@ -118,6 +136,9 @@ def fit_pipeline(
     the train rows, such as a fine-tuned encoder's logit; they enter after the n-gram logit.
     ``strata`` (one label per row): balance the classes inside each stratum (:func:`balanced_weights`)
     in the n-gram regression and the head, instead of overall.
+    ``boosted``: a second n-gram regression (machine pieces of generators outside
+    :data:`MODERN_FAMILIES` against humans, same vocabulary) and gradient-boosted trees as the head
+    instead of the logistic regression.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -131,27 +152,65 @@ def fit_pipeline(
     def weights(mask: np.ndarray) -> np.ndarray | None:
         return None if strata is None else balanced_weights(y[mask], strata[mask])
 
-    char_model = fit_char_ngrams([texts[i] for i in np.flatnonzero(tr)], y[tr], seed=seed, sample_weight=weights(tr))
+    train_rows = np.flatnonzero(tr)
+    subsets = {"main": (np.ones(len(train_rows), dtype=bool), weights(tr))}
+    if boosted:
+        legacy = tr & ~((y == 1) & np.isin(rows["generator"].to_numpy(), list(MODERN_FAMILIES)))
+        keep = legacy[train_rows]
+        if len(set(y[legacy].tolist())) < 2:
+            raise ValueError(
+                "the boosted head's second n-gram regression needs train pieces of a generator outside "
+                "MODERN_FAMILIES (base models, pre-2020 generators); pass boosted=False for the linear recipe"
+            )
+        legacy_weights = None
+        if strata is not None:
+            legacy_weights = np.zeros(len(train_rows))
+            legacy_weights[keep] = balanced_weights(y[legacy], strata[legacy])
+        subsets["legacy"] = (keep, legacy_weights)
+    models = fit_char_ngram_models([texts[i] for i in train_rows], y[train_rows], subsets, seed=seed)
+    char_model, legacy_model = models["main"], models.get("legacy")
     # every later step reads calibrate and evaluate rows only: train rows keep NaN (and cost nothing)
-    char_logit = np.full(len(texts), np.nan)
     later = np.flatnonzero(split != "train")
-    char_logit[later] = char_model.logit([texts[i] for i in later])
-    columns = [style, char_logit[:, None], *([] if extra is None else [np.asarray(extra, np.float64)])]
+    logits = np.full((len(texts), len(models)), np.nan)
+    logits[later] = shared_logits(list(models.values()), [texts[i] for i in later])
+    columns = [style, logits, *([] if extra is None else [np.asarray(extra, np.float64)])]
     x = np.concatenate([*columns, embedding.astype(np.float64)], axis=1)
     std = Standardiser.fit(x[head_rows])
     z = np.where(split[:, None] == "train", np.nan, std.transform(x))
-    balance = "balanced" if strata is None else None
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight=balance, random_state=seed)
-    model.fit(z[head_rows], y[head_rows], sample_weight=weights(head_rows))
-    coef, intercept = model.coef_[0], float(model.intercept_[0])
-    raw = z @ coef + intercept
+    trees = None
+    if boosted:
+        trees = fit_trees(x[head_rows], y[head_rows], weights(head_rows), seed)
+        coef, intercept = np.zeros(x.shape[1]), 0.0
+        raw = np.full(len(texts), np.nan)
+        raw[later] = trees.raw(x[later])
+    else:
+        balance = "balanced" if strata is None else None
+        model = LogisticRegression(C=REGULARISATION_C, max_iter=3000, class_weight=balance, random_state=seed)
+        model.fit(z[head_rows], y[head_rows], sample_weight=weights(head_rows))
+        coef, intercept = model.coef_[0], float(model.intercept_[0])
+        raw = z @ coef + intercept
     yc = y[threshold_rows]
     a, b = fit_platt(raw[threshold_rows], yc, weights=np.where(yc == 1, 0.5 / yc.sum(), 0.5 / (1 - yc).sum()))
     log_odds = a * raw + b
     humans = log_odds[threshold_rows & (y == 0)]
     targets = {**TARGET_FPRS, "default": DEFAULT_TARGET_FPR}
     thresholds = {name: threshold_for_fpr(humans, fpr) for name, fpr in targets.items()}
-    return FittedPipeline(char_model, std, coef, intercept, (a, b), thresholds, log_odds)
+    return FittedPipeline(char_model, std, coef, intercept, (a, b), thresholds, log_odds, legacy_model, trees)
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, seed: int) -> TreeEnsemble:
+    """scikit-learn's histogram gradient boosting with :data:`BOOSTING`'s settings, as a servable ensemble.
+
+    Without weights the classes are balanced, as the linear head's ``class_weight="balanced"`` does.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if sample_weight is None:
+        share = y.mean()
+        sample_weight = np.where(y == 1, 0.5 / share, 0.5 / (1 - share))
+    model = HistGradientBoostingClassifier(**BOOSTING, early_stopping=False, random_state=seed)
+    model.fit(x, y, sample_weight=sample_weight)
+    return TreeEnsemble.from_sklearn(model, x.shape[1])
 
 
 def fit_modern_head(
@@ -167,6 +226,7 @@ def fit_modern_head(
     adapter_logit: np.ndarray | None = None,
     adapter_refit: AdapterRefit | None = None,
     balance_registers: bool = True,
+    boosted: bool = True,
 ) -> AiTextHead:
     """Fit, calibrate, threshold and measure the head on the corpus ``rows`` (see the module docstring).
 
@@ -175,6 +235,8 @@ def fit_modern_head(
     the leave-one-out refits then call ``adapter_refit`` so that no step saw the held-out rows.
     ``leave_out_keys`` limits the refits to those generators and sources (None: all of them).
     ``balance_registers``: balance the classes inside each register (:func:`register_of`), not overall.
+    ``boosted``: the default head (:data:`BOOSTED_HEAD_VERSION`; see :func:`fit_pipeline`); False gives
+    the logistic-regression recipes (modern-lr-v2 to v5).
     """
     if adapter_logit is not None and leave_out and adapter_refit is None:
         raise ValueError("leave-one-out refits of a head with an adapter need adapter_refit (or leave_out=False)")
@@ -183,7 +245,7 @@ def fit_modern_head(
     everything = np.ones(rows.height, dtype=bool)
     extra = None if adapter_logit is None else np.asarray(adapter_logit, np.float64)[:, None]
     strata = register_of(rows["source"].to_numpy()) if balance_registers else None
-    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed, extra=extra, strata=strata)
+    fitted = fit_pipeline(rows, texts, style, embedding, everything, seed, extra=extra, strata=strata, boosted=boosted)
     threshold_humans = (split == "calibrate") & ~calibrate_halves(rows, seed) & (y == 0)
     n_keys = rows.filter(pl.lit(threshold_humans))["account"].n_unique()
     thresholds_: dict[str, dict[str, Any]] = {}
@@ -198,7 +260,9 @@ def fit_modern_head(
         }
     metrics = evaluation_metrics(rows, fitted.log_odds, fitted.thresholds["default"])
     if leave_out:
-        metrics.update(leave_out_tables(rows, texts, style, embedding, seed, leave_out_keys, adapter_refit, strata))
+        metrics.update(
+            leave_out_tables(rows, texts, style, embedding, seed, leave_out_keys, adapter_refit, strata, boosted)
+        )
     training = {
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -209,7 +273,14 @@ def fit_modern_head(
         "seed": seed,
         "rows_per_split": {s: int((split == s).sum()) for s in ("train", "calibrate", "evaluate")},
         "model": ("register-balanced" if balance_registers else "class-balanced")
-        + " L2 logistic regression (scikit-learn) on standardised stylometry, a character n-gram regression's logit"
+        + (
+            f" gradient-boosted trees (scikit-learn HistGradientBoosting, {BOOSTING}) on stylometry, a character"
+            " n-gram regression's logit, a second n-gram regression's logit (base models and pre-2020 generators"
+            " against humans)"
+            if boosted
+            else " L2 logistic regression (scikit-learn) on standardised stylometry, a character n-gram regression's"
+            " logit"
+        )
         + (", the fine-tuned MiniLM adapter's logit" if adapter_logit is not None else "")
         + (" and the MiniLM embedding" if embedding.shape[1] else ""),
         "weighting": "classes balanced inside each register (whole tweets; pieces cut from longer texts)"
@@ -218,17 +289,21 @@ def fit_modern_head(
         "char_ngrams": "char_wb 1-4 grams, sublinear tf-idf, 40k features, "
         + ("register-balanced" if balance_registers else "class-balanced")
         + " L2 LR (C=4), train keys",
-        "C": REGULARISATION_C,
+        **({} if boosted else {"C": REGULARISATION_C}),
         "platt": "class-balanced Platt scaling on the threshold half of the calibrate keys",
     }
     a, b = fitted.platt
+    if boosted:
+        version = BOOSTED_HEAD_VERSION
+    elif balance_registers:
+        version = REGISTER_HEAD_VERSION
+    else:
+        version = HEAD_VERSION if adapter_logit is None else ADAPTER_HEAD_VERSION
+    names = BOOSTED_FEATURE_NAMES if boosted else FEATURE_NAMES
+    legacy = fitted.legacy_model
     return AiTextHead(
-        version=REGISTER_HEAD_VERSION
-        if balance_registers
-        else HEAD_VERSION
-        if adapter_logit is None
-        else ADAPTER_HEAD_VERSION,
-        feature_names=list(FEATURE_NAMES) + ([] if adapter_logit is None else [ADAPTER_FEATURE]),
+        version=version,
+        feature_names=list(names) + ([] if adapter_logit is None else [ADAPTER_FEATURE]),
         embedding_dim=int(embedding.shape[1]),
         mean_=fitted.standardiser.mean.tolist(),
         scale_=fitted.standardiser.scale.tolist(),
@@ -240,6 +315,10 @@ def fit_modern_head(
         metrics=metrics,
         training=training,
         char_ngrams=fitted.char_model.to_dict(),
+        legacy_char_ngrams=None
+        if legacy is None
+        else {"coef_": legacy.to_dict()["coef_"], "intercept_": legacy.intercept_},
+        trees=None if fitted.trees is None else fitted.trees.to_dict(),
     )
 
 
@@ -286,6 +365,7 @@ def leave_out_tables(
     keys: Collection[str] | None = None,
     adapter_refit: AdapterRefit | None = None,
     strata: np.ndarray | None = None,
+    boosted: bool = False,
 ) -> dict[str, Any]:
     """The whole pipeline refitted without each modern generator, and without each source.
 
@@ -309,7 +389,9 @@ def leave_out_tables(
             log.info("%s: refitting without %s", table, key)
             held = column == key
             extra = None if adapter_refit is None else adapter_refit(~held)[:, None]
-            fitted = fit_pipeline(rows, texts, style, embedding, ~held, seed, extra=extra, strata=strata)
+            fitted = fit_pipeline(
+                rows, texts, style, embedding, ~held, seed, extra=extra, strata=strata, boosted=boosted
+            )
             machine = ev & (y == 1) & held
             own_humans = ev & (y == 0) & held
             humans = own_humans if own_humans.any() else ev & (y == 0)

@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from detectors.aitext.char_ngrams import CharNgramModel
+from detectors.aitext.char_ngrams import CharNgramModel, shared_logits
 from detectors.aitext.lm_stage import LmStage
 from detectors.aitext.training import sigmoid
+from detectors.aitext.trees import TreeEnsemble
 
 #: The feature the head's own character n-gram regression gives (see :meth:`AiTextHead.extra_features`).
 CHAR_NGRAM_FEATURE = "char_ngram_logit"
+#: A second regression over the same n-grams: base models and pre-2020 generators against humans.
+LEGACY_CHAR_NGRAM_FEATURE = "legacy_char_ngram_logit"
 
 #: The head trained on TweepFake (2019 GPT-2/RNN bots) over SmolLM2 statistics, stylometry and MiniLM;
 #: served only when named (``[aitext] artifact``), since the modern head replaced it as the default.
@@ -66,6 +69,12 @@ class AiTextHead:
     #: The SmolLM2 second stage (:class:`detectors.aitext.lm_stage.LmStage` as a dict) run on the posts
     #: this head scores high enough; None for a head served alone.
     lm_stage: dict[str, Any] | None = field(default=None, repr=False)
+    #: The ``legacy_char_ngram_logit`` regression over ``char_ngrams``'s vocabulary and idf
+    #: (``{"coef_": [...], "intercept_": ...}``); None for heads without that feature.
+    legacy_char_ngrams: dict[str, Any] | None = field(default=None, repr=False)
+    #: Gradient-boosted trees over the named features (:class:`detectors.aitext.trees.TreeEnsemble` as a
+    #: dict), added to the linear part (zero for a tree head); None for a purely linear head.
+    trees: dict[str, Any] | None = field(default=None, repr=False)
     #: Where the head was loaded from (not saved), to find the adapter beside it.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -81,6 +90,9 @@ class AiTextHead:
         self._mean = np.asarray(self.mean_, dtype=np.float64)
         self._scale = np.asarray(self.scale_, dtype=np.float64)
         self._coef = np.asarray(self.coef_, dtype=np.float64)
+        self._trees = TreeEnsemble.from_dict(self.trees) if self.trees else None
+        if self._trees is not None and self._trees.n_features != width:
+            raise ValueError(f"aitext head {self.version}: trees read {self._trees.n_features} features, not {width}")
 
     def design_matrix(self, values: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
         """Features side by side, as the head was trained on them."""
@@ -92,10 +104,37 @@ class AiTextHead:
         return np.concatenate(parts, axis=1)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
-        """Uncalibrated log-odds; a missing feature (NaN) contributes as if at its training mean."""
+        """Uncalibrated log-odds; in the linear part a missing feature (NaN) counts as at its training mean,
+        in the trees it takes each split's missing-value branch."""
         z = (x - self._mean) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
-        return z @ self._coef + self.intercept_
+        linear = z @ self._coef + self.intercept_
+        return linear if self._trees is None else linear + self._trees.raw(x)
+
+    @property
+    def bias(self) -> float:
+        """The calibrated log-odds no feature moved: what :meth:`contributions` add up to the score from."""
+        trees = 0.0 if self._trees is None else self._trees.bias
+        return self.platt_a_ * (self.intercept_ + trees) + self.platt_b_
+
+    def local_slopes(self, values: np.ndarray, names: list[str], step: float = 0.5) -> np.ndarray:
+        """[rows, names]: how much the calibrated log-odds moves per unit of each named feature, at each row.
+
+        The words an analyst sees are shares of an n-gram logit; this turns them into the head's
+        log-odds. A linear head's slope is its coefficient everywhere; a tree head's is the central
+        difference over +-``step`` around the row's value.
+        """
+        x = np.asarray(values, dtype=np.float64)
+        out = np.zeros((len(x), len(names)))
+        for j, name in enumerate(names):
+            k = self.feature_names.index(name)
+            out[:, j] = self._coef[k] / self._scale[k] * self.platt_a_
+            if self._trees is not None:
+                up, down = x.copy(), x.copy()
+                up[:, k] += step
+                down[:, k] -= step
+                out[:, j] += self.platt_a_ * (self._trees.raw(up) - self._trees.raw(down)) / (2 * step)
+        return out
 
     def decision_function(self, values: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
         """Calibrated log-odds of machine authorship per row; NaN for rows with no features at all."""
@@ -116,6 +155,8 @@ class AiTextHead:
         z = (x - self._mean) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
         parts = z * self._coef * self.platt_a_
+        if self._trees is not None:
+            parts = parts + self._trees.contributions(x) * self.platt_a_
         k = len(self.feature_names)
         out = []
         for row in parts:
@@ -145,10 +186,23 @@ class AiTextHead:
         """The character n-gram regression this head reads (``char_ngram_logit``), or None."""
         return CharNgramModel.from_dict(self.char_ngrams) if self.char_ngrams else None
 
-    def extra_features(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Features the head computes itself from the prepared texts (not the extractor): the n-gram logit."""
+    @functools.cached_property
+    def legacy_char_model(self) -> CharNgramModel | None:
+        """The second n-gram regression (``legacy_char_ngram_logit``) over the first's vocabulary, or None."""
         model = self.char_model
-        return {CHAR_NGRAM_FEATURE: model.logit(texts)} if model is not None else {}
+        if model is None or not self.legacy_char_ngrams:
+            return None
+        return model.with_weights(self.legacy_char_ngrams["coef_"], self.legacy_char_ngrams["intercept_"])
+
+    def extra_features(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Features the head computes itself from the prepared texts (not the extractor): the n-gram logits,
+        every regression's from one count of each post's n-grams."""
+        models = {CHAR_NGRAM_FEATURE: self.char_model, LEGACY_CHAR_NGRAM_FEATURE: self.legacy_char_model}
+        present = {name: m for name, m in models.items() if m is not None}
+        if not present:
+            return {}
+        logits = shared_logits(list(present.values()), texts)
+        return {name: logits[:, j] for j, name in enumerate(present)}
 
     @property
     def uses_language_model(self) -> bool:
@@ -176,7 +230,7 @@ class AiTextHead:
         """The artifact's text: every learnt number at 7 significant digits (not where it was loaded from)."""
         data = asdict(self)
         data.pop("path")
-        for optional in ("char_ngrams", "lm_stage"):
+        for optional in ("char_ngrams", "lm_stage", "legacy_char_ngrams", "trees"):
             if data.get(optional) is None:
                 data.pop(optional, None)
         for name in ("mean_", "scale_", "coef_"):

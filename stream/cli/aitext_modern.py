@@ -103,6 +103,8 @@ def _train(args: argparse.Namespace) -> int:
         adapter_logit=None if adapter is None else adapter.logit,
         adapter_refit=None if adapter is None else adapter.refit,
         balance_registers=not args.class_balanced,
+        # the recipes of modern-lr-v2 to v5 (any older flag) are logistic regressions
+        boosted=not (args.linear or args.embedding or args.class_balanced or adapter is not None),
     )
     head.training["corpus_rows"] = corpus.height
     if leave_out_keys and not args.no_leave_out:
@@ -248,6 +250,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--embedding",
         action="store_true",
         help="also read the frozen MiniLM embedding (modern-lr-v2/v3; ranks a corpus it never saw worse)",
+    )
+    p.add_argument(
+        "--linear",
+        action="store_true",
+        help="a logistic regression over stylometry and one n-gram logit (modern-lr-v5), not the boosted trees",
     )
     p.add_argument(
         "--class-balanced",

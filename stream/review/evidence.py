@@ -36,6 +36,7 @@ FEATURE_NAMES: dict[str, str] = {
     "embedding": "sentence encoder's view of the wording",
     "fast_head_log_odds": "the fast first stage's verdict (wording, style, character n-grams)",
     "char_ngram_logit": "character n-gram style score",
+    "legacy_char_ngram_logit": "character n-gram score against older, unassisted generators (GPT-2 era)",
     "enc_adapter_logit": "fine-tuned sentence encoder's verdict",
     "lm_mean_loglik": "how predictable the words are to the language model",
     "lm_mean_logrank": "how far down the language model's guesses the words are",

@@ -56,7 +56,9 @@ def modern_report(head: AiTextHead) -> str:
         f"# AI-text head `{head.version}`: modern generators, post-length pieces",
         "",
         f"Written by `{t.get('command')}` at {t.get('written_at')}; {t.get('corpus_rows')} pieces "
-        f"({t.get('rows_per_split')}). Model: {t.get('model')}, C={t.get('C')}. Text: {t.get('data')}.",
+        f"({t.get('rows_per_split')}). Model: {t.get('model')}"
+        + (f", C={t['C']}" if "C" in t else "")
+        + f". Text: {t.get('data')}.",
         f"Default threshold: probability {default['probability']:.3f} ({default['how']}).",
         "Every number below is on the *evaluate* accounts and groups, which no fitting, calibration or "
         "threshold step saw; leave-one-out rows come from refits without the held-out generator or source.",
