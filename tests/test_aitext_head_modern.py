@@ -43,7 +43,7 @@ def _head_log_odds(head: AiTextHead, sample: dict) -> np.ndarray:
 def test_the_modern_head_runs_without_a_language_model_on_stripped_text(head: AiTextHead) -> None:
     assert not head.uses_language_model and head.strips_markers
     # modern-lr-v4 and later read no MiniLM embedding: it ranked corpora left out of training worse
-    assert head.embedding_dim == 0 and head.path is not None and head.path.stat().st_size < 2_500_000
+    assert head.embedding_dim == 0 and head.path is not None and head.path.stat().st_size < 3_500_000
     assert head.thresholds["fpr_0.1pct"] >= head.thresholds["default"] >= head.thresholds["fpr_1pct"]
     for spec in head.thresholds_.values():
         assert spec["how"] and 0.0 < spec["probability"] < 1.0

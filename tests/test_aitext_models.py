@@ -103,7 +103,9 @@ def test_detector_handles_bad_input(extractor: FeatureExtractor) -> None:
     assert 0.0 <= det.probability[by_id["normal"]] <= 1.0
     read_by_lm = bool(det.flagged[by_id["normal"]])
     assert len(normal["top_surprisal_tokens"]) == (5 if read_by_lm else 0)
-    expected = {*FEATURE_NAMES, "char_ngram_logit"} - (set() if read_by_lm else set(LM_FEATURE_NAMES))
+    head_own = set(detector.head.feature_names) - set(FEATURE_NAMES)  # the n-gram logits the head computes
+    assert head_own == {"char_ngram_logit", "legacy_char_ngram_logit"}
+    expected = {*FEATURE_NAMES, *head_own} - (set() if read_by_lm else set(LM_FEATURE_NAMES))
     assert set(normal["features"]) == expected
     # the calibrated probability is the sigmoid of the score, and the decision uses the named threshold
     i = by_id["normal"]

@@ -174,10 +174,10 @@ def test_the_default_detector_is_the_modern_head_without_encoder_features(record
     [call] = recording_load.calls
     assert not detector.head.reads_lm_features and not detector.evidence_tokens and detector.head.stage is None
     assert call["language_model"] is False and call["strip_markers"] is True and call["quantize"] is False
-    # modern-lr-v4/v5 read stylometry and the n-gram logit: no adapter to load, no embedding in its sum
-    # (MiniLM still runs once per post: the paraphrase network reuses its vectors)
+    # modern-lr-v4 and later read stylometry and n-gram logits: no adapter to load, no embedding in the
+    # sum (MiniLM still runs once per post: the paraphrase network reuses its vectors)
     assert call["adapter"] is None and detector.head.embedding_dim == 0
-    assert detector.head.feature_names[-1] == "char_ngram_logit"
+    assert detector.head.feature_names[-2:] == ["char_ngram_logit", "legacy_char_ngram_logit"]
 
 
 def test_a_detector_needs_its_models_handed_in() -> None:

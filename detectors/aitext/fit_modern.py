@@ -1,17 +1,19 @@
 """Fit the fast AI-text head for modern generators, and measure how it generalises.
 
-The head is a logistic regression over four kinds of features of a post's *stripped* text
-(:func:`detectors.aitext.corpus.strip_markers`): twelve stylometric statistics, the log-odds of a
-character n-gram regression (:mod:`detectors.aitext.char_ngrams`), the logit of MiniLM fine-tuned
-as a classifier (a LoRA adapter on its top two layers, :mod:`detectors.aitext.finetune`) and the
-frozen MiniLM embedding. One encoder call per micro-batch gives both MiniLM outputs, and no language
-model runs: fast enough for every post on a CPU.
+The default head (:data:`BOOSTED_HEAD_VERSION`) is gradient-boosted trees over features of a post's
+*stripped* text (:func:`detectors.aitext.corpus.strip_markers`): twelve stylometric statistics and
+the log-odds of two character n-gram regressions over one vocabulary (:mod:`detectors.aitext.char_ngrams`),
+one against every machine generator, one against the generators outside :data:`MODERN_FAMILIES`.
+The earlier recipes are logistic regressions over the statistics, one n-gram logit and optionally
+the logit of MiniLM fine-tuned as a classifier (a LoRA adapter on its top two layers,
+:mod:`detectors.aitext.finetune`) and the frozen MiniLM embedding. No language model runs: fast
+enough for every post on a CPU.
 
 What is learnt where (keys = accounts or groups, :func:`detectors.aitext.corpus.split_by_key`):
 
-* **character n-gram regression** and **encoder adapter**: the *train* keys (the adapter on a
+* **character n-gram regressions** and **encoder adapter**: the *train* keys (the adapter on a
   class-balanced sample of them, fitted by the caller, which passes its logit and a way to refit it).
-* **head weights**: half of the *calibrate* keys (``fit`` half), where the n-gram logit is out of
+* **head weights or trees**: half of the *calibrate* keys (``fit`` half), where the n-gram logit is out of
   sample, as it will be on new posts; class-balanced, because the stream's prior is unknown.
 * **calibration and thresholds**: the other half of the calibrate keys (``threshold`` half):
   class-balanced Platt scaling, then ``fpr_1pct`` / ``fpr_0.1pct`` and ``default`` (at

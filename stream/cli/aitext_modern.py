@@ -13,15 +13,15 @@
         --out .cache/aitext/generated-gemma-3-270m-train.jsonl   # 733 posts, 32 min; measured, left out of the
         # default corpus (add with aitext-corpus --generated): see stream/training/corpus.py
     chorus aitext-corpus --data ../shared/data            # pieces -> .cache/aitext/corpus.parquet (~30 s)
-    chorus train-aitext-modern                            # fit, measure, write the head (modern-lr-v5)
+    chorus train-aitext-modern                            # fit, measure, write the head (modern-gb-v6, 8.5 min)
     chorus train-aitext-stage                             # optional SmolLM2 second stage (sampled; ~25 min)
 
 The generations, the corpus and the embedding cache live under ``.cache/`` and never enter the
-repository; the head (weights, thresholds, the 40k-n-gram vocabulary: ~1.8 MB of JSON), a text-free
-held-out sample and the report do. Embeddings are cached by the SHA-1 of each piece's text, so a
-rebuilt corpus only embeds new pieces (~100 pieces/s on 2 cores with the frozen MiniLM); only
+repository; the head (trees, thresholds, the 40k-n-gram vocabulary and two regressions' weights:
+~3 MB of JSON), a text-free held-out sample and the report do. Embeddings are cached by the SHA-1
+of each piece's text, so a rebuilt corpus only embeds new pieces (~100 pieces/s on 2 cores with the frozen MiniLM); only
 ``--embedding`` and ``--adapter`` (the modern-lr-v2/v3 recipes) need them. The whole fit with its
-leave-one-out refits takes ~15 minutes on 2 cores without the adapter.
+leave-one-out refits takes ~9 minutes on 2 cores without the adapter.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Does a non-linear head over the same features carry better than the logistic regression?
 
-The shipped head (modern-lr-v5) is one linear score over twelve stylometric statistics and a
-character n-gram regression's logit. A linear score can say "polished means machine" but not also
+modern-lr-v5 was one linear score over twelve stylometric statistics and a character n-gram
+regression's logit. A linear score can say "polished means machine" but not also
 "garbled, repetitive GPT-2 output means machine", and on TweepFake's own held-out accounts v5 ranks
 the machine tweets *below* the humans (0.386). This script refits the pipeline (n-gram regression on
 the train keys, register-balanced) with and without each held-out source and puts two heads over the
@@ -17,7 +17,8 @@ same features, fitted on the same calibrate half with the same weights:
 
 It prints, per head, AUROC and TPR at 1% FPR (threshold set on the threshold half's humans) on every
 source's evaluate keys against the same source's evaluate humans with the full corpus, and on each
-held-out source's evaluate keys when that source is left out of every fitted step.
+held-out source's evaluate keys when that source is left out of every fitted step. Results, and why
+modern-gb-v6 is the default: docs/eval/aitext-modern/cross-corpus.md ("A head that is not a line").
 
     .venv/bin/python docs/eval/experiments/nonlinear_head.py --held aigc_election2024,local_models --seed 0
 """
