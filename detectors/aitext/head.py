@@ -1,13 +1,16 @@
 """The trained, calibrated head over the AI-text features, and its committed artifact.
 
-The head is a logistic regression over standardised features (LM statistics, stylometry and the
-MiniLM embedding), followed by Platt scaling fitted on accounts the regression never saw. Its
-``decision_function`` is the *calibrated* log-odds of machine authorship, so the probability is just
-``sigmoid(score)`` and every named threshold is a log-odds value with a probability beside it.
+The head is a linear score over standardised features (LM statistics, stylometry, n-gram logits, the
+MiniLM embedding) plus, for the modern default, gradient-boosted trees over the same features
+(:mod:`detectors.aitext.trees`; its linear part is then zero), followed by Platt scaling fitted on
+accounts the head never saw. Its ``decision_function`` is the *calibrated* log-odds of machine
+authorship, so the probability is just ``sigmoid(score)`` and every named threshold is a log-odds
+value with a probability beside it; :meth:`AiTextHead.contributions` splits it by feature.
 
-Applying it needs numpy only. Fitting it (``chorus train-aitext``) uses scikit-learn; the learnt
-state is a JSON file of a few hundred numbers, committed as :data:`DEFAULT_ARTIFACT`, which also
-records how each threshold was chosen and the metrics measured when it was written.
+Applying it needs numpy only. Fitting it (``chorus train-aitext``, ``chorus train-aitext-modern``)
+uses scikit-learn; the learnt state is a JSON file, committed as :data:`DEFAULT_ARTIFACT` and
+:data:`MODERN_ARTIFACT`, which also records how each threshold was chosen and the metrics measured
+when it was written.
 """
 
 from __future__ import annotations
