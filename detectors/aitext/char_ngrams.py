@@ -85,23 +85,8 @@ class CharNgramModel:
         ``logit(text) - intercept_``: the words an analyst sees highlighted are exactly what moved
         this feature, not a proxy for it.
         """
-        words = text.split()
-        grams = [
-            [j for g in _word_grams(word.lower(), self.ngram_range) if (j := self.vocabulary_.get(g)) is not None]
-            for word in words
-        ]
-        counts = Counter(j for word in grams for j in word)
-        if not counts:
-            return [(word, 0.0) for word in words]
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        occurrences = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        weights = (1.0 + np.log(occurrences)) * self._idf[idx]
-        per_occurrence = dict(
-            zip(
-                idx.tolist(), weights * self._coef[idx] / math.sqrt(float(weights @ weights)) / occurrences, strict=True
-            )
-        )
-        return [(word, float(sum(per_occurrence[j] for j in js))) for word, js in zip(words, grams, strict=True)]
+        words, shares = shared_word_contributions([self], text)
+        return [(word, float(share)) for word, share in zip(words, shares[:, 0], strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +125,32 @@ def shared_logits(models: Sequence[CharNgramModel], texts: Sequence[str]) -> np.
         weights = tf * first._idf[idx]
         out[i] += (weights @ coef[idx]) / math.sqrt(float(weights @ weights))
     return out
+
+
+def shared_word_contributions(models: Sequence[CharNgramModel], text: str) -> tuple[list[str], np.ndarray]:
+    """The words of ``text`` and [words, models]: each word's share of each regression's log-odds above
+    its intercept (see :meth:`CharNgramModel.word_contributions`), the n-grams looked up once."""
+    first = models[0]
+    words = text.split()
+    grams = [
+        [j for g in _word_grams(word.lower(), first.ngram_range) if (j := first.vocabulary_.get(g)) is not None]
+        for word in words
+    ]
+    shares = np.zeros((len(words), len(models)))
+    counts = Counter(j for word in grams for j in word)
+    if not counts:
+        return words, shares
+    idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    occurrences = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+    weights = (1.0 + np.log(occurrences)) * first._idf[idx]
+    coef = np.stack([m._coef[idx] for m in models], axis=1)
+    # each n-gram's term split evenly over its occurrences; a word sums the occurrences it holds
+    per_occurrence = weights[:, None] * coef / math.sqrt(float(weights @ weights)) / occurrences[:, None]
+    position = {j: k for k, j in enumerate(idx.tolist())}
+    for w, js in enumerate(grams):
+        if js:
+            shares[w] = per_occurrence[[position[j] for j in js]].sum(axis=0)
+    return words, shares
 
 
 def fit_char_ngrams(

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from detectors.aitext.char_ngrams import shared_word_contributions
 from detectors.aitext.features import BACKENDS, FeatureBatch, FeatureExtractor, top_surprisal_tokens
 from detectors.aitext.head import CHAR_NGRAM_FEATURE, LEGACY_CHAR_NGRAM_FEATURE, LM_FLOAT32, LM_INT8, AiTextHead
 from detectors.aitext.lm_stage import STAGE1_FEATURE
@@ -273,11 +274,8 @@ class AiTextDetector(ScoringDetector):
             slopes = slopes * self.head.stage.slope
 
         def top(text: str, row: int) -> list[dict[str, Any]]:
-            shares = [model.word_contributions(text) for _, model in models]
-            pushes = [
-                (word, float(sum(s[j][1] * slopes[row, m] for m, s in enumerate(shares))))
-                for j, (word, _) in enumerate(shares[0])
-            ]
+            words, shares = shared_word_contributions([model for _, model in models], text)
+            pushes = list(zip(words, (shares @ slopes[row]).tolist(), strict=True))
             ranked = sorted(range(len(pushes)), key=lambda j: -pushes[j][1])[: self.top_k_tokens]
             return [
                 {"word": pushes[j][0], "position": j, "log_odds": round(pushes[j][1], 3)}

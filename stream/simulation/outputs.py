@@ -15,21 +15,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from stream.kafka.messages import POSTS_FRAME_SCHEMA
 from stream.simulation.network import Network
 
-#: The post frame's schema (the detectors' post schema, plus the AI-text stage's probability).
+#: What the workers' frame adds to a post when it reads one from Kafka (a simulated post has none).
+READ_SIDE_FIELDS = ("schema_version", "source_topic", "source_partition", "source_offset")
+#: The post frame's schema: the workers' post columns, plus the AI-text stage's probability.
 POST_SCHEMA: dict[str, pl.DataType] = {
-    "post_id": pl.String(),
-    "account_id": pl.String(),
-    "created_at": pl.Datetime("us", "UTC"),
-    "text": pl.String(),
-    "lang": pl.String(),
-    "reply_to": pl.String(),
-    "repost_of": pl.String(),
-    "quote_of": pl.String(),
-    "urls": pl.List(pl.String),
-    "hashtags": pl.List(pl.String),
-    "mentions": pl.List(pl.String),
+    **{name: dtype for name, dtype in POSTS_FRAME_SCHEMA.items() if name not in READ_SIDE_FIELDS},
     "machine_probability": pl.Float64(),
 }
 

@@ -114,31 +114,27 @@ def main() -> None:
         print(frame.pivot(on="head", index=["left_out", "slice"], values=["auroc", "tpr_at_1pct_fpr"]))
 
 
-def boosted_log_odds(
-    corpus: pl.DataFrame, style: np.ndarray, char: np.ndarray, use: np.ndarray, strata: np.ndarray, seed: int
-) -> np.ndarray:
-    """Log-odds of a gradient-boosted head over [stylometry | n-gram logit], fitted on the head-fitting half."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from detectors.aitext.fit_modern import balanced_weights, calibrate_halves
+def fitting_rows(corpus: pl.DataFrame, use: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, splits, and the head-fitting half of the calibrate rows a refit may use (the shipped rule)."""
+    from detectors.aitext.fit_modern import calibrate_halves
 
     y = corpus["label"].to_numpy().astype(int)
     split = corpus["split"].to_numpy()
-    head_rows = use & (split == "calibrate") & calibrate_halves(corpus, seed)
+    return y, split, use & (split == "calibrate") & calibrate_halves(corpus, seed)
+
+
+def boosted_log_odds(
+    corpus: pl.DataFrame, style: np.ndarray, char: np.ndarray, use: np.ndarray, strata: np.ndarray, seed: int
+) -> np.ndarray:
+    """Log-odds of the shipped trees (:func:`fit_trees`) over [``style`` | n-gram logit], on the head-fitting half."""
+    from detectors.aitext.fit_modern import balanced_weights, fit_trees
+
+    y, split, head_rows = fitting_rows(corpus, use, seed)
     x = np.concatenate([style, char[:, None]], axis=1)
-    model = HistGradientBoostingClassifier(
-        max_iter=300,
-        learning_rate=0.05,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    )
-    model.fit(x[head_rows], y[head_rows], sample_weight=balanced_weights(y[head_rows], strata[head_rows]))
+    trees = fit_trees(x[head_rows], y[head_rows], balanced_weights(y[head_rows], strata[head_rows]), seed)
     log_odds = np.full(len(y), np.nan)
     rows = np.flatnonzero(split != "train")
-    log_odds[rows] = model.decision_function(x[rows])
+    log_odds[rows] = trees.raw(x[rows])
     return log_odds
 
 
@@ -167,12 +163,10 @@ def linear_log_odds(
     """Raw log-odds of the shipped regression recipe over [``style`` | n-gram logit]."""
     from sklearn.linear_model import LogisticRegression
 
-    from detectors.aitext.fit_modern import REGULARISATION_C, balanced_weights, calibrate_halves
+    from detectors.aitext.fit_modern import REGULARISATION_C, balanced_weights
     from detectors.aitext.training import Standardiser
 
-    y = corpus["label"].to_numpy().astype(int)
-    split = corpus["split"].to_numpy()
-    head_rows = use & (split == "calibrate") & calibrate_halves(corpus, seed)
+    y, split, head_rows = fitting_rows(corpus, use, seed)
     x = np.concatenate([style, char[:, None]], axis=1)
     std = Standardiser.fit(x[head_rows])
     z = np.where(split[:, None] == "train", 0.0, std.transform(x))
@@ -193,11 +187,9 @@ def additive_log_odds(
     """An additive head: each stylometric statistic as a step function (quantile bins), the logits linear."""
     from sklearn.linear_model import LogisticRegression
 
-    from detectors.aitext.fit_modern import REGULARISATION_C, balanced_weights, calibrate_halves
+    from detectors.aitext.fit_modern import REGULARISATION_C, balanced_weights
 
-    y = corpus["label"].to_numpy().astype(int)
-    split = corpus["split"].to_numpy()
-    head_rows = use & (split == "calibrate") & calibrate_halves(corpus, seed)
+    y, split, head_rows = fitting_rows(corpus, use, seed)
     columns = []
     for j in range(style.shape[1]):
         edges = np.unique(np.quantile(style[head_rows, j], np.linspace(0, 1, bins + 1)[1:-1]))
