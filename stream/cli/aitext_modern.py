@@ -9,11 +9,15 @@
         --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # 408 posts, 51 min (beside other work)
     chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 302 --prompts 240 \\
         --out .cache/aitext/generated-qwen2.5-coder-1.5b-train.jsonl   # ~25 s a post beside other work: stopped at 15
+    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 303 --prompts 240 --threads 1 \
+        --out .cache/aitext/generated-qwen2.5-coder-1.5b-303-train.jsonl   # ~8 s a post: stopped at 158 (23 min)
+    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 304 --prompts 300 --threads 1 \
+        --out .cache/aitext/generated-qwen2.5-coder-1.5b-304-train.jsonl   # stopped at 134 (20 min)
     chorus aitext-generate --model gemma-3-270m --seed 401 --prompts 800 --threads 1 \\
         --out .cache/aitext/generated-gemma-3-270m-train.jsonl   # 733 posts, 32 min; measured, left out of the
         # default corpus (add with aitext-corpus --generated): see stream/training/corpus.py
     chorus aitext-corpus --data ../shared/data            # pieces -> .cache/aitext/corpus.parquet (~30 s)
-    chorus train-aitext-modern                            # fit, measure, write the head (modern-gb-v6, 8.5 min)
+    chorus train-aitext-modern                            # fit, measure, write the head (modern-gb-v7, 8.5 min)
     chorus train-aitext-stage                             # optional SmolLM2 second stage (sampled; ~25 min)
 
 The generations, the corpus and the embedding cache live under ``.cache/`` and never enter the

@@ -7,12 +7,14 @@ boosted head has a second n-gram regression for exactly that kind of writer (bas
 humans), so this script asks again, for several seeds of the calibrate halves: the shipped recipe
 (``fit_pipeline(boosted=True)``) on the corpus with and without each new file's pieces, and with
 Gemma-3 learnt by the second regression (treated as a base model, which it is) rather than the first.
+The 1.5B model's second file is ``chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share
+0.5 --seed 303 --prompts 240``, stopped after 158 posts (23 min beside other work).
 
 It needs a corpus built with the extra files::
 
     chorus aitext-corpus --data ../shared/data --out .cache/aitext/corpus-more.parquet --generated \\
         .cache/aitext/generated-{smollm2,smollm2-imitate,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b}-train.jsonl \\
-        .cache/aitext/generated-gemma-3-270m-train.jsonl .cache/aitext/generated-qwen2.5-coder-1.5b-more-train.jsonl
+        .cache/aitext/generated-gemma-3-270m-train.jsonl .cache/aitext/generated-qwen2.5-coder-1.5b-303-train.jsonl
     .venv/bin/python docs/eval/experiments/more_writers.py --corpus .cache/aitext/corpus-more.parquet --seeds 0,1,2
 """
 
@@ -30,14 +32,14 @@ import polars as pl
 log = logging.getLogger("more_writers")
 CACHE = Path(".cache/aitext")
 GEMMA = "generated-gemma-3-270m-train:"
-MORE_QWEN = "generated-qwen2.5-coder-1.5b-more-train:"
+MORE_QWEN = "generated-qwen2.5-coder-1.5b-303-train:"
 #: variant -> (id prefixes of the extra pieces it keeps, whether Gemma-3 counts as a base model)
 VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "shipped corpus": ((), False),
     "+ qwen 1.5b": ((MORE_QWEN,), False),
     "+ gemma": ((GEMMA,), False),
     "+ gemma as base model": ((GEMMA,), True),
-    "+ both, gemma as base model": ((GEMMA, MORE_QWEN), True),
+    "+ both (gemma as base model)": ((GEMMA, MORE_QWEN), True),
 }
 
 
