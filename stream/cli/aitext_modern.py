@@ -9,9 +9,9 @@
         --out .cache/aitext/generated-qwen2.5-coder-0.5b-train.jsonl   # 408 posts, 51 min (beside other work)
     chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 302 --prompts 240 \\
         --out .cache/aitext/generated-qwen2.5-coder-1.5b-train.jsonl   # ~25 s a post beside other work: stopped at 15
-    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 303 --prompts 240 --threads 1 \
+    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 303 --prompts 240 --threads 1 \\
         --out .cache/aitext/generated-qwen2.5-coder-1.5b-303-train.jsonl   # ~8 s a post: stopped at 158 (23 min)
-    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 304 --prompts 300 --threads 1 \
+    chorus aitext-generate --model qwen2.5-coder-1.5b --imitate-share 0.5 --seed 304 --prompts 300 --threads 1 \\
         --out .cache/aitext/generated-qwen2.5-coder-1.5b-304-train.jsonl   # stopped at 134 (20 min)
     chorus aitext-generate --model gemma-3-270m --seed 401 --prompts 800 --threads 1 \\
         --out .cache/aitext/generated-gemma-3-270m-train.jsonl   # 733 posts, 32 min; measured, left out of the
