@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 log = logging.getLogger("bagged_trees")
 CACHE = Path(".cache/aitext")
@@ -34,20 +33,16 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from corpus_columns import load_columns
+
     from detectors.aitext.char_ngrams import shared_logits
     from detectors.aitext.corpus import stable_unit
-    from detectors.aitext.fit_modern import balanced_weights, calibrate_halves, fit_pipeline, fit_trees, register_of
-    from detectors.aitext.text import stylometric_features
+    from detectors.aitext.fit_modern import balanced_weights, calibrate_halves, fit_pipeline, fit_trees
     from detectors.evaluation import auroc
 
-    corpus = pl.read_parquet(args.corpus)
-    texts = corpus["text"].to_list()
-    y = corpus["label"].to_numpy().astype(int)
-    split = corpus["split"].to_numpy()
-    source = corpus["source"].to_numpy()
-    ev = split == "evaluate"
-    style = np.stack([stylometric_features(t) for t in texts])
-    strata = register_of(source)
+    columns = load_columns(args.corpus)
+    corpus, texts, y, split, source = columns.corpus, columns.texts, columns.y, columns.split, columns.source
+    ev, style, strata = columns.evaluate, columns.style, columns.strata
     fold = np.array([int(stable_unit(k, args.seed + 7) * args.folds) for k in corpus["account"].to_list()])
     later = np.flatnonzero(split != "train")
     results = []

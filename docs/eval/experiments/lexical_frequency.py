@@ -86,20 +86,16 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from corpus_columns import load_columns
     from nonlinear_head import human_threshold
 
-    from detectors.aitext.fit_modern import fit_pipeline, register_of
+    from detectors.aitext.fit_modern import fit_pipeline
     from detectors.aitext.generalisation import slice_row
-    from detectors.aitext.text import stylometric_features
     from detectors.evaluation import auroc
 
-    corpus = pl.read_parquet(args.corpus)
-    texts = corpus["text"].to_list()
-    y = corpus["label"].to_numpy().astype(int)
-    split = corpus["split"].to_numpy()
-    source = corpus["source"].to_numpy()
-    ev = split == "evaluate"
-    style = np.stack([stylometric_features(t) for t in texts])
+    columns = load_columns(args.corpus)
+    corpus, texts, y, source = columns.corpus, columns.texts, columns.y, columns.source
+    ev, style, strata = columns.evaluate, columns.style, columns.strata
     started = time.monotonic()
     lex = lexical_features(texts, zipf_table(args.languages.split(",")))
     log.info("lexical statistics of %d pieces in %.1f s", len(texts), time.monotonic() - started)
@@ -107,7 +103,6 @@ def main() -> None:
     for j, name in enumerate(LEX_NAMES):
         value = auroc(y[aigc], lex[aigc, j])
         log.info("%s alone, AIGC-Election machine vs its humans: AUROC %.3f", name, value)
-    strata = register_of(source)
     no_embedding = np.zeros((corpus.height, 0), np.float32)
     variants = {"base": style, "lex": np.concatenate([style, lex], axis=1)}
     results = []

@@ -45,20 +45,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from corpus_columns import load_columns
     from nonlinear_head import human_threshold
 
     import detectors.aitext.fit_modern as fit_modern
     from detectors.aitext.generalisation import slice_row
-    from detectors.aitext.text import stylometric_features
 
-    corpus = pl.read_parquet(args.corpus)
-    texts = corpus["text"].to_list()
-    y = corpus["label"].to_numpy().astype(int)
-    split = corpus["split"].to_numpy()
-    source = corpus["source"].to_numpy()
-    ev = split == "evaluate"
-    style = np.stack([stylometric_features(t) for t in texts])
-    strata = fit_modern.register_of(source)
+    columns = load_columns(args.corpus)
+    corpus, texts, y, source = columns.corpus, columns.texts, columns.y, columns.source
+    ev, style, strata = columns.evaluate, columns.style, columns.strata
     no_embedding = np.zeros((corpus.height, 0), np.float32)
     shipped = dict(fit_modern.BOOSTING)
     results = []
